@@ -1,0 +1,177 @@
+//! Domain types shared by every layer: typed ids, statuses and the records the store returns.
+//!
+//! Plain data only: nothing here does I/O.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+/// The store's id for an event: a UUIDv7, so ids sort by arrival time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct EventId(pub Uuid);
+
+impl EventId {
+    /// A fresh, time-ordered id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for EventId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for EventId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(Self)
+    }
+}
+
+/// Lifecycle of an event. Every change is also written as a transition row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventStatus {
+    Pending,
+    Processing,
+    RetryScheduled,
+    Completed,
+    DeadLetter,
+}
+
+impl EventStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Processing => "processing",
+            Self::RetryScheduled => "retry_scheduled",
+            Self::Completed => "completed",
+            Self::DeadLetter => "dead_letter",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => Self::Pending,
+            "processing" => Self::Processing,
+            "retry_scheduled" => Self::RetryScheduled,
+            "completed" => Self::Completed,
+            "dead_letter" => Self::DeadLetter,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An event a worker holds the lease on: everything needed to run its actions.
+#[derive(Debug, Clone)]
+pub struct ClaimedEvent {
+    pub id: EventId,
+    pub provider: String,
+    pub event_type: String,
+    pub idempotency_key: String,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+    /// The attempt this claim starts (1 for the first).
+    pub attempt: u32,
+    pub received_at: DateTime<Utc>,
+}
+
+/// How a processing attempt ended, as the worker reports it to the store.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Completed { detail: String },
+    RetryAt { at: DateTime<Utc>, error: String },
+    DeadLetter { error: String },
+}
+
+impl Outcome {
+    pub fn status(&self) -> EventStatus {
+        match self {
+            Self::Completed { .. } => EventStatus::Completed,
+            Self::RetryAt { .. } => EventStatus::RetryScheduled,
+            Self::DeadLetter { .. } => EventStatus::DeadLetter,
+        }
+    }
+}
+
+/// Result of one step in one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepOutcome {
+    Succeeded,
+    Failed,
+}
+
+impl StepOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// A step result to record.
+#[derive(Debug, Clone)]
+pub struct StepRecord {
+    pub event_id: EventId,
+    /// Stable name of the step within its route, e.g. `stripe-to-ledger/0:forward`.
+    pub step: String,
+    pub attempt: u32,
+    pub outcome: StepOutcome,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// Full history of one event, for the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    pub id: EventId,
+    pub provider: String,
+    pub event_type: String,
+    pub idempotency_key: String,
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub received_at: DateTime<Utc>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub content_type: Option<String>,
+    pub body_bytes: usize,
+    pub transitions: Vec<Transition>,
+    pub steps: Vec<StepResultRow>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Transition {
+    pub from: Option<EventStatus>,
+    pub to: EventStatus,
+    pub at: DateTime<Utc>,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResultRow {
+    pub step: String,
+    pub attempt: u32,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub at: DateTime<Utc>,
+}

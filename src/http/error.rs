@@ -1,0 +1,82 @@
+//! The one place where errors become HTTP responses. Every error body is JSON with a stable
+//! machine-readable `error` code and a human-readable `message`.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+use crate::verify::VerifyError;
+
+/// Everything an HTTP handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    #[error("unknown provider {0:?}")]
+    UnknownProvider(String),
+    #[error("provider {provider:?} is not configured: set {setting} to accept its webhooks")]
+    ProviderNotConfigured {
+        provider: String,
+        setting: &'static str,
+    },
+    #[error("body is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    BadBody(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("not found")]
+    NotFound,
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Verify(e) => (StatusCode::BAD_REQUEST, e.reason()),
+            Self::UnknownProvider(_) => (StatusCode::NOT_FOUND, "unknown_provider"),
+            Self::ProviderNotConfigured { .. } => {
+                (StatusCode::NOT_FOUND, "provider_not_configured")
+            }
+            Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+            Self::BadBody(_) => (StatusCode::BAD_REQUEST, "unreadable_body"),
+            Self::Store(StoreError::Unavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable")
+            }
+            Self::Store(StoreError::Other(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+        };
+        let mut body = json!({ "error": code });
+        match &self {
+            Self::Store(StoreError::Other(e)) => {
+                // The details stay in the log; the client gets an id to quote.
+                let correlation_id = uuid::Uuid::new_v4().to_string();
+                tracing::error!(%correlation_id, error = %e, "internal error");
+                body["message"] = "internal error".into();
+                body["correlation_id"] = correlation_id.into();
+            }
+            Self::Store(StoreError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "store unavailable");
+                body["message"] = "the event store is unavailable; retry later".into();
+            }
+            other => body["message"] = other.to_string().into(),
+        }
+        let mut resp = (status, Json(body)).into_response();
+        match status {
+            StatusCode::SERVICE_UNAVAILABLE => {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            StatusCode::UNAUTHORIZED => {
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        resp
+    }
+}

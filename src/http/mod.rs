@@ -1,0 +1,50 @@
+//! The HTTP surface: the webhook endpoint, health, and the admin API.
+//!
+//! Owns routing, request extraction and the mapping of every error to a response (in `error`).
+//! It must never answer 2xx to a webhook before the store has committed it, and never hand
+//! unverified bytes to anything but a verifier.
+
+mod admin;
+mod error;
+mod health;
+mod webhooks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+pub use error::ApiError;
+
+use crate::queue::Queue;
+use crate::store::EventStore;
+use crate::verify::{Providers, Secret};
+
+/// What the handlers share.
+pub struct AppState {
+    pub store: Arc<dyn EventStore>,
+    pub queue: Arc<dyn Queue>,
+    pub providers: Providers,
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: usize,
+}
+
+/// The full HTTP application.
+pub fn router(state: Arc<AppState>) -> Router {
+    let admin = Router::new()
+        .route("/events/{id}", get(admin::event))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_token,
+        ));
+    Router::new()
+        .route(
+            "/webhooks/{provider}",
+            post(webhooks::receive).layer(DefaultBodyLimit::max(state.max_body_bytes)),
+        )
+        .route("/health", get(health::health))
+        .nest("/admin", admin)
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}

@@ -1,0 +1,76 @@
+//! The queue seam: how workers learn which events to process.
+//!
+//! The store stays the source of truth and the judge of who processes what (claims and leases
+//! live there); a queue only delivers work. It must never decide an event's outcome or hold the
+//! only copy of anything: losing the whole queue loses no event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+
+use crate::event::{ClaimedEvent, EventId};
+use crate::store::{EventStore, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Delivers claimed events to workers.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Announce an event that has just been committed. Failure here never loses the event.
+    async fn enqueue(&self, id: EventId) -> Result<(), QueueError>;
+
+    /// Wait up to `wait` for due events and claim at most `max` of them for `owner`.
+    async fn next(
+        &self,
+        owner: &str,
+        lease: Duration,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedEvent>, QueueError>;
+}
+
+/// The queue for one process without a broker: workers poll the store for due events
+/// (`next_attempt_at <= now`), and a local enqueue wakes them at once so a new event does not
+/// wait for the next poll.
+pub struct StoreQueue {
+    store: Arc<dyn EventStore>,
+    wake: Notify,
+}
+
+impl StoreQueue {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            wake: Notify::new(),
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for StoreQueue {
+    async fn enqueue(&self, _id: EventId) -> Result<(), QueueError> {
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn next(
+        &self,
+        owner: &str,
+        lease: Duration,
+        max: u32,
+        wait: Duration,
+    ) -> Result<Vec<ClaimedEvent>, QueueError> {
+        let claimed = self.store.claim_due(owner, lease, max).await?;
+        if !claimed.is_empty() {
+            return Ok(claimed);
+        }
+        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        Ok(self.store.claim_due(owner, lease, max).await?)
+    }
+}

@@ -1,0 +1,159 @@
+//! The durable event store: the single source of truth for every event, its status history
+//! and its step results. Two engines behind one trait: PostgreSQL and embedded SQLite.
+//!
+//! Owns the schema (migrations embedded in the binary), idempotent inserts and leases.
+//! It must never accept anything but a [`VerifiedWebhook`], never alter a stored body, and
+//! never change an event's status without writing the transition that explains it.
+
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+use crate::event::{ClaimedEvent, EventDetail, EventId, Outcome, StepRecord};
+use crate::verify::VerifiedWebhook;
+
+/// Result of storing a webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    /// Committed as a new event.
+    New(EventId),
+    /// Already stored under the same (provider, idempotency key).
+    Duplicate(EventId),
+}
+
+/// Store failures, split by what the caller should do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is busy: retry later (HTTP 503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or a schema problem (HTTP 500).
+    #[error("store error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        match &e {
+            E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::Tls(_) | E::WorkerCrashed => {
+                Self::Unavailable(e.to_string())
+            }
+            E::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                // SQLite: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN (and extended codes).
+                // PostgreSQL: class 08 connection, 53 resources, 57 operator intervention.
+                let sqlite_busy = code
+                    .parse::<i32>()
+                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14));
+                let pg_down = ["08", "53", "57"]
+                    .iter()
+                    .any(|class| code.starts_with(class));
+                if sqlite_busy || pg_down {
+                    Self::Unavailable(e.to_string())
+                } else {
+                    Self::Other(e.to_string())
+                }
+            }
+            _ => Self::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(e: sqlx::migrate::MigrateError) -> Self {
+        match e {
+            sqlx::migrate::MigrateError::Execute(inner) => inner.into(),
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+/// The event store seam.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+
+    /// Apply the embedded migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
+
+    /// Store a verified webhook with its first transition, in one transaction. Returns only
+    /// after the commit.
+    async fn insert(&self, webhook: &VerifiedWebhook) -> Result<Inserted, StoreError>;
+
+    /// Claim up to `limit` due events for `owner`: pending or retry-scheduled events whose time
+    /// has come, and processing events whose lease expired (their worker died). Each claim
+    /// starts a new attempt and holds a lease of `lease`.
+    async fn claim_due(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError>;
+
+    /// Extend a lease; false when `owner` no longer holds it.
+    async fn renew_lease(
+        &self,
+        id: EventId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Keys of the steps of `id` that already succeeded in an earlier attempt.
+    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError>;
+
+    /// Record one step's result.
+    async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError>;
+
+    /// End the attempt held by `owner`. False when the lease was lost (nothing is changed).
+    async fn finish(&self, id: EventId, owner: &str, outcome: &Outcome)
+    -> Result<bool, StoreError>;
+
+    /// Hand back every lease `owner` still holds (shutdown): those events are due again now,
+    /// and the interrupted attempt does not count.
+    async fn release_all(&self, owner: &str) -> Result<u64, StoreError>;
+
+    /// One event with its transitions and step results.
+    async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError>;
+
+    /// Cheap check that the store can take writes.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// Open the store named by `url` (`postgres://...` or `sqlite://...`).
+pub async fn connect(
+    url: &str,
+    pool_size: u32,
+    timeout: Duration,
+) -> Result<Arc<dyn EventStore>, StoreError> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(
+            SqliteStore::connect(url, pool_size, timeout).await?,
+        ))
+    } else {
+        Ok(Arc::new(PgStore::connect(url, pool_size, timeout).await?))
+    }
+}
+
+/// Detail of the transition written when a shutdown hands an attempt back.
+const RELEASED: &str = "lease released at shutdown; attempt not counted";
+
+/// `(detail, last_error)` written when an attempt ends.
+fn outcome_texts(outcome: &Outcome) -> (String, Option<String>) {
+    match outcome {
+        Outcome::Completed { detail } => (detail.clone(), None),
+        Outcome::RetryAt { at, error } => (
+            format!("retry at {}: {error}", at.to_rfc3339()),
+            Some(error.clone()),
+        ),
+        Outcome::DeadLetter { error } => (format!("dead-lettered: {error}"), Some(error.clone())),
+    }
+}

@@ -1,0 +1,313 @@
+//! PostgreSQL event store. Workers claim with `FOR UPDATE SKIP LOCKED`, so any number of
+//! processes can share one database; every write is a single statement (its own transaction),
+//! and the database clock is the only clock used for leases.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::{EventStore, Inserted, RELEASED, StoreError, outcome_texts};
+use crate::event::{
+    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
+};
+use crate::verify::VerifiedWebhook;
+
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    pub async fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .acquire_timeout(timeout)
+            .connect(url)
+            .await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for tests and tools that need raw SQL.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn status(row: &PgRow, col: &str) -> Result<EventStatus, StoreError> {
+    let s: String = row.try_get(col)?;
+    EventStatus::parse(&s).ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/postgres")
+            .run(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert(&self, w: &VerifiedWebhook) -> Result<Inserted, StoreError> {
+        // One statement: the event and its first transition commit together or not at all.
+        let new_id = EventId::new();
+        let row = sqlx::query(
+            "WITH ins AS (
+                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body)
+                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                ON CONFLICT (provider, idempotency_key) DO NOTHING
+                RETURNING id
+             ), t AS (
+                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+                SELECT id, NULL, 'pending', 'received' FROM ins
+             )
+             SELECT id FROM ins",
+        )
+        .bind(new_id.0)
+        .bind(w.provider())
+        .bind(w.idempotency_key())
+        .bind(w.event_type())
+        .bind(w.content_type())
+        .bind(Json(w.headers()))
+        .bind(w.body().as_ref())
+        .fetch_optional(&self.pool)
+        .await?;
+        if row.is_some() {
+            return Ok(Inserted::New(new_id));
+        }
+        let existing: Uuid = sqlx::query_scalar(
+            "SELECT id FROM events WHERE provider = $1 AND idempotency_key = $2",
+        )
+        .bind(w.provider())
+        .bind(w.idempotency_key())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Inserted::Duplicate(EventId(existing)))
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let rows = sqlx::query(
+            "WITH due AS (
+                SELECT id, status AS from_status FROM events
+                WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= now()
+                ORDER BY next_attempt_at
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+             ), claimed AS (
+                UPDATE events e SET status = 'processing', attempts = e.attempts + 1, lease_owner = $1,
+                    next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
+                FROM due WHERE e.id = due.id
+                RETURNING e.id, due.from_status, e.provider, e.event_type, e.idempotency_key,
+                    e.content_type, e.body, e.attempts, e.received_at
+             ), t AS (
+                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+                SELECT id, from_status, 'processing',
+                    'attempt ' || attempts || ' by ' || $1
+                    || CASE WHEN from_status = 'processing' THEN ' (previous lease expired)' ELSE '' END
+                FROM claimed
+             )
+             SELECT * FROM claimed",
+        )
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ClaimedEvent {
+                    id: EventId(r.try_get("id")?),
+                    provider: r.try_get("provider")?,
+                    event_type: r.try_get("event_type")?,
+                    idempotency_key: r.try_get("idempotency_key")?,
+                    content_type: r.try_get("content_type")?,
+                    body: r.try_get("body")?,
+                    attempt: r.try_get::<i32, _>("attempts")? as u32,
+                    received_at: r.try_get("received_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn renew_lease(
+        &self,
+        id: EventId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE events SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
+             WHERE id = $1 AND lease_owner = $2 AND status = 'processing'",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT step FROM step_results WHERE event_id = $1 AND outcome = 'succeeded'",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn record_step(&self, r: &StepRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(r.event_id.0)
+        .bind(&r.step)
+        .bind(r.attempt as i32)
+        .bind(r.outcome.as_str())
+        .bind(r.error.as_deref())
+        .bind(r.duration_ms as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        id: EventId,
+        owner: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
+        let (detail, last_error) = outcome_texts(outcome);
+        let next: Option<DateTime<Utc>> = match outcome {
+            Outcome::RetryAt { at, .. } => Some(*at),
+            _ => None,
+        };
+        let row = sqlx::query(
+            "WITH upd AS (
+                UPDATE events SET status = $3, lease_owner = NULL,
+                    next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5, updated_at = now()
+                WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+                RETURNING id
+             )
+             INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+             SELECT id, 'processing', $3, $6 FROM upd
+             RETURNING event_id",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(outcome.status().as_str())
+        .bind(next)
+        .bind(last_error)
+        .bind(detail)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
+    async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "WITH upd AS (
+                UPDATE events SET status = 'pending', lease_owner = NULL, attempts = attempts - 1,
+                    next_attempt_at = now(), updated_at = now()
+                WHERE lease_owner = $1 AND status = 'processing'
+                RETURNING id
+             )
+             INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+             SELECT id, 'processing', 'pending', $2 FROM upd",
+        )
+        .bind(owner)
+        .bind(RELEASED)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {
+        let Some(e) = sqlx::query(
+            "SELECT id, provider, event_type, idempotency_key, status, attempts, received_at,
+                    next_attempt_at, last_error, content_type, length(body) AS body_bytes
+             FROM events WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let transitions = sqlx::query(
+            "SELECT from_status, to_status, at, detail FROM event_transitions WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Transition {
+                from: r
+                    .try_get::<Option<String>, _>("from_status")?
+                    .and_then(|s| EventStatus::parse(&s)),
+                to: status(r, "to_status")?,
+                at: r.try_get("at")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+        let steps = sqlx::query(
+            "SELECT step, attempt, outcome, error, duration_ms, at FROM step_results WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StepResultRow {
+                step: r.try_get("step")?,
+                attempt: r.try_get::<i32, _>("attempt")? as u32,
+                outcome: r.try_get("outcome")?,
+                error: r.try_get("error")?,
+                duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                at: r.try_get("at")?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+        let status_now = status(&e, "status")?;
+        Ok(Some(EventDetail {
+            id: EventId(e.try_get("id")?),
+            provider: e.try_get("provider")?,
+            event_type: e.try_get("event_type")?,
+            idempotency_key: e.try_get("idempotency_key")?,
+            status: status_now,
+            attempts: e.try_get::<i32, _>("attempts")? as u32,
+            received_at: e.try_get("received_at")?,
+            next_attempt_at: matches!(
+                status_now,
+                EventStatus::Pending | EventStatus::RetryScheduled
+            )
+            .then(|| e.try_get("next_attempt_at"))
+            .transpose()?,
+            last_error: e.try_get("last_error")?,
+            content_type: e.try_get("content_type")?,
+            body_bytes: e.try_get::<i32, _>("body_bytes")? as usize,
+            transitions,
+            steps,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,396 @@
+//! Embedded SQLite event store (the zero-setup default). SQLite has one writer at a time, so
+//! every write goes through a single-connection pool inside `BEGIN IMMEDIATE`: claims are
+//! serialised in-process, which is the single-writer equivalent of `SKIP LOCKED`. Reads use a
+//! separate pool and run beside the writer (WAL mode). One process per database file.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use uuid::Uuid;
+
+use super::{EventStore, Inserted, RELEASED, StoreError, outcome_texts};
+use crate::event::{
+    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
+};
+use crate::verify::VerifiedWebhook;
+
+pub struct SqliteStore {
+    writer: SqlitePool,
+    reader: SqlitePool,
+}
+
+const BEGIN: &str = "BEGIN IMMEDIATE";
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+fn status(row: &SqliteRow, col: &str) -> Result<EventStatus, StoreError> {
+    let s: String = row.try_get(col)?;
+    EventStatus::parse(&s).ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, pool_size: u32, timeout: Duration) -> Result<Self, StoreError> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("invalid DATABASE_URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a commit is on disk before hookd answers 2xx, even across a power loss.
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(timeout)
+            .foreign_keys(true);
+        if let Some(dir) = opts
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(timeout)
+            .connect_with(opts.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(pool_size.max(1))
+            .acquire_timeout(timeout)
+            .connect_with(opts.read_only(true))
+            .await?;
+        Ok(Self { writer, reader })
+    }
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("migrations/sqlite")
+            .run(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn insert(&self, w: &VerifiedWebhook) -> Result<Inserted, StoreError> {
+        let new_id = EventId::new();
+        let now = now_ms();
+        let headers =
+            serde_json::to_string(w.headers()).map_err(|e| StoreError::Other(e.to_string()))?;
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
+                                 received_at, next_attempt_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
+             ON CONFLICT (provider, idempotency_key) DO NOTHING",
+        )
+        .bind(new_id.0)
+        .bind(w.provider())
+        .bind(w.idempotency_key())
+        .bind(w.event_type())
+        .bind(w.content_type())
+        .bind(headers)
+        .bind(w.body().as_ref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !inserted {
+            let existing: Uuid = sqlx::query_scalar(
+                "SELECT id FROM events WHERE provider = ?1 AND idempotency_key = ?2",
+            )
+            .bind(w.provider())
+            .bind(w.idempotency_key())
+            .fetch_one(&mut *tx)
+            .await?;
+            tx.rollback().await?;
+            return Ok(Inserted::Duplicate(EventId(existing)));
+        }
+        sqlx::query(
+            "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+             VALUES (?1, NULL, 'pending', ?2, 'received')",
+        )
+        .bind(new_id.0)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Inserted::New(new_id))
+    }
+
+    async fn claim_due(
+        &self,
+        owner: &str,
+        lease: Duration,
+        limit: u32,
+    ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        let now = now_ms();
+        let lease_until = now + lease.as_millis() as i64;
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let due: Vec<(Uuid, String)> = sqlx::query_as(
+            "SELECT id, status FROM events
+             WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at LIMIT ?2",
+        )
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for (id, from) in due {
+            let r = sqlx::query(
+                "UPDATE events SET status = 'processing', attempts = attempts + 1, lease_owner = ?2,
+                     next_attempt_at = ?3, updated_at = ?4
+                 WHERE id = ?1
+                 RETURNING provider, event_type, idempotency_key, content_type, body, attempts, received_at",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(lease_until)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            let attempt = r.try_get::<i64, _>("attempts")? as u32;
+            let expired = if from == "processing" {
+                " (previous lease expired)"
+            } else {
+                ""
+            };
+            sqlx::query(
+                "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+                 VALUES (?1, ?2, 'processing', ?3, ?4)",
+            )
+            .bind(id)
+            .bind(&from)
+            .bind(now)
+            .bind(format!("attempt {attempt} by {owner}{expired}"))
+            .execute(&mut *tx)
+            .await?;
+            claimed.push(ClaimedEvent {
+                id: EventId(id),
+                provider: r.try_get("provider")?,
+                event_type: r.try_get("event_type")?,
+                idempotency_key: r.try_get("idempotency_key")?,
+                content_type: r.try_get("content_type")?,
+                body: r.try_get("body")?,
+                attempt,
+                received_at: to_time(r.try_get("received_at")?),
+            });
+        }
+        tx.commit().await?;
+        Ok(claimed)
+    }
+
+    async fn renew_lease(
+        &self,
+        id: EventId,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE events SET next_attempt_at = ?3, updated_at = ?4
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'processing'",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT DISTINCT step FROM step_results WHERE event_id = ?1 AND outcome = 'succeeded'",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn record_step(&self, r: &StepRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(r.event_id.0)
+        .bind(&r.step)
+        .bind(i64::from(r.attempt))
+        .bind(r.outcome.as_str())
+        .bind(r.error.as_deref())
+        .bind(r.duration_ms as i64)
+        .bind(now_ms())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish(
+        &self,
+        id: EventId,
+        owner: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
+        let (detail, last_error) = outcome_texts(outcome);
+        let next = match outcome {
+            Outcome::RetryAt { at, .. } => Some(at.timestamp_millis()),
+            _ => None,
+        };
+        let now = now_ms();
+        let to = outcome.status().as_str();
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let updated = sqlx::query(
+            "UPDATE events SET status = ?3, lease_owner = NULL,
+                 next_attempt_at = COALESCE(?4, next_attempt_at), last_error = ?5, updated_at = ?6
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'processing'",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(to)
+        .bind(next)
+        .bind(last_error)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if updated {
+            sqlx::query(
+                "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+                 VALUES (?1, 'processing', ?2, ?3, ?4)",
+            )
+            .bind(id.0)
+            .bind(to)
+            .bind(now)
+            .bind(detail)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
+        let now = now_ms();
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE events SET status = 'pending', lease_owner = NULL, attempts = attempts - 1,
+                 next_attempt_at = ?2, updated_at = ?2
+             WHERE lease_owner = ?1 AND status = 'processing'
+             RETURNING id",
+        )
+        .bind(owner)
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            sqlx::query(
+                "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+                 VALUES (?1, 'processing', 'pending', ?2, ?3)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(RELEASED)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(ids.len() as u64)
+    }
+
+    async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {
+        let Some(e) = sqlx::query(
+            "SELECT id, provider, event_type, idempotency_key, status, attempts, received_at,
+                    next_attempt_at, last_error, content_type, length(body) AS body_bytes
+             FROM events WHERE id = ?1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let transitions = sqlx::query(
+            "SELECT from_status, to_status, at, detail FROM event_transitions WHERE event_id = ?1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(Transition {
+                from: r
+                    .try_get::<Option<String>, _>("from_status")?
+                    .and_then(|s| EventStatus::parse(&s)),
+                to: status(r, "to_status")?,
+                at: to_time(r.try_get("at")?),
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+        let steps = sqlx::query(
+            "SELECT step, attempt, outcome, error, duration_ms, at FROM step_results WHERE event_id = ?1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StepResultRow {
+                step: r.try_get("step")?,
+                attempt: r.try_get::<i64, _>("attempt")? as u32,
+                outcome: r.try_get("outcome")?,
+                error: r.try_get("error")?,
+                duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
+                at: to_time(r.try_get("at")?),
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+        let status_now = status(&e, "status")?;
+        Ok(Some(EventDetail {
+            id: EventId(e.try_get("id")?),
+            provider: e.try_get("provider")?,
+            event_type: e.try_get("event_type")?,
+            idempotency_key: e.try_get("idempotency_key")?,
+            status: status_now,
+            attempts: e.try_get::<i64, _>("attempts")? as u32,
+            received_at: to_time(e.try_get("received_at")?),
+            next_attempt_at: matches!(
+                status_now,
+                EventStatus::Pending | EventStatus::RetryScheduled
+            )
+            .then(|| e.try_get("next_attempt_at").map(to_time))
+            .transpose()?,
+            last_error: e.try_get("last_error")?,
+            content_type: e.try_get("content_type")?,
+            body_bytes: e.try_get::<i64, _>("body_bytes")? as usize,
+            transitions,
+            steps,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        // Taking the write lock proves the store can commit, not merely be read.
+        let tx = self.writer.begin_with(BEGIN).await?;
+        tx.rollback().await?;
+        Ok(())
+    }
+}
