@@ -135,10 +135,11 @@ enum SecretList {
 }
 
 impl SecretList {
-    fn joined(&self) -> String {
+    fn secrets(&self) -> Option<Secrets> {
         match self {
-            Self::One(s) => s.clone(),
-            Self::Many(v) => v.join(","),
+            Self::One(s) => Secrets::from_list(s),
+            // Array entries are taken whole, so a secret may contain a comma.
+            Self::Many(v) => Secrets::new(v.iter().cloned()),
         }
     }
 }
@@ -208,15 +209,12 @@ impl Config {
         let src = Source { env: &env };
         let file = load_file(src.raw("HOOKD_CONFIG"))?;
 
-        let secrets = |name: &str, file: &Option<FileProvider>| {
-            src.raw(name)
-                .map(str::to_owned)
-                .or_else(|| {
-                    file.as_ref()
-                        .and_then(|p| p.secret.as_ref())
-                        .map(SecretList::joined)
-                })
-                .and_then(|s| Secrets::from_list(&s))
+        let secrets = |name: &str, file: &Option<FileProvider>| match src.raw(name) {
+            Some(list) => Secrets::from_list(list),
+            None => file
+                .as_ref()
+                .and_then(|p| p.secret.as_ref())
+                .and_then(SecretList::secrets),
         };
         let stripe = match secrets("STRIPE_WEBHOOK_SECRET", &file.providers.stripe) {
             Some(secrets) => Some(StripeConfig {
@@ -441,7 +439,7 @@ mod tests {
             workers = 2
             max_attempts = 5
             [providers.stripe]
-            secret = ["whsec_a", "whsec_b"]
+            secret = ["whsec_a", "whsec,with,commas"]
             tolerance_secs = 60
             [[routes]]
             provider = "stripe"
@@ -457,7 +455,14 @@ mod tests {
         .unwrap();
         assert_eq!(c.workers, 4);
         assert_eq!(c.retry.max_attempts, 5);
-        assert_eq!(c.stripe.unwrap().tolerance_secs, 60);
+        let stripe = c.stripe.unwrap();
+        assert_eq!(stripe.tolerance_secs, 60);
+        let s: Vec<_> = stripe
+            .secrets
+            .iter()
+            .map(|s| s.expose().to_owned())
+            .collect();
+        assert_eq!(s, ["whsec_a", "whsec,with,commas"]);
         assert_eq!(c.routes.len(), 1);
     }
 

@@ -141,15 +141,21 @@ impl fmt::Debug for Secret {
 pub struct Secrets(Vec<Secret>);
 
 impl Secrets {
-    /// Parse a comma-separated list; `None` when it holds no secret at all.
-    pub fn from_list(list: &str) -> Option<Self> {
-        let v: Vec<Secret> = list
-            .split(',')
-            .map(str::trim)
+    /// Secrets taken as they are (a secret may hold any character, commas included);
+    /// `None` when there is none. Empty strings are dropped.
+    pub fn new<S: Into<String>>(secrets: impl IntoIterator<Item = S>) -> Option<Self> {
+        let v: Vec<Secret> = secrets
+            .into_iter()
+            .map(Into::into)
             .filter(|s| !s.is_empty())
-            .map(Secret::new)
+            .map(Secret)
             .collect();
         (!v.is_empty()).then_some(Self(v))
+    }
+
+    /// Parse a comma-separated list (the environment's form), trimming spaces around each.
+    pub fn from_list(list: &str) -> Option<Self> {
+        Self::new(list.split(',').map(str::trim))
     }
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
         self.0.iter()
@@ -243,3 +249,6 @@ impl Providers {
         self.ready.keys().map(String::as_str)
     }
 }
+
+#[cfg(test)]
+mod tests;
