@@ -40,7 +40,7 @@ impl std::str::FromStr for EventId {
 }
 
 /// Lifecycle of an event. Every change is also written as a transition row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     Pending,

@@ -8,6 +8,7 @@
 mod postgres;
 mod sqlite;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +17,7 @@ use async_trait::async_trait;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::event::{ClaimedEvent, EventDetail, EventId, Outcome, StepRecord};
+use crate::event::{ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord};
 use crate::verify::VerifiedWebhook;
 
 /// Result of storing a webhook.
@@ -49,11 +50,13 @@ impl From<sqlx::Error> for StoreError {
             E::Database(db) => {
                 let code = db.code().unwrap_or_default();
                 // SQLite: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN (and extended codes).
-                // PostgreSQL: class 08 connection, 53 resources, 57 operator intervention.
+                // PostgreSQL: 08 connection, 28 authorization, 3D no such database, 40 transaction
+                // rollback (deadlock, serialization), 53 resources, 55 not accepting connections,
+                // 57 operator intervention (shutdown, terminated), 58 system (I/O).
                 let sqlite_busy = code
                     .parse::<i32>()
                     .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14));
-                let pg_down = ["08", "53", "57"]
+                let pg_down = ["08", "28", "3D", "40", "53", "55", "57", "58"]
                     .iter()
                     .any(|class| code.starts_with(class));
                 if sqlite_busy || pg_down {
@@ -124,6 +127,9 @@ pub trait EventStore: Send + Sync + 'static {
     /// One event with its transitions and step results.
     async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError>;
 
+    /// Number of events in each status (statuses with none are left out).
+    async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError>;
+
     /// Cheap check that the store can take writes.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -141,6 +147,17 @@ pub async fn connect(
     } else {
         Ok(Arc::new(PgStore::connect(url, pool_size, timeout).await?))
     }
+}
+
+/// Turn `(status, count)` rows into the map `counts` returns.
+fn count_map(rows: Vec<(String, i64)>) -> Result<BTreeMap<EventStatus, u64>, StoreError> {
+    rows.into_iter()
+        .map(|(s, n)| {
+            EventStatus::parse(&s)
+                .map(|st| (st, n as u64))
+                .ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))
+        })
+        .collect()
 }
 
 /// Detail of the transition written when a shutdown hands an attempt back.

@@ -2,6 +2,7 @@
 //! processes can share one database; every write is a single statement (its own transaction),
 //! and the database clock is the only clock used for leases.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::{EventStore, Inserted, RELEASED, StoreError, outcome_texts};
+use super::{EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
 };
@@ -304,6 +305,14 @@ impl EventStore for PgStore {
             transitions,
             steps,
         }))
+    }
+
+    async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {
+        count_map(
+            sqlx::query_as("SELECT status, count(*) FROM events GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

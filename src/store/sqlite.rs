@@ -4,6 +4,7 @@
 //! separate pool and run beside the writer (WAL mode). One process per database file.
 
 use std::str::FromStr;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,7 +16,7 @@ use sqlx::sqlite::{
 };
 use uuid::Uuid;
 
-use super::{EventStore, Inserted, RELEASED, StoreError, outcome_texts};
+use super::{EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
 };
@@ -385,6 +386,14 @@ impl EventStore for SqliteStore {
             transitions,
             steps,
         }))
+    }
+
+    async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {
+        count_map(
+            sqlx::query_as("SELECT status, count(*) FROM events GROUP BY status")
+                .fetch_all(&self.reader)
+                .await?,
+        )
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

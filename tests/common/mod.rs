@@ -1,0 +1,393 @@
+//! Test harness: a fresh store per test (a temporary SQLite file, or a new PostgreSQL database),
+//! hookd started in-process on a free port, and recording HTTP targets for `forward` steps.
+//! Nothing here is a mock: every test talks to a real database over a real connection.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use bytes::Bytes;
+use hmac::{KeyInit, Mac};
+use hookd::app::{self, Roles, Running};
+use hookd::config::Config;
+use hookd::event::{EventDetail, EventId, EventStatus};
+use hookd::store::EventStore;
+use sqlx::Connection;
+
+pub const STRIPE_SECRET: &str = "whsec_integration_secret";
+pub const GITHUB_SECRET: &str = "github-integration-secret";
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one test body against SQLite and against PostgreSQL, as two separate tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::common::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+/// The server PostgreSQL tests create their databases on.
+pub fn pg_admin_url() -> String {
+    std::env::var("HOOKD_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A store of its own for one test. PostgreSQL databases are dropped when it goes away.
+pub struct TestDb {
+    pub backend: Backend,
+    pub url: String,
+    pub dir: tempfile::TempDir,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        match backend {
+            Backend::Sqlite => Self {
+                backend,
+                url: format!("sqlite://{}", dir.path().join("hookd.db").display()),
+                dir,
+                pg_name: None,
+            },
+            Backend::Postgres => {
+                let admin = pg_admin_url();
+                let name = format!("hookd_test_{}", uuid::Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is required for the integration tests and is not reachable at \
+                         {admin} ({e}). Start it (scripts/test.sh does) or set HOOKD_TEST_PG_URL."
+                    )
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+                Self {
+                    backend,
+                    url: format!("{base}/{name}"),
+                    dir,
+                    pg_name: Some(name),
+                }
+            }
+        }
+    }
+
+    /// Make the store refuse service (PostgreSQL: no new connections and existing ones cut;
+    /// SQLite: another connection holds the write lock). Returns a guard that restores it.
+    pub async fn take_down(&self) -> Outage {
+        match &self.pg_name {
+            Some(name) => {
+                let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+                    .bind(name)
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Outage::Postgres { name: name.clone() }
+            }
+            None => {
+                let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.unwrap();
+                Outage::Sqlite(conn)
+            }
+        }
+    }
+}
+
+pub enum Outage {
+    Postgres { name: String },
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Outage {
+    pub async fn end(self) {
+        match self {
+            Self::Postgres { name } => {
+                let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")))
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            Self::Sqlite(mut conn) => {
+                sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else { return };
+        // Drop runs outside async context: do the clean-up on a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Settings every test server starts with: fast polls and retries, a free port.
+pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
+    let config_path = db.dir.path().join(format!("hookd-{}.toml", uuid::Uuid::new_v4().simple()));
+    std::fs::write(&config_path, routes_toml).unwrap();
+    [
+        ("DATABASE_URL", db.url.as_str()),
+        ("HOOKD_CONFIG", config_path.to_str().unwrap()),
+        ("HOOKD_BIND", "127.0.0.1"),
+        ("PORT", "0"),
+        ("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET),
+        ("HOOKD_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("HOOKD_POLL_MS", "50"),
+        ("HOOKD_RETRY_BASE_MS", "100"),
+        ("HOOKD_LEASE_SECS", "2"),
+        ("HOOKD_STORE_TIMEOUT_MS", "1000"),
+        ("HOOKD_SHUTDOWN_TIMEOUT_SECS", "5"),
+        ("HOOKD_FORWARD_TIMEOUT_MS", "3000"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
+/// hookd running in this process on a real TCP port.
+pub struct TestServer {
+    pub url: String,
+    pub store: Arc<dyn EventStore>,
+    pub http: reqwest::Client,
+    running: Option<Running>,
+}
+
+impl TestServer {
+    pub async fn start(db: &TestDb, routes_toml: &str, extra: &[(&str, &str)]) -> Self {
+        let mut vars = base_vars(db, routes_toml);
+        vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let config = Config::from_vars(vars).expect("valid test config");
+        let running = app::start(&config, Roles::SERVE).await.expect("hookd starts");
+        Self {
+            url: format!("http://{}", running.addr.unwrap()),
+            store: running.store.clone(),
+            http: reqwest::Client::new(),
+            running: Some(running),
+        }
+    }
+
+    /// Graceful shutdown, as on SIGTERM.
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+            r.wait().await;
+        }
+    }
+
+    pub async fn post(&self, provider: &str, headers: &[(&str, String)], body: impl Into<Bytes>) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}/webhooks/{provider}", self.url)).body(body.into());
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        req.send().await.expect("request sent")
+    }
+
+    /// POST a Stripe event signed now with the test secret.
+    pub async fn post_stripe(&self, body: &str) -> reqwest::Response {
+        let headers = [
+            ("stripe-signature", stripe_header(STRIPE_SECRET, body, now())),
+            ("content-type", "application/json".to_owned()),
+        ];
+        self.post("stripe", &headers, body.to_owned()).await
+    }
+
+    pub async fn event(&self, id: EventId) -> EventDetail {
+        self.store.event(id).await.unwrap().expect("event exists")
+    }
+
+    /// Wait until the event reaches `status`, or fail after `timeout`.
+    pub async fn wait_status(&self, id: EventId, status: EventStatus, timeout: Duration) -> EventDetail {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let e = self.event(id).await;
+            if e.status == status {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "event {id} did not reach {status} in {timeout:?}: {e:#?}");
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub async fn total_events(&self) -> u64 {
+        self.store.counts().await.unwrap().values().sum()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(r) = &self.running {
+            r.shutdown();
+        }
+    }
+}
+
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
+
+/// `Stripe-Signature` for `body` at time `t`, computed independently of hookd's verifier.
+pub fn stripe_header(secret: &str, body: &str, t: i64) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+pub fn github_signature(secret: &str, body: &str) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A Stripe event body with a unique id.
+pub fn stripe_event(event_type: &str) -> (String, String) {
+    let id = format!("evt_{}", uuid::Uuid::new_v4().simple());
+    let body = format!(
+        r#"{{"id":"{id}","object":"event","type":"{event_type}","data":{{"object":{{"amount":2000,"currency":"usd","note":"caf\u00e9 ☕"}}}}}}"#
+    );
+    (id, body)
+}
+
+pub async fn id_of(resp: reqwest::Response) -> EventId {
+    let v: serde_json::Value = resp.json().await.unwrap();
+    v["id"].as_str().expect("id in response").parse().unwrap()
+}
+
+/// One request a target received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+/// How a target answers.
+#[derive(Debug, Clone, Default)]
+pub struct Behaviour {
+    /// Answer 500 to this many requests first.
+    pub fail_first: usize,
+    /// Answer 500 to every request.
+    pub always_fail: bool,
+    /// Wait this long before answering (every request).
+    pub delay: Duration,
+    /// Never answer the first request.
+    pub hang_first: bool,
+}
+
+struct TargetState {
+    behaviour: Behaviour,
+    received: Mutex<Vec<Received>>,
+    count: AtomicUsize,
+}
+
+/// A real HTTP server that records what it receives.
+pub struct Target {
+    pub url: String,
+    state: Arc<TargetState>,
+}
+
+impl Target {
+    pub async fn start(behaviour: Behaviour) -> Self {
+        let state = Arc::new(TargetState {
+            behaviour,
+            received: Mutex::new(Vec::new()),
+            count: AtomicUsize::new(0),
+        });
+        let app = axum::Router::new()
+            .route("/in", axum::routing::post(target_handler))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://{addr}/in"),
+            state,
+        }
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.state.received.lock().unwrap().clone()
+    }
+
+    /// Requests seen so far, including ones still being answered.
+    pub fn hits(&self) -> usize {
+        self.state.count.load(Ordering::SeqCst)
+    }
+
+    pub async fn wait_hits(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.hits() < n {
+            assert!(Instant::now() < deadline, "target got {} of {n} requests in {timeout:?}", self.hits());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+async fn target_handler(State(s): State<Arc<TargetState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let n = s.count.fetch_add(1, Ordering::SeqCst);
+    let b = &s.behaviour;
+    if b.hang_first && n == 0 {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(b.delay).await;
+    s.received.lock().unwrap().push(Received {
+        headers,
+        body,
+        at: Instant::now(),
+    });
+    if b.always_fail || n < b.fail_first {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+/// A config file with one Stripe route forwarding everything to `url`.
+pub fn forward_route(url: &str) -> String {
+    format!(
+        r#"[[routes]]
+name = "fwd"
+provider = "stripe"
+events = ["*"]
+steps = [{{ action = "forward", url = "{url}" }}]
+"#
+    )
+}
