@@ -51,7 +51,11 @@ async fn new_event_is_forwarded_once_with_exact_bytes(b: Backend) {
     let transitions: Vec<_> = e.transitions.iter().map(|t| t.to).collect();
     assert_eq!(
         transitions,
-        [EventStatus::Pending, EventStatus::Processing, EventStatus::Completed]
+        [
+            EventStatus::Pending,
+            EventStatus::Processing,
+            EventStatus::Completed
+        ]
     );
     server.stop().await;
 }
@@ -87,7 +91,10 @@ async fn concurrent_copies_make_one_event_and_one_forward(b: Backend) {
         let (http, url, body) = (server.http.clone(), server.url.clone(), body.clone());
         async move {
             http.post(format!("{url}/webhooks/stripe"))
-                .header("stripe-signature", stripe_header(STRIPE_SECRET, &body, now()))
+                .header(
+                    "stripe-signature",
+                    stripe_header(STRIPE_SECRET, &body, now()),
+                )
                 .body(body)
                 .send()
                 .await
@@ -101,8 +108,16 @@ async fn concurrent_copies_make_one_event_and_one_forward(b: Backend) {
         statuses.push(r.status().as_u16());
         ids.insert(id_of(r).await);
     }
-    assert_eq!(statuses.iter().filter(|s| **s == 202).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 19, "{statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        19,
+        "{statuses:?}"
+    );
     assert_eq!(ids.len(), 1);
     let id = *ids.first().unwrap();
     server.wait_status(id, EventStatus::Completed, WAIT).await;
@@ -112,9 +127,9 @@ async fn concurrent_copies_make_one_event_and_one_forward(b: Backend) {
     server.stop().await;
 }
 
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join_all<F>(futs: impl Iterator<Item = F>) -> Vec<F::Output>
 where
-    F: Send + 'static,
+    F: std::future::Future + Send + 'static,
     F::Output: Send + 'static,
 {
     let handles: Vec<_> = futs.map(tokio::spawn).collect();
@@ -131,15 +146,64 @@ async fn rejected_requests_store_nothing(b: Backend) {
     let (_, body) = stripe_event("charge.succeeded");
     let t = now();
     let sig = |secret: &str, body: &str, t: i64| stripe_header(secret, body, t);
-    let cases: Vec<(&str, Vec<(&str, String)>, String, u16, &str)> = vec![
-        ("bad signature", vec![("stripe-signature", sig("whsec_wrong", &body, t))], body.clone(), 400, "invalid_signature"),
-        ("tampered body", vec![("stripe-signature", sig(STRIPE_SECRET, &body, t))], body.replace("2000", "9000"), 400, "invalid_signature"),
-        ("missing signature", vec![], body.clone(), 400, "missing_signature"),
-        ("garbage header", vec![("stripe-signature", "\u{1}garbage".replace('\u{1}', ""))], body.clone(), 400, "malformed_signature"),
-        ("stale timestamp", vec![("stripe-signature", sig(STRIPE_SECRET, &body, t - 301))], body.clone(), 400, "timestamp_out_of_tolerance"),
-        ("future timestamp", vec![("stripe-signature", sig(STRIPE_SECRET, &body, t + 301))], body.clone(), 400, "timestamp_out_of_tolerance"),
-        ("malformed JSON", vec![("stripe-signature", sig(STRIPE_SECRET, "{\"id\":", t))], "{\"id\":".into(), 400, "invalid_json"),
-        ("oversize body", vec![("stripe-signature", sig(STRIPE_SECRET, &"x".repeat(4096), t))], "x".repeat(4096), 413, "body_too_large"),
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "bad signature",
+            vec![("stripe-signature", sig("whsec_wrong", &body, t))],
+            body.clone(),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "tampered body",
+            vec![("stripe-signature", sig(STRIPE_SECRET, &body, t))],
+            body.replace("2000", "9000"),
+            400,
+            "invalid_signature",
+        ),
+        (
+            "missing signature",
+            vec![],
+            body.clone(),
+            400,
+            "missing_signature",
+        ),
+        (
+            "garbage header",
+            vec![("stripe-signature", "\u{1}garbage".replace('\u{1}', ""))],
+            body.clone(),
+            400,
+            "malformed_signature",
+        ),
+        (
+            "stale timestamp",
+            vec![("stripe-signature", sig(STRIPE_SECRET, &body, t - 301))],
+            body.clone(),
+            400,
+            "timestamp_out_of_tolerance",
+        ),
+        (
+            "future timestamp",
+            vec![("stripe-signature", sig(STRIPE_SECRET, &body, t + 301))],
+            body.clone(),
+            400,
+            "timestamp_out_of_tolerance",
+        ),
+        (
+            "malformed JSON",
+            vec![("stripe-signature", sig(STRIPE_SECRET, "{\"id\":", t))],
+            "{\"id\":".into(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "oversize body",
+            vec![("stripe-signature", sig(STRIPE_SECRET, &"x".repeat(4096), t))],
+            "x".repeat(4096),
+            413,
+            "body_too_large",
+        ),
     ];
     for (name, headers, body, status, code) in cases {
         let r = server.post("stripe", &headers, body).await;
@@ -150,20 +214,39 @@ async fn rejected_requests_store_nothing(b: Backend) {
     }
     let r = server.post("nosuch", &[], body.clone()).await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "unknown_provider");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "unknown_provider"
+    );
     // GitHub has no secret in this server: it must accept nothing and say what to set.
-    let r = server.post("github", &[("x-hub-signature-256", github_signature("x", &body))], body.clone()).await;
+    let r = server
+        .post(
+            "github",
+            &[("x-hub-signature-256", github_signature("x", &body))],
+            body.clone(),
+        )
+        .await;
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["error"], "provider_not_configured");
-    assert!(v["message"].as_str().unwrap().contains("GITHUB_WEBHOOK_SECRET"), "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("GITHUB_WEBHOOK_SECRET"),
+        "{v}"
+    );
     assert_eq!(server.total_events().await, 0);
     server.stop().await;
 }
 
 async fn failing_target_is_retried_with_growing_delays(b: Backend) {
     let db = TestDb::new(b).await;
-    let target = Target::start(Behaviour { fail_first: 2, ..Default::default() }).await;
+    let target = Target::start(Behaviour {
+        fail_first: 2,
+        ..Default::default()
+    })
+    .await;
     let server = TestServer::start(&db, &forward_route(&target.url), &[]).await;
     let (_, body) = stripe_event("invoice.paid");
     let id = id_of(server.post_stripe(&body).await).await;
@@ -177,23 +260,42 @@ async fn failing_target_is_retried_with_growing_delays(b: Backend) {
     assert!(gap1 >= Duration::from_millis(200), "{gap1:?}");
     assert!(gap2 >= Duration::from_millis(400), "{gap2:?}");
     assert!(gap2 > gap1, "{gap1:?} {gap2:?}");
-    let outcomes: Vec<_> = e.steps.iter().map(|s| (s.attempt, s.outcome.as_str())).collect();
+    let outcomes: Vec<_> = e
+        .steps
+        .iter()
+        .map(|s| (s.attempt, s.outcome.as_str()))
+        .collect();
     assert_eq!(outcomes, [(1, "failed"), (2, "failed"), (3, "succeeded")]);
-    assert!(e.steps[0].error.as_deref().unwrap().contains("500"), "{:?}", e.steps[0]);
-    let retries = e.transitions.iter().filter(|t| t.to == EventStatus::RetryScheduled).count();
+    assert!(
+        e.steps[0].error.as_deref().unwrap().contains("500"),
+        "{:?}",
+        e.steps[0]
+    );
+    let retries = e
+        .transitions
+        .iter()
+        .filter(|t| t.to == EventStatus::RetryScheduled)
+        .count();
     assert_eq!(retries, 2);
     server.stop().await;
 }
 
 async fn always_failing_target_dead_letters(b: Backend) {
     let db = TestDb::new(b).await;
-    let target = Target::start(Behaviour { always_fail: true, ..Default::default() }).await;
+    let target = Target::start(Behaviour {
+        always_fail: true,
+        ..Default::default()
+    })
+    .await;
     let server = TestServer::start(&db, &forward_route(&target.url), &[]).await;
     let (_, body) = stripe_event("invoice.paid");
     let id = id_of(server.post_stripe(&body).await).await;
     let e = server.wait_status(id, EventStatus::DeadLetter, WAIT).await;
     assert_eq!(e.attempts, 3);
-    assert!(e.last_error.as_deref().unwrap().contains("HTTP 500"), "{e:?}");
+    assert!(
+        e.last_error.as_deref().unwrap().contains("HTTP 500"),
+        "{e:?}"
+    );
     assert_eq!(e.transitions.last().unwrap().to, EventStatus::DeadLetter);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(target.hits(), 3, "no attempt after the dead letter");
@@ -203,7 +305,11 @@ async fn always_failing_target_dead_letters(b: Backend) {
 async fn succeeded_steps_are_not_repeated_on_retry(b: Backend) {
     let db = TestDb::new(b).await;
     let first = Target::start(Behaviour::default()).await;
-    let second = Target::start(Behaviour { fail_first: 2, ..Default::default() }).await;
+    let second = Target::start(Behaviour {
+        fail_first: 2,
+        ..Default::default()
+    })
+    .await;
     let routes = format!(
         r#"[[routes]]
 provider = "stripe"
@@ -217,7 +323,11 @@ steps = [{{ action = "forward", url = "{}" }}, {{ action = "log" }}, {{ action =
     let e = server.wait_status(id, EventStatus::Completed, WAIT).await;
     assert_eq!(first.hits(), 1);
     assert_eq!(second.hits(), 3);
-    let first_step_runs = e.steps.iter().filter(|s| s.step == "route0/0:forward").count();
+    let first_step_runs = e
+        .steps
+        .iter()
+        .filter(|s| s.step == "route0/0:forward")
+        .count();
     assert_eq!(first_step_runs, 1, "{:?}", e.steps);
     server.stop().await;
 }
@@ -229,7 +339,10 @@ async fn unrouted_event_completes(b: Backend) {
     let id = id_of(server.post_stripe(&body).await).await;
     let e = server.wait_status(id, EventStatus::Completed, WAIT).await;
     assert!(e.steps.is_empty());
-    assert_eq!(e.transitions.last().unwrap().detail.as_deref(), Some("no route matched"));
+    assert_eq!(
+        e.transitions.last().unwrap().detail.as_deref(),
+        Some("no route matched")
+    );
     server.stop().await;
 }
 
@@ -240,7 +353,15 @@ async fn github_event_is_accepted(b: Backend) {
         "[[routes]]\nprovider = \"github\"\nevents = [\"push\"]\nsteps = [{{ action = \"forward\", url = \"{}\" }}]\n",
         target.url
     );
-    let server = TestServer::start(&db, &routes, &[("GITHUB_WEBHOOK_SECRET", &format!("old-secret,{GITHUB_SECRET}"))]).await;
+    let server = TestServer::start(
+        &db,
+        &routes,
+        &[(
+            "GITHUB_WEBHOOK_SECRET",
+            &format!("old-secret,{GITHUB_SECRET}"),
+        )],
+    )
+    .await;
     let body = r#"{"ref":"refs/heads/main","repository":{"full_name":"acme/app"}}"#;
     let headers = |delivery: &str| {
         vec![
@@ -257,14 +378,23 @@ async fn github_event_is_accepted(b: Backend) {
     assert_eq!(e.idempotency_key, "d-1");
     assert_eq!(e.event_type, "push");
     // Same delivery id again: a redelivery.
-    assert_eq!(server.post("github", &headers("d-1"), body).await.status(), StatusCode::OK);
+    assert_eq!(
+        server.post("github", &headers("d-1"), body).await.status(),
+        StatusCode::OK
+    );
     // A new delivery of the same body is a new event.
-    assert_eq!(server.post("github", &headers("d-2"), body).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        server.post("github", &headers("d-2"), body).await.status(),
+        StatusCode::ACCEPTED
+    );
     let mut bad = headers("d-3");
     bad[0].1 = github_signature("wrong", body);
     let r = server.post("github", &bad, body).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "invalid_signature");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "invalid_signature"
+    );
     assert_eq!(server.total_events().await, 2);
     server.stop().await;
 }
@@ -276,7 +406,13 @@ async fn admin_api_shows_history_and_checks_token(b: Backend) {
     let id = id_of(server.post_stripe(&body).await).await;
     server.wait_status(id, EventStatus::Completed, WAIT).await;
     let url = format!("{}/admin/events/{id}", server.url);
-    let r = server.http.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = server
+        .http
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let v: serde_json::Value = r.json().await.unwrap();
     assert_eq!(v["id"], id.to_string());
@@ -288,18 +424,40 @@ async fn admin_api_shows_history_and_checks_token(b: Backend) {
     assert_eq!(v["transitions"][0]["to"], "pending");
     assert_eq!(v["transitions"][2]["from"], "processing");
     assert_eq!(v["steps"][0]["outcome"], "succeeded");
-    let r = server.http.get(&url).bearer_auth("wrong").send().await.unwrap();
+    let r = server
+        .http
+        .get(&url)
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let r = server.http.get(&url).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
-    let missing = format!("{}/admin/events/{}", server.url, hookd::event::EventId::new());
-    let r = server.http.get(&missing).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let missing = format!(
+        "{}/admin/events/{}",
+        server.url,
+        hookd::event::EventId::new()
+    );
+    let r = server
+        .http
+        .get(&missing)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     server.stop().await;
 
     // Without a token configured the admin API does not exist.
     let server = TestServer::start(&db, "", &[("HOOKD_ADMIN_TOKEN", "")]).await;
-    let r = server.http.get(format!("{}/admin/events/{id}", server.url)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    let r = server
+        .http
+        .get(format!("{}/admin/events/{id}", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     server.stop().await;
 }
@@ -319,10 +477,16 @@ async fn store_down_means_503_and_recovery(b: Backend) {
     let r = server.post_stripe(&body).await;
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(r.headers().contains_key("retry-after"));
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["error"], "store_unavailable");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["error"],
+        "store_unavailable"
+    );
     let r = server.http.get(&health).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.json::<serde_json::Value>().await.unwrap()["store"]["status"], "down");
+    assert_eq!(
+        r.json::<serde_json::Value>().await.unwrap()["store"]["status"],
+        "down"
+    );
     outage.end().await;
 
     // The provider retries; hookd has recovered on its own.
@@ -335,14 +499,21 @@ async fn store_down_means_503_and_recovery(b: Backend) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert_eq!(server.http.get(&health).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(
+        server.http.get(&health).send().await.unwrap().status(),
+        StatusCode::OK
+    );
     assert_eq!(server.total_events().await, 1);
     server.stop().await;
 }
 
 async fn shutdown_finishes_in_flight_steps(b: Backend) {
     let db = TestDb::new(b).await;
-    let target = Target::start(Behaviour { delay: Duration::from_millis(800), ..Default::default() }).await;
+    let target = Target::start(Behaviour {
+        delay: Duration::from_millis(800),
+        ..Default::default()
+    })
+    .await;
     let server = TestServer::start(&db, &forward_route(&target.url), &[]).await;
     let (_, body) = stripe_event("charge.succeeded");
     let id = id_of(server.post_stripe(&body).await).await;
@@ -356,11 +527,18 @@ async fn shutdown_finishes_in_flight_steps(b: Backend) {
 
 async fn shutdown_past_the_grace_period_hands_leases_back(b: Backend) {
     let db = TestDb::new(b).await;
-    let target = Target::start(Behaviour { hang_first: true, ..Default::default() }).await;
+    let target = Target::start(Behaviour {
+        hang_first: true,
+        ..Default::default()
+    })
+    .await;
     let server = TestServer::start(
         &db,
         &forward_route(&target.url),
-        &[("HOOKD_SHUTDOWN_TIMEOUT_SECS", "1"), ("HOOKD_LEASE_SECS", "30")],
+        &[
+            ("HOOKD_SHUTDOWN_TIMEOUT_SECS", "1"),
+            ("HOOKD_LEASE_SECS", "30"),
+        ],
     )
     .await;
     let (_, body) = stripe_event("charge.succeeded");
@@ -369,8 +547,17 @@ async fn shutdown_past_the_grace_period_hands_leases_back(b: Backend) {
     server.stop().await;
     // The interrupted attempt is handed back at once, not after the 30 s lease.
     let restarted = TestServer::start(&db, &forward_route(&target.url), &[]).await;
-    let e = restarted.wait_status(id, EventStatus::Completed, Duration::from_secs(10)).await;
-    assert_eq!(e.attempts, 1, "the interrupted attempt does not count: {e:#?}");
-    assert!(e.transitions.iter().any(|t| t.detail.as_deref().unwrap_or("").contains("released")));
+    let e = restarted
+        .wait_status(id, EventStatus::Completed, Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        e.attempts, 1,
+        "the interrupted attempt does not count: {e:#?}"
+    );
+    assert!(
+        e.transitions
+            .iter()
+            .any(|t| t.detail.as_deref().unwrap_or("").contains("released"))
+    );
     restarted.stop().await;
 }

@@ -3,8 +3,8 @@
 //! serialised in-process, which is the single-writer equivalent of `SKIP LOCKED`. Reads use a
 //! separate pool and run beside the writer (WAL mode). One process per database file.
 
-use std::str::FromStr;
 use std::collections::BTreeMap;
+use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -98,20 +98,27 @@ impl TestDb {
         match &self.pg_name {
             Some(name) => {
                 let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false")))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
-                    .bind(name)
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {name} ALLOW_CONNECTIONS false"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+                sqlx::query(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(name)
+                .execute(&mut conn)
+                .await
+                .unwrap();
                 Outage::Postgres { name: name.clone() }
             }
             None => {
                 let mut conn = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
-                sqlx::query("BEGIN EXCLUSIVE").execute(&mut conn).await.unwrap();
+                sqlx::query("BEGIN EXCLUSIVE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
                 Outage::Sqlite(conn)
             }
         }
@@ -128,10 +135,12 @@ impl Outage {
         match self {
             Self::Postgres { name } => {
                 let mut conn = sqlx::PgConnection::connect(&pg_admin_url()).await.unwrap();
-                sqlx::query(sqlx::AssertSqlSafe(format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true")))
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "ALTER DATABASE {name} ALLOW_CONNECTIONS true"
+                )))
+                .execute(&mut conn)
+                .await
+                .unwrap();
             }
             Self::Sqlite(mut conn) => {
                 sqlx::query("ROLLBACK").execute(&mut conn).await.unwrap();
@@ -142,10 +151,15 @@ impl Outage {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else { return };
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
         // Drop runs outside async context: do the clean-up on a thread with its own runtime.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
             rt.block_on(async {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&pg_admin_url()).await {
                     let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -162,7 +176,10 @@ impl Drop for TestDb {
 
 /// Settings every test server starts with: fast polls and retries, a free port.
 pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
-    let config_path = db.dir.path().join(format!("hookd-{}.toml", uuid::Uuid::new_v4().simple()));
+    let config_path = db
+        .dir
+        .path()
+        .join(format!("hookd-{}.toml", uuid::Uuid::new_v4().simple()));
     std::fs::write(&config_path, routes_toml).unwrap();
     [
         ("DATABASE_URL", db.url.as_str()),
@@ -196,7 +213,9 @@ impl TestServer {
         let mut vars = base_vars(db, routes_toml);
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let config = Config::from_vars(vars).expect("valid test config");
-        let running = app::start(&config, Roles::SERVE).await.expect("hookd starts");
+        let running = app::start(&config, Roles::SERVE)
+            .await
+            .expect("hookd starts");
         Self {
             url: format!("http://{}", running.addr.unwrap()),
             store: running.store.clone(),
@@ -213,8 +232,16 @@ impl TestServer {
         }
     }
 
-    pub async fn post(&self, provider: &str, headers: &[(&str, String)], body: impl Into<Bytes>) -> reqwest::Response {
-        let mut req = self.http.post(format!("{}/webhooks/{provider}", self.url)).body(body.into());
+    pub async fn post(
+        &self,
+        provider: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/{provider}", self.url))
+            .body(body.into());
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -224,7 +251,10 @@ impl TestServer {
     /// POST a Stripe event signed now with the test secret.
     pub async fn post_stripe(&self, body: &str) -> reqwest::Response {
         let headers = [
-            ("stripe-signature", stripe_header(STRIPE_SECRET, body, now())),
+            (
+                "stripe-signature",
+                stripe_header(STRIPE_SECRET, body, now()),
+            ),
             ("content-type", "application/json".to_owned()),
         ];
         self.post("stripe", &headers, body.to_owned()).await
@@ -235,14 +265,22 @@ impl TestServer {
     }
 
     /// Wait until the event reaches `status`, or fail after `timeout`.
-    pub async fn wait_status(&self, id: EventId, status: EventStatus, timeout: Duration) -> EventDetail {
+    pub async fn wait_status(
+        &self,
+        id: EventId,
+        status: EventStatus,
+        timeout: Duration,
+    ) -> EventDetail {
         let deadline = Instant::now() + timeout;
         loop {
             let e = self.event(id).await;
             if e.status == status {
                 return e;
             }
-            assert!(Instant::now() < deadline, "event {id} did not reach {status} in {timeout:?}: {e:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "event {id} did not reach {status} in {timeout:?}: {e:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -355,13 +393,21 @@ impl Target {
     pub async fn wait_hits(&self, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.hits() < n {
-            assert!(Instant::now() < deadline, "target got {} of {n} requests in {timeout:?}", self.hits());
+            assert!(
+                Instant::now() < deadline,
+                "target got {} of {n} requests in {timeout:?}",
+                self.hits()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-async fn target_handler(State(s): State<Arc<TargetState>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn target_handler(
+    State(s): State<Arc<TargetState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let n = s.count.fetch_add(1, Ordering::SeqCst);
     let b = &s.behaviour;
     if b.hang_first && n == 0 {

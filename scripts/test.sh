@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: starts the services the tests need if they are not
+# running, then formatting, lints and every test. Fails loudly; never skips.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PG_URL="${HOOKD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+export HOOKD_TEST_PG_URL="$PG_URL"
+
+say() { printf '\n==> %s\n' "$*"; }
+die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
+
+pg_up() { psql "$PG_URL" -Atqc 'select 1' >/dev/null 2>&1; }
+
+say "PostgreSQL at $PG_URL"
+if ! pg_up; then
+  command -v pg_ctlcluster >/dev/null || die "PostgreSQL is not answering at $PG_URL and pg_ctlcluster is not installed (apt-get install postgresql)."
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$version" ] || die "PostgreSQL is not answering at $PG_URL and no cluster exists under /etc/postgresql."
+  echo "not answering; starting cluster $version/main"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
+  pg_up || die "PostgreSQL did not come up at $PG_URL."
+fi
+echo "up"
+# Databases left behind by an earlier, interrupted run.
+psql "$PG_URL" -Atqc "select datname from pg_database where datname like 'hookd_test_%'" |
+  while read -r db; do psql "$PG_URL" -qc "drop database if exists \"$db\" with (force)" >/dev/null; done
+
+say "cargo fmt --check"
+cargo fmt --all -- --check
+
+say "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+say "tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --all-targets --locked
+else
+  echo "(cargo-nextest not installed; using cargo test)"
+  cargo test --all-targets --locked
+fi

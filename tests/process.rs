@@ -1,0 +1,229 @@
+//! Tests of the `hookd` binary as a separate OS process: crash recovery after `kill -9`,
+//! SIGTERM, and the command line.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+
+both_backends!(
+    kill_9_during_a_forward_loses_nothing,
+    sigterm_drains_and_exits_cleanly
+);
+
+struct Hookd {
+    child: Child,
+    url: String,
+}
+
+impl Hookd {
+    /// Start the real binary on a free port and wait until it answers.
+    async fn spawn(db: &TestDb, routes: &str, log_name: &str) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::fs::File::create(db.dir.path().join(log_name)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+        cmd.env_clear()
+            .envs(base_vars(db, routes))
+            .env("PORT", port.to_string())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn hookd");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(format!("{url}/health")).send().await
+                && r.status() == StatusCode::OK
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hookd did not start; see {log_name} in {:?}",
+                db.dir.path()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, url }
+    }
+
+    async fn event(&self, id: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/admin/events/{id}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let e = self.event(id).await;
+            if e["status"] == status {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event did not reach {status}: {e:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Hookd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/webhooks/stripe"))
+        .header(
+            "stripe-signature",
+            stripe_header(STRIPE_SECRET, body, now()),
+        )
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn kill_9_during_a_forward_loses_nothing(b: Backend) {
+    let db = TestDb::new(b).await;
+    let target = Target::start(Behaviour {
+        hang_first: true,
+        ..Default::default()
+    })
+    .await;
+    let routes = forward_route(&target.url);
+    let mut first = Hookd::spawn(&db, &routes, "first.log").await;
+    let (_, body) = stripe_event("payment_intent.succeeded");
+    let r = post_stripe(&first.url, &body).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The forward is in flight: kill the process without any chance to clean up.
+    target.wait_hits(1, Duration::from_secs(10)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = Hookd::spawn(&db, &routes, "second.log").await;
+    // Lease is 2 s in tests: the restarted process takes the event over once it expires.
+    let e = second
+        .wait_status(&id, "completed", Duration::from_secs(15))
+        .await;
+    assert_eq!(e["attempts"], 2, "{e:#}");
+    assert_eq!(target.received().len(), 1, "one forward answered");
+    assert_eq!(
+        target.hits(),
+        2,
+        "the interrupted forward and the one that completed"
+    );
+    let expired = e["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["detail"].as_str().unwrap_or("").contains("lease expired"));
+    assert!(expired, "{e:#}");
+}
+
+async fn sigterm_drains_and_exits_cleanly(b: Backend) {
+    let db = TestDb::new(b).await;
+    let target = Target::start(Behaviour {
+        delay: Duration::from_millis(700),
+        ..Default::default()
+    })
+    .await;
+    let routes = forward_route(&target.url);
+    let mut hookd = Hookd::spawn(&db, &routes, "term.log").await;
+    let (_, body) = stripe_event("payment_intent.succeeded");
+    let r = post_stripe(&hookd.url, &body).await;
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    target.wait_hits(1, Duration::from_secs(10)).await;
+    let pid = hookd.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = hookd.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+    assert_eq!(target.received().len(), 1, "the in-flight forward finished");
+
+    let again = Hookd::spawn(&db, &routes, "after.log").await;
+    let e = again.event(&id).await;
+    assert_eq!(e["status"], "completed", "{e:#}");
+    assert_eq!(e["attempts"], 1);
+    drop(again);
+    assert_eq!(target.hits(), 1);
+}
+
+#[test]
+fn migrate_creates_the_embedded_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .arg("migrate")
+        .current_dir(dir.path())
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("data/hookd.db").exists());
+}
+
+#[test]
+fn invalid_configuration_names_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("HOOKD_MAX_ATTEMPTS", "many")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("HOOKD_MAX_ATTEMPTS"), "{err}");
+}
+
+#[test]
+fn unreachable_database_fails_start_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("DATABASE_URL", "postgres://postgres:pw@127.0.0.1:1/nodb")
+        .env("HOOKD_STORE_TIMEOUT_MS", "500")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot open the store"), "{err}");
+    assert!(!err.contains(":pw@"), "password leaked: {err}");
+}
