@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use crate::event::{ClaimedEvent, EventId};
-use crate::store::{EventStore, StoreError};
+use crate::event::{ClaimedEvent, EventId, Outcome};
+use crate::store::{Claim, EventStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
@@ -33,6 +33,12 @@ pub trait Queue: Send + Sync + 'static {
         max: u32,
         wait: Duration,
     ) -> Result<Vec<ClaimedEvent>, QueueError>;
+
+    /// Called after the store has recorded how an attempt ended. Only then may a queue drop
+    /// its copy of the message.
+    async fn settle(&self, _event: &ClaimedEvent, _outcome: &Outcome) -> Result<(), QueueError> {
+        Ok(())
+    }
 }
 
 /// The queue for one process without a broker: workers poll the store for due events
@@ -66,11 +72,17 @@ impl Queue for StoreQueue {
         max: u32,
         wait: Duration,
     ) -> Result<Vec<ClaimedEvent>, QueueError> {
-        let claimed = self.store.claim_due(owner, lease, max).await?;
+        let claimed = self
+            .store
+            .claim(owner, lease, Claim::Due { limit: max })
+            .await?;
         if !claimed.is_empty() {
             return Ok(claimed);
         }
         let _ = tokio::time::timeout(wait, self.wake.notified()).await;
-        Ok(self.store.claim_due(owner, lease, max).await?)
+        Ok(self
+            .store
+            .claim(owner, lease, Claim::Due { limit: max })
+            .await?)
     }
 }

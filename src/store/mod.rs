@@ -29,6 +29,15 @@ pub enum Inserted {
     Duplicate(EventId),
 }
 
+/// Which events a claim may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The most overdue events, at most this many.
+    Due { limit: u32 },
+    /// This one event, if it is due.
+    Event(EventId),
+}
+
 /// Store failures, split by what the caller should do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -92,14 +101,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// after the commit.
     async fn insert(&self, webhook: &VerifiedWebhook) -> Result<Inserted, StoreError>;
 
-    /// Claim up to `limit` due events for `owner`: pending or retry-scheduled events whose time
-    /// has come, and processing events whose lease expired (their worker died). Each claim
-    /// starts a new attempt and holds a lease of `lease`.
-    async fn claim_due(
+    /// Claim due events for `owner`: pending or retry-scheduled events whose time has come, and
+    /// processing events whose lease expired (their worker died). Each claim starts a new
+    /// attempt and holds a lease of `lease`. An event that is not due, or is leased to a live
+    /// worker, is not claimed: the store, not the queue, decides who processes what.
+    async fn claim(
         &self,
         owner: &str,
         lease: Duration,
-        limit: u32,
+        which: Claim,
     ) -> Result<Vec<ClaimedEvent>, StoreError>;
 
     /// Extend a lease; false when `owner` no longer holds it.

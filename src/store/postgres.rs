@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
+use super::{Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
 };
@@ -36,6 +36,11 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+enum ClaimParam {
+    Limit(i64),
+    Id(Uuid),
 }
 
 fn status(row: &PgRow, col: &str) -> Result<EventStatus, StoreError> {
@@ -93,18 +98,24 @@ impl EventStore for PgStore {
         Ok(Inserted::Duplicate(EventId(existing)))
     }
 
-    async fn claim_due(
+    async fn claim(
         &self,
         owner: &str,
         lease: Duration,
-        limit: u32,
+        which: Claim,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        let rows = sqlx::query(
+        let (selector, param) = match which {
+            Claim::Due { limit } => (
+                "ORDER BY next_attempt_at LIMIT $3",
+                ClaimParam::Limit(i64::from(limit)),
+            ),
+            Claim::Event(id) => ("AND id = $3", ClaimParam::Id(id.0)),
+        };
+        let sql = format!(
             "WITH due AS (
                 SELECT id, status AS from_status FROM events
                 WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= now()
-                ORDER BY next_attempt_at
-                LIMIT $3
+                {selector}
                 FOR UPDATE SKIP LOCKED
              ), claimed AS (
                 UPDATE events e SET status = 'processing', attempts = e.attempts + 1, lease_owner = $1,
@@ -119,13 +130,16 @@ impl EventStore for PgStore {
                     || CASE WHEN from_status = 'processing' THEN ' (previous lease expired)' ELSE '' END
                 FROM claimed
              )
-             SELECT * FROM claimed",
-        )
-        .bind(owner)
-        .bind(lease.as_secs_f64())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
+             SELECT * FROM claimed"
+        );
+        let query = sqlx::query(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(lease.as_secs_f64());
+        let query = match param {
+            ClaimParam::Limit(n) => query.bind(n),
+            ClaimParam::Id(id) => query.bind(id),
+        };
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|r| {
                 Ok(ClaimedEvent {

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
+use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
+use super::{Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
 };
@@ -135,24 +135,35 @@ impl EventStore for SqliteStore {
         Ok(Inserted::New(new_id))
     }
 
-    async fn claim_due(
+    async fn claim(
         &self,
         owner: &str,
         lease: Duration,
-        limit: u32,
+        which: Claim,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
         let now = now_ms();
         let lease_until = now + lease.as_millis() as i64;
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let due: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT id, status FROM events
-             WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at LIMIT ?2",
-        )
-        .bind(now)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *tx)
-        .await?;
+        const DUE: &str = "SELECT id, status FROM events
+             WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= ?1";
+        let due: Vec<(Uuid, String)> = match which {
+            Claim::Due { limit } => {
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "{DUE} ORDER BY next_attempt_at LIMIT ?2"
+                )))
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(&mut *tx)
+                .await?
+            }
+            Claim::Event(id) => {
+                sqlx::query_as(AssertSqlSafe(format!("{DUE} AND id = ?2")))
+                    .bind(now)
+                    .bind(id.0)
+                    .fetch_all(&mut *tx)
+                    .await?
+            }
+        };
         let mut claimed = Vec::with_capacity(due.len());
         for (id, from) in due {
             let r = sqlx::query(

@@ -299,6 +299,11 @@ impl Worker {
             match self.store.finish(event.id, &self.owner, &outcome).await {
                 Ok(true) => {
                     tracing::info!(status = %outcome.status(), "attempt finished");
+                    if let Err(e) = self.queue.settle(event, &outcome).await {
+                        // The store has the outcome; a stale message only leads to a claim
+                        // that finds nothing to do.
+                        tracing::warn!(error = %e, "cannot settle the queue message");
+                    }
                     return;
                 }
                 Ok(false) => {
