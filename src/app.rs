@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -11,7 +12,7 @@ use tokio::task::JoinHandle;
 use crate::actions::{Actions, Router};
 use crate::config::{Config, redact_url};
 use crate::http::{self, AppState};
-use crate::queue::{Queue, StoreQueue};
+use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError};
 use crate::worker::{Worker, WorkerSettings};
 
@@ -63,8 +64,19 @@ pub struct Running {
     /// Where the HTTP server listens (None without the api role).
     pub addr: Option<SocketAddr>,
     pub store: Arc<dyn EventStore>,
+    pub queue: Arc<dyn Queue>,
+    redis: Option<Arc<RedisQueue>>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// A name for this process, unique across the fleet: lease owner and Redis consumer name.
+pub fn instance_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "hookd".to_owned());
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    format!("{host}:{}:{}", std::process::id(), &nonce[..8])
 }
 
 impl Running {
@@ -79,16 +91,34 @@ impl Running {
         for t in self.tasks {
             let _ = t.await;
         }
+        // Accepted events whose enqueue is still buffered: write them now rather than leave
+        // them to the sweeper.
+        if let Some(redis) = self.redis {
+            redis.flush(Duration::from_secs(5)).await;
+        }
     }
 }
 
 /// Start the roles asked for. Returns once the server is listening.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     let store = open_store(config).await?;
-    let queue: Arc<dyn Queue> = Arc::new(StoreQueue::new(store.clone()));
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut addr = None;
+    let instance = instance_name();
+    let redis = config
+        .redis
+        .as_ref()
+        .map(|r| RedisQueue::start(r, store.clone(), config.poll_interval));
+    let queue: Arc<dyn Queue> = match &redis {
+        Some(r) => {
+            tasks.push(tokio::spawn(
+                r.clone().run_sweeper(instance.clone(), shutdown_rx.clone()),
+            ));
+            r.clone()
+        }
+        None => Arc::new(StoreQueue::new(store.clone())),
+    };
 
     if roles.workers {
         let worker = Arc::new(Worker::new(
@@ -96,12 +126,14 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             queue.clone(),
             Router::new(&config.routes),
             Actions::new(config.forward_timeout),
+            instance.clone(),
             WorkerSettings {
                 concurrency: config.workers,
                 lease: config.lease,
                 poll_interval: config.poll_interval,
                 retry: config.retry,
                 drain_timeout: config.shutdown_timeout,
+                provider_concurrency: config.provider_concurrency.clone(),
             },
         ));
         tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
@@ -118,10 +150,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         addr = Some(local);
         let providers = config.providers();
         let names: Vec<&str> = providers.names().collect();
-        tracing::info!(addr = %local, store = store.backend(), providers = ?names, "listening");
+        tracing::info!(addr = %local, store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
         let state = Arc::new(AppState {
             store: store.clone(),
-            queue,
+            queue: queue.clone(),
             providers,
             admin_token: config.admin_token.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -149,6 +181,8 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     Ok(Running {
         addr,
         store,
+        queue,
+        redis,
         shutdown,
         tasks,
     })

@@ -3,7 +3,7 @@
 //! The environment wins over the file. Every invalid value fails start-up with a message that
 //! names the setting to fix. Nothing else in hookd reads the environment.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -36,8 +36,32 @@ pub struct Config {
     pub forward_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub routes: Vec<RouteConfig>,
+    /// Redis Streams queue; `None` means the store-backed queue.
+    pub redis: Option<RedisConfig>,
+    /// Per-provider cap on events processed at once by this process.
+    pub provider_concurrency: BTreeMap<String, usize>,
     pub log_format: LogFormat,
     pub log_filter: String,
+}
+
+/// Where the Redis queue lives and how much of its history it keeps.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub target: RedisTarget,
+    /// Key prefix; keys are `{<prefix>}:<name>` so all of them share one cluster slot.
+    pub prefix: String,
+    /// Completed job records kept in Redis (the store keeps everything).
+    pub keep_completed: usize,
+    /// Dead-lettered job records kept in the dead-letter stream.
+    pub keep_failed: usize,
+    /// An event committed but not claimed for this long is enqueued again by the sweeper.
+    pub sweep_grace: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    Single(String),
+    Cluster(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +105,19 @@ struct FileConfig {
     providers: FileProviders,
     #[serde(default)]
     routes: Vec<RouteConfig>,
+    #[serde(default)]
+    redis: FileRedis,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRedis {
+    url: Option<String>,
+    cluster_nodes: Option<Vec<String>>,
+    prefix: Option<String>,
+    keep_completed: Option<usize>,
+    keep_failed: Option<usize>,
+    sweep_grace_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +147,8 @@ struct FileWorker {
     retry_base_ms: Option<u64>,
     retry_max_ms: Option<u64>,
     forward_timeout_ms: Option<u64>,
+    #[serde(default)]
+    provider_concurrency: BTreeMap<String, usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -280,6 +319,11 @@ impl Config {
                 30,
             )?),
             routes: file.routes,
+            redis: redis_config(&src, &file.redis)?,
+            provider_concurrency: provider_caps(
+                src.raw("HOOKD_PROVIDER_CONCURRENCY"),
+                &w.provider_concurrency,
+            )?,
             log_format: match src.raw("HOOKD_LOG_FORMAT").unwrap_or("json") {
                 "json" => LogFormat::Json,
                 "pretty" => LogFormat::Pretty,
@@ -308,6 +352,17 @@ impl Config {
                 expected: "postgres://user@host/db or sqlite://path/to/file.db".into(),
             });
         }
+        if self.redis.is_some() && self.database_url.starts_with("sqlite:") {
+            return Err(ConfigError::Invalid {
+                setting: "REDIS_URL".into(),
+                value: "(set)".into(),
+                expected: "no Redis with the embedded SQLite store: SQLite serves one process, \
+                           so there is nothing to share a queue with, and Redis would only add a \
+                           second place for jobs to be lost. Set DATABASE_URL=postgres://... to \
+                           run several processes over Redis, or unset REDIS_URL/REDIS_HOST"
+                    .into(),
+            });
+        }
         for (i, route) in self.routes.iter().enumerate() {
             route.validate().map_err(|message| ConfigError::Route {
                 route: route.display_name(i),
@@ -331,6 +386,103 @@ impl Config {
         }
         p
     }
+}
+
+fn redis_config(src: &Source<'_>, file: &FileRedis) -> Result<Option<RedisConfig>, ConfigError> {
+    let cluster: Option<Vec<String>> = match src.raw("REDIS_CLUSTER_NODES") {
+        Some(list) => Some(
+            list.split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        ),
+        None => file.cluster_nodes.clone(),
+    };
+    let single = src
+        .raw("REDIS_URL")
+        .map(str::to_owned)
+        .or_else(|| {
+            src.raw("REDIS_HOST").map(|host| {
+                let port = src.raw("REDIS_PORT").unwrap_or("6379");
+                match src.raw("REDIS_PASSWORD") {
+                    Some(pw) => format!("redis://:{pw}@{host}:{port}"),
+                    None => format!("redis://{host}:{port}"),
+                }
+            })
+        })
+        .or_else(|| file.url.clone());
+    let target = match (cluster, single) {
+        (Some(nodes), _) if !nodes.is_empty() => RedisTarget::Cluster(nodes),
+        (_, Some(url)) => RedisTarget::Single(url),
+        _ => return Ok(None),
+    };
+    let urls = match &target {
+        RedisTarget::Single(u) => std::slice::from_ref(u),
+        RedisTarget::Cluster(n) => n.as_slice(),
+    };
+    for u in urls {
+        if !(u.starts_with("redis://") || u.starts_with("rediss://")) {
+            return Err(ConfigError::Invalid {
+                setting: "REDIS_URL".into(),
+                value: redact_url(u),
+                expected: "redis://host:port (or rediss://), or REDIS_HOST and REDIS_PORT".into(),
+            });
+        }
+    }
+    let prefix = src
+        .raw("HOOKD_REDIS_PREFIX")
+        .map(str::to_owned)
+        .or_else(|| file.prefix.clone())
+        .unwrap_or_else(|| "hookd".into());
+    if prefix.is_empty() || prefix.contains(['{', '}']) {
+        return Err(ConfigError::Invalid {
+            setting: "HOOKD_REDIS_PREFIX".into(),
+            value: prefix,
+            expected: "a non-empty name without braces".into(),
+        });
+    }
+    Ok(Some(RedisConfig {
+        target,
+        prefix,
+        keep_completed: src.get(
+            "HOOKD_KEEP_COMPLETED",
+            file.keep_completed,
+            10,
+            "a whole number",
+        )?,
+        keep_failed: src.get("HOOKD_KEEP_FAILED", file.keep_failed, 5, "a whole number")?,
+        sweep_grace: Duration::from_secs(src.positive(
+            "HOOKD_SWEEP_GRACE_SECS",
+            file.sweep_grace_secs,
+            30,
+        )?),
+    }))
+}
+
+/// `stripe=4,github=2` (or the TOML table `[worker.provider_concurrency]`).
+fn provider_caps(
+    env: Option<&str>,
+    file: &BTreeMap<String, usize>,
+) -> Result<BTreeMap<String, usize>, ConfigError> {
+    let Some(list) = env else {
+        return Ok(file.clone());
+    };
+    let invalid = || ConfigError::Invalid {
+        setting: "HOOKD_PROVIDER_CONCURRENCY".into(),
+        value: list.to_owned(),
+        expected: "provider=limit pairs separated by commas, e.g. stripe=4,github=2".into(),
+    };
+    list.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|pair| {
+            let (name, n) = pair.split_once('=').ok_or_else(invalid)?;
+            let n: usize = n.trim().parse().map_err(|_| invalid())?;
+            if n == 0 {
+                return Err(invalid());
+            }
+            Ok((name.trim().to_owned(), n))
+        })
+        .collect()
 }
 
 fn load_file(explicit: Option<&str>) -> Result<FileConfig, ConfigError> {
@@ -484,6 +636,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("route") && err.contains("ftp"), "{err}");
+    }
+
+    #[test]
+    fn redis_settings() {
+        let c = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("REDIS_HOST", "10.0.0.5"),
+            ("REDIS_PORT", "6380"),
+            ("HOOKD_PROVIDER_CONCURRENCY", "stripe=4, github=2"),
+        ]))
+        .unwrap();
+        let r = c.redis.unwrap();
+        assert_eq!(
+            r.target,
+            RedisTarget::Single("redis://10.0.0.5:6380".into())
+        );
+        assert_eq!(
+            (r.keep_completed, r.keep_failed, r.prefix.as_str()),
+            (10, 5, "hookd")
+        );
+        assert_eq!(c.provider_concurrency["github"], 2);
+        let c = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+            (
+                "REDIS_CLUSTER_NODES",
+                "redis://127.0.0.1:7001,redis://127.0.0.1:7002",
+            ),
+        ]))
+        .unwrap();
+        assert!(matches!(c.redis.unwrap().target, RedisTarget::Cluster(n) if n.len() == 2));
+        let err = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("REDIS_URL", "redis://x"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("SQLite") && err.contains("DATABASE_URL"),
+            "{err}"
+        );
+        let err = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("HOOKD_PROVIDER_CONCURRENCY", "stripe"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("HOOKD_PROVIDER_CONCURRENCY"), "{err}");
     }
 
     #[test]

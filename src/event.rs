@@ -91,6 +91,9 @@ pub struct ClaimedEvent {
     /// The attempt this claim starts (1 for the first).
     pub attempt: u32,
     pub received_at: DateTime<Utc>,
+    /// The queue's handle for the message that delivered this event (a Redis stream entry id),
+    /// so the queue can acknowledge it once the outcome is stored.
+    pub delivery: Option<String>,
 }
 
 /// How a processing attempt ended, as the worker reports it to the store.

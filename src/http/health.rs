@@ -20,10 +20,22 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<ser
             json!({ "backend": state.store.backend(), "status": "down", "error": "timed out after 2 s" })
         }
     };
+    // The queue is reported but does not decide readiness: with the queue down, webhooks are
+    // still accepted and committed, and the sweeper enqueues them once it is back.
+    let queue = match tokio::time::timeout(Duration::from_secs(2), state.queue.ping()).await {
+        Ok(Ok(())) => json!({ "kind": state.queue.kind(), "status": "up" }),
+        Ok(Err(e)) => {
+            json!({ "kind": state.queue.kind(), "status": "down", "error": e.to_string() })
+        }
+        Err(_) => {
+            json!({ "kind": state.queue.kind(), "status": "down", "error": "timed out after 2 s" })
+        }
+    };
     let up = store["status"] == "up";
     let body = json!({
         "status": if up { "ok" } else { "unavailable" },
         "store": store,
+        "queue": queue,
         "memory": { "rss_bytes": rss_bytes() },
         "version": env!("CARGO_PKG_VERSION"),
     });

@@ -13,15 +13,24 @@ use tokio::sync::Notify;
 use crate::event::{ClaimedEvent, EventId, Outcome};
 use crate::store::{Claim, EventStore, StoreError};
 
+mod redis;
+
+pub use self::redis::{Keys as RedisKeys, RedisQueue};
+
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("redis: {0}")]
+    Redis(String),
 }
 
 /// Delivers claimed events to workers.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
+    /// `store` or `redis`.
+    fn kind(&self) -> &'static str;
+
     /// Announce an event that has just been committed. Failure here never loses the event.
     async fn enqueue(&self, id: EventId) -> Result<(), QueueError>;
 
@@ -37,6 +46,11 @@ pub trait Queue: Send + Sync + 'static {
     /// Called after the store has recorded how an attempt ended. Only then may a queue drop
     /// its copy of the message.
     async fn settle(&self, _event: &ClaimedEvent, _outcome: &Outcome) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    /// Whether the queue's backing service answers.
+    async fn ping(&self) -> Result<(), QueueError> {
         Ok(())
     }
 }
@@ -60,6 +74,10 @@ impl StoreQueue {
 
 #[async_trait]
 impl Queue for StoreQueue {
+    fn kind(&self) -> &'static str {
+        "store"
+    }
+
     async fn enqueue(&self, _id: EventId) -> Result<(), QueueError> {
         self.wake.notify_one();
         Ok(())

@@ -137,6 +137,15 @@ pub trait EventStore: Send + Sync + 'static {
     /// One event with its transitions and step results.
     async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError>;
 
+    /// Events that should have been claimed at least `grace` ago but were not (their queue
+    /// message was lost: enqueue failed, the process died, Redis restarted). Their due time is
+    /// moved to now, so each is handed out again at most once per grace period.
+    async fn requeue_overdue(
+        &self,
+        grace: Duration,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError>;
+
     /// Number of events in each status (statuses with none are left out).
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError>;
 

@@ -151,6 +151,7 @@ impl EventStore for PgStore {
                     body: r.try_get("body")?,
                     attempt: r.try_get::<i32, _>("attempts")? as u32,
                     received_at: r.try_get("received_at")?,
+                    delivery: None,
                 })
             })
             .collect()
@@ -319,6 +320,30 @@ impl EventStore for PgStore {
             transitions,
             steps,
         }))
+    }
+
+    async fn requeue_overdue(
+        &self,
+        grace: Duration,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE events SET next_attempt_at = now()
+             WHERE id IN (
+                SELECT id FROM events
+                WHERE status IN ('pending', 'processing', 'retry_scheduled')
+                  AND next_attempt_at <= now() - make_interval(secs => $1)
+                ORDER BY next_attempt_at
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+             )
+             RETURNING id",
+        )
+        .bind(grace.as_secs_f64())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(EventId).collect())
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {

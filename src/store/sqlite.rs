@@ -203,6 +203,7 @@ impl EventStore for SqliteStore {
                 body: r.try_get("body")?,
                 attempt,
                 received_at: to_time(r.try_get("received_at")?),
+                delivery: None,
             });
         }
         tx.commit().await?;
@@ -397,6 +398,29 @@ impl EventStore for SqliteStore {
             transitions,
             steps,
         }))
+    }
+
+    async fn requeue_overdue(
+        &self,
+        grace: Duration,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let now = now_ms();
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE events SET next_attempt_at = ?1
+             WHERE id IN (
+                SELECT id FROM events
+                WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= ?2
+                ORDER BY next_attempt_at LIMIT ?3
+             )
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(now - grace.as_millis() as i64)
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        Ok(ids.into_iter().map(EventId).collect())
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {

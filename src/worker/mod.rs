@@ -5,6 +5,7 @@
 //! run a step that already succeeded for the event, and never write an outcome without holding
 //! the event's lease (the store fences every write on the lease owner).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -58,6 +59,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     pub retry: RetryPolicy,
     pub drain_timeout: Duration,
+    /// Optional cap per provider on events processed at once.
+    pub provider_concurrency: BTreeMap<String, usize>,
 }
 
 /// A pool of workers in one process, sharing one lease owner name.
@@ -68,6 +71,7 @@ pub struct Worker {
     actions: Actions,
     owner: String,
     settings: WorkerSettings,
+    provider_permits: HashMap<String, Arc<Semaphore>>,
 }
 
 impl Worker {
@@ -76,15 +80,22 @@ impl Worker {
         queue: Arc<dyn Queue>,
         router: Router,
         actions: Actions,
+        owner: String,
         settings: WorkerSettings,
     ) -> Self {
+        let provider_permits = settings
+            .provider_concurrency
+            .iter()
+            .map(|(p, n)| (p.clone(), Arc::new(Semaphore::new(*n))))
+            .collect();
         Self {
             store,
             queue,
             router,
             actions,
-            owner: owner_name(),
+            owner,
             settings,
+            provider_permits,
         }
     }
 
@@ -221,6 +232,11 @@ impl Worker {
         let lost = Arc::new(AtomicBool::new(false));
         let renewer = self.spawn_lease_renewal(event, lost.clone());
         let result = async {
+            // Waiting for the provider's cap happens under the renewed lease, like a slow step.
+            let _provider_permit = match self.provider_permits.get(&event.provider) {
+                Some(p) => p.clone().acquire_owned().await.ok(),
+                None => None,
+            };
             let mut ran = 0;
             for step in steps.iter().filter(|s| !done.contains(&s.key)) {
                 if lost.load(Ordering::Relaxed) {
@@ -319,14 +335,6 @@ impl Worker {
         }
         tracing::error!("outcome not written; the event will be retried when its lease expires");
     }
-}
-
-fn owner_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "hookd".to_owned());
-    let nonce = uuid::Uuid::new_v4().simple().to_string();
-    format!("{host}:{}:{}", std::process::id(), &nonce[..8])
 }
 
 #[cfg(test)]
