@@ -3,8 +3,8 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::*;
 use reqwest::StatusCode;
@@ -13,81 +13,6 @@ both_backends!(
     kill_9_during_a_forward_loses_nothing,
     sigterm_drains_and_exits_cleanly
 );
-
-struct Hookd {
-    child: Child,
-    url: String,
-}
-
-impl Hookd {
-    /// Start the real binary on a free port and wait until it answers.
-    async fn spawn(db: &TestDb, routes: &str, log_name: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::fs::File::create(db.dir.path().join(log_name)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
-        cmd.env_clear()
-            .envs(base_vars(db, routes))
-            .env("PORT", port.to_string())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log);
-        let child = cmd.spawn().expect("spawn hookd");
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let http = reqwest::Client::new();
-        loop {
-            if let Ok(r) = http.get(format!("{url}/health")).send().await
-                && r.status() == StatusCode::OK
-            {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "hookd did not start; see {log_name} in {:?}",
-                db.dir.path()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        Self { child, url }
-    }
-
-    async fn event(&self, id: &str) -> serde_json::Value {
-        reqwest::Client::new()
-            .get(format!("{}/admin/events/{id}", self.url))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn wait_status(&self, id: &str, status: &str, timeout: Duration) -> serde_json::Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let e = self.event(id).await;
-            if e["status"] == status {
-                return e;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "event did not reach {status}: {e:#}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Hookd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
     reqwest::Client::new()

@@ -26,7 +26,9 @@ struct Fixture {
 
 async fn fixture_with(target: RedisTarget, url: &str) -> Fixture {
     let db = TestDb::new(Backend::Postgres).await;
-    let store = hookd::store::connect(&db.url, 4, Duration::from_secs(2)).await.unwrap();
+    let store = hookd::store::connect(&db.url, 4, Duration::from_secs(2))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let config = RedisConfig {
         target,
@@ -62,7 +64,11 @@ impl Fixture {
     async fn next(&self, owner: &str, lease: Duration, timeout: Duration) -> Vec<ClaimedEvent> {
         let deadline = Instant::now() + timeout;
         loop {
-            let got = self.queue.next(owner, lease, 10, Duration::from_millis(100)).await.unwrap();
+            let got = self
+                .queue
+                .next(owner, lease, 10, Duration::from_millis(100))
+                .await
+                .unwrap();
             if !got.is_empty() || Instant::now() >= deadline {
                 return got;
             }
@@ -103,15 +109,36 @@ async fn enqueue_claim_ack_and_completed_record() {
     let got = f.next("w1", LEASE, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, id);
-    assert!(got[0].delivery.is_some(), "the stream entry id travels with the claim");
-    assert_eq!(f.pending().await, 1, "unacknowledged until the outcome is stored");
-    f.finish(&got[0], "w1", Outcome::Completed { detail: "ok".into() }).await;
+    assert!(
+        got[0].delivery.is_some(),
+        "the stream entry id travels with the claim"
+    );
+    assert_eq!(
+        f.pending().await,
+        1,
+        "unacknowledged until the outcome is stored"
+    );
+    f.finish(
+        &got[0],
+        "w1",
+        Outcome::Completed {
+            detail: "ok".into(),
+        },
+    )
+    .await;
     assert_eq!(f.pending().await, 0);
     let stream = f.keys.stream.clone();
-    assert_eq!(f.xlen(&stream).await, 0, "acknowledged messages are deleted");
+    assert_eq!(
+        f.xlen(&stream).await,
+        0,
+        "acknowledged messages are deleted"
+    );
     let completed = f.keys.completed.clone();
     assert_eq!(f.xlen(&completed).await, 1);
-    assert_eq!(f.store.event(id).await.unwrap().unwrap().status, EventStatus::Completed);
+    assert_eq!(
+        f.store.event(id).await.unwrap().unwrap().status,
+        EventStatus::Completed
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,25 +149,49 @@ async fn delayed_retry_is_delivered_when_due_then_dead_letters() {
     let got = f.next("w1", LEASE, Duration::from_secs(5)).await;
     let at = Utc::now() + chrono::Duration::milliseconds(600);
     let scheduled = Instant::now();
-    f.finish(&got[0], "w1", Outcome::RetryAt { at, error: "HTTP 500".into() }).await;
+    f.finish(
+        &got[0],
+        "w1",
+        Outcome::RetryAt {
+            at,
+            error: "HTTP 500".into(),
+        },
+    )
+    .await;
     let delayed: usize = f.redis.zcard(&f.keys.delayed).await.unwrap();
     assert_eq!(delayed, 1);
     let again = f.next("w1", LEASE, Duration::from_secs(5)).await;
     let waited = scheduled.elapsed();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempt, 2);
-    assert!(waited >= Duration::from_millis(550), "delivered after {waited:?}");
-    assert!(waited < Duration::from_secs(3), "delivered after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(550),
+        "delivered after {waited:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(3),
+        "delivered after {waited:?}"
+    );
     let delayed: usize = f.redis.zcard(&f.keys.delayed).await.unwrap();
     assert_eq!(delayed, 0);
 
-    f.finish(&again[0], "w1", Outcome::DeadLetter { error: "gave up".into() }).await;
+    f.finish(
+        &again[0],
+        "w1",
+        Outcome::DeadLetter {
+            error: "gave up".into(),
+        },
+    )
+    .await;
     let dead: redis::streams::StreamRangeReply = f.redis.xrange_all(&f.keys.dead).await.unwrap();
     assert_eq!(dead.ids.len(), 1);
     let entry = &dead.ids[0];
     assert_eq!(entry.get::<String>("id").unwrap(), id.to_string());
     assert_eq!(entry.get::<String>("error").unwrap(), "gave up");
-    assert_eq!(f.store.event(id).await.unwrap().unwrap().status, EventStatus::DeadLetter);
+    assert_eq!(
+        f.store.event(id).await.unwrap().unwrap().status,
+        EventStatus::DeadLetter
+    );
     assert_eq!(f.pending().await, 0);
 }
 
@@ -152,7 +203,9 @@ async fn job_records_are_trimmed_to_the_configured_counts() {
         f.queue.enqueue(id).await.unwrap();
         let got = f.next("w1", LEASE, Duration::from_secs(5)).await;
         let outcome = if i % 2 == 0 {
-            Outcome::Completed { detail: String::new() }
+            Outcome::Completed {
+                detail: String::new(),
+            }
         } else {
             Outcome::DeadLetter { error: "x".into() }
         };
@@ -181,8 +234,26 @@ async fn a_dead_consumers_message_is_reclaimed_after_its_lease() {
     assert_eq!(other[0].id, id);
     assert_eq!(other[0].attempt, 2);
     // The dead consumer's late outcome is refused: the lease is the survivor's now.
-    assert!(!f.store.finish(id, "doomed", &Outcome::Completed { detail: String::new() }).await.unwrap());
-    f.finish(&other[0], "survivor", Outcome::Completed { detail: String::new() }).await;
+    assert!(
+        !f.store
+            .finish(
+                id,
+                "doomed",
+                &Outcome::Completed {
+                    detail: String::new()
+                }
+            )
+            .await
+            .unwrap()
+    );
+    f.finish(
+        &other[0],
+        "survivor",
+        Outcome::Completed {
+            detail: String::new(),
+        },
+    )
+    .await;
     assert_eq!(f.pending().await, 0);
 }
 
@@ -196,11 +267,26 @@ async fn duplicate_messages_run_once() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let got = f.next("w1", LEASE, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1, "the store's claim lets one message through");
-    let more = f.queue.next("w2", LEASE, 10, Duration::from_millis(200)).await.unwrap();
+    let more = f
+        .queue
+        .next("w2", LEASE, 10, Duration::from_millis(200))
+        .await
+        .unwrap();
     assert!(more.is_empty());
-    f.finish(&got[0], "w1", Outcome::Completed { detail: String::new() }).await;
+    f.finish(
+        &got[0],
+        "w1",
+        Outcome::Completed {
+            detail: String::new(),
+        },
+    )
+    .await;
     let stream = f.keys.stream.clone();
-    assert_eq!(f.xlen(&stream).await, 0, "the extra copies were acknowledged and deleted");
+    assert_eq!(
+        f.xlen(&stream).await,
+        0,
+        "the extra copies were acknowledged and deleted"
+    );
     assert_eq!(f.pending().await, 0);
 }
 
@@ -209,16 +295,40 @@ async fn sweeper_enqueues_committed_events_nobody_enqueued_and_only_one_sweeps()
     let f = fixture().await;
     // Committed, but the process "died" before XADD.
     let id = f.insert().await;
-    assert!(f.queue.next("w1", LEASE, 10, Duration::from_millis(100)).await.unwrap().is_empty());
+    assert!(
+        f.queue
+            .next("w1", LEASE, 10, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(f.queue.sweep_once("other", Duration::from_secs(10)).await.unwrap(), 1);
+    assert_eq!(
+        f.queue
+            .sweep_once("other", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        1
+    );
     // Another process does not sweep while the lease is held.
-    assert_eq!(f.queue.sweep_once("me", Duration::from_secs(10)).await.unwrap(), 0);
+    assert_eq!(
+        f.queue
+            .sweep_once("me", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        0
+    );
     let got = f.next("w1", LEASE, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].id, id);
     // Re-swept at most once per grace period.
-    assert_eq!(f.queue.sweep_once("other", Duration::from_secs(10)).await.unwrap(), 0);
+    assert_eq!(
+        f.queue
+            .sweep_once("other", Duration::from_secs(10))
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,9 +339,18 @@ async fn lost_redis_data_recreates_the_group() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let _: () = f.redis.del(&f.keys.stream).await.unwrap();
     // The message is gone with the data; the queue keeps working and the sweeper finds the event.
-    assert!(f.queue.next("w1", LEASE, 10, Duration::from_millis(100)).await.unwrap().is_empty());
+    assert!(
+        f.queue
+            .next("w1", LEASE, 10, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    f.queue.sweep_once("me", Duration::from_secs(10)).await.unwrap();
+    f.queue
+        .sweep_once("me", Duration::from_secs(10))
+        .await
+        .unwrap();
     let got = f.next("w1", LEASE, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1);
 }
@@ -261,7 +380,16 @@ impl LocalCluster {
             let port = free_port();
             let dir = tempfile::tempdir().unwrap();
             let child = std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
                 .arg("--cluster-config-file")
                 .arg(dir.path().join("nodes.conf"))
@@ -270,7 +398,11 @@ impl LocalCluster {
                 .stdout(std::process::Stdio::null())
                 .spawn()
                 .expect("redis-server is required");
-            nodes.push(PrivateClusterNode { port, _dir: dir, child });
+            nodes.push(PrivateClusterNode {
+                port,
+                _dir: dir,
+                child,
+            });
         }
         for n in &nodes {
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -279,14 +411,21 @@ impl LocalCluster {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
         let out = std::process::Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
             .args(["--cluster-replicas", "0", "--cluster-yes"])
             .output()
             .expect("redis-cli is required");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         let cluster = Self { nodes };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -306,7 +445,10 @@ impl LocalCluster {
     }
 
     fn urls(&self) -> Vec<String> {
-        self.nodes.iter().map(|n| format!("redis://127.0.0.1:{}", n.port)).collect()
+        self.nodes
+            .iter()
+            .map(|n| format!("redis://127.0.0.1:{}", n.port))
+            .collect()
     }
 }
 
@@ -320,15 +462,40 @@ async fn works_on_a_redis_cluster() {
     let got = f.next("w1", LEASE, Duration::from_secs(5)).await;
     assert_eq!(got.len(), 1);
     let at = Utc::now() + chrono::Duration::milliseconds(200);
-    f.finish(&got[0], "w1", Outcome::RetryAt { at, error: "x".into() }).await;
+    f.finish(
+        &got[0],
+        "w1",
+        Outcome::RetryAt {
+            at,
+            error: "x".into(),
+        },
+    )
+    .await;
     let again = f.next("w1", LEASE, Duration::from_secs(5)).await;
-    assert_eq!(again.len(), 1, "delayed retry promoted by the Lua script on the cluster");
-    f.finish(&again[0], "w1", Outcome::Completed { detail: String::new() }).await;
+    assert_eq!(
+        again.len(),
+        1,
+        "delayed retry promoted by the Lua script on the cluster"
+    );
+    f.finish(
+        &again[0],
+        "w1",
+        Outcome::Completed {
+            detail: String::new(),
+        },
+    )
+    .await;
     // Every key of the queue hashes to one slot, which is what lets the scripts run there.
     let keys = f.keys.clone();
     let slot = |k: &str| {
         let out = std::process::Command::new("redis-cli")
-            .args(["-p", &cluster.nodes[0].port.to_string(), "cluster", "keyslot", k])
+            .args([
+                "-p",
+                &cluster.nodes[0].port.to_string(),
+                "cluster",
+                "keyslot",
+                k,
+            ])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -337,5 +504,11 @@ async fn works_on_a_redis_cluster() {
     for k in [&keys.delayed, &keys.completed, &keys.dead, &keys.sweeper] {
         assert_eq!(slot(k), s);
     }
-    assert_eq!(f.queue.sweep_once("me", Duration::from_secs(5)).await.unwrap(), 0);
+    assert_eq!(
+        f.queue
+            .sweep_once("me", Duration::from_secs(5))
+            .await
+            .unwrap(),
+        0
+    );
 }

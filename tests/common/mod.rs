@@ -15,7 +15,9 @@ use hookd::app::{self, Roles, Running};
 use hookd::config::Config;
 use hookd::event::{EventDetail, EventId, EventStatus};
 use hookd::store::EventStore;
+use reqwest::StatusCode as HttpStatus;
 use sqlx::Connection;
+use std::process::{Child, Command};
 
 pub const STRIPE_SECRET: &str = "whsec_integration_secret";
 pub const GITHUB_SECRET: &str = "github-integration-secret";
@@ -192,6 +194,8 @@ pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
         ("HOOKD_RETRY_BASE_MS", "100"),
         ("HOOKD_LEASE_SECS", "2"),
         ("HOOKD_STORE_TIMEOUT_MS", "1000"),
+        // Many servers run at once against one PostgreSQL (100 connections by default).
+        ("HOOKD_DB_POOL_SIZE", "4"),
         ("HOOKD_SHUTDOWN_TIMEOUT_SECS", "5"),
         ("HOOKD_FORWARD_TIMEOUT_MS", "3000"),
     ]
@@ -450,17 +454,24 @@ pub fn unique_prefix() -> String {
 
 pub async fn redis_conn(url: &str) -> redis::aio::MultiplexedConnection {
     let client = redis::Client::open(url).unwrap();
-    client.get_multiplexed_async_connection().await.unwrap_or_else(|e| {
-        panic!(
-            "Redis is required for these tests and is not reachable at {url} ({e}). \
+    client
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "Redis is required for these tests and is not reachable at {url} ({e}). \
              Start it (scripts/test.sh does) or set HOOKD_TEST_REDIS_URL."
-        )
-    })
+            )
+        })
 }
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A Redis server of a test's own, for tests that stop and restart it.
@@ -493,7 +504,16 @@ impl PrivateRedis {
     /// Start (or restart) the server and wait until it answers.
     pub async fn up(&mut self) {
         let child = std::process::Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(std::process::Stdio::null())
@@ -504,12 +524,19 @@ impl PrivateRedis {
         loop {
             if let Ok(c) = redis::Client::open(self.url()) {
                 if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok() {
+                    if redis::cmd("PING")
+                        .query_async::<String>(&mut conn)
+                        .await
+                        .is_ok()
+                    {
                         return;
                     }
                 }
             }
-            assert!(Instant::now() < deadline, "private redis-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "private redis-server did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -533,7 +560,10 @@ impl Drop for PrivateRedis {
 pub fn verified_stripe(body: &str) -> hookd::verify::VerifiedWebhook {
     use hookd::verify::{RawRequest, Secrets, StripeVerifier, Verifier};
     let mut headers = HeaderMap::new();
-    headers.insert("stripe-signature", stripe_header(STRIPE_SECRET, body, now()).parse().unwrap());
+    headers.insert(
+        "stripe-signature",
+        stripe_header(STRIPE_SECRET, body, now()).parse().unwrap(),
+    );
     let body = Bytes::copy_from_slice(body.as_bytes());
     StripeVerifier::new(Secrets::new([STRIPE_SECRET]).unwrap(), 300)
         .verify(
@@ -545,4 +575,98 @@ pub fn verified_stripe(body: &str) -> hookd::verify::VerifiedWebhook {
             },
         )
         .unwrap()
+}
+
+/// The real `hookd` binary running as a child process.
+pub struct Hookd {
+    pub child: Child,
+    pub url: String,
+}
+
+impl Hookd {
+    /// Start `hookd serve` on a free port and wait until it answers.
+    pub async fn spawn(db: &TestDb, routes: &str, log_name: &str) -> Self {
+        Self::spawn_with(db, routes, "serve", &[], log_name).await
+    }
+
+    /// Start `hookd <command>` with extra variables. For `worker` (no HTTP server) this returns
+    /// once the process runs; otherwise once `/health` answers 200.
+    pub async fn spawn_with(
+        db: &TestDb,
+        routes: &str,
+        command: &str,
+        extra: &[(&str, String)],
+        log_name: &str,
+    ) -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(db.dir.path().join(log_name)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+        cmd.arg(command)
+            .env_clear()
+            .envs(base_vars(db, routes))
+            .env("PORT", port.to_string())
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn hookd");
+        let url = format!("http://127.0.0.1:{port}");
+        if command == "worker" {
+            return Self { child, url };
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let http = reqwest::Client::new();
+        loop {
+            if let Ok(r) = http.get(format!("{url}/health")).send().await
+                && r.status() == HttpStatus::OK
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hookd did not start; see {log_name} in {:?}",
+                db.dir.path()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Self { child, url }
+    }
+
+    pub async fn event(&self, id: &str) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/admin/events/{id}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        status: &str,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let e = self.event(id).await;
+            if e["status"] == status {
+                return e;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "event did not reach {status}: {e:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Hookd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
