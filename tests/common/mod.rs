@@ -522,16 +522,14 @@ impl PrivateRedis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(c) = redis::Client::open(self.url()) {
-                if let Ok(mut conn) = c.get_multiplexed_async_connection().await {
-                    if redis::cmd("PING")
-                        .query_async::<String>(&mut conn)
-                        .await
-                        .is_ok()
-                    {
-                        return;
-                    }
-                }
+            if let Ok(c) = redis::Client::open(self.url())
+                && let Ok(mut conn) = c.get_multiplexed_async_connection().await
+                && redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .is_ok()
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
