@@ -231,7 +231,7 @@ async fn redis_down_before_webhooks_arrive_then_everything_is_processed() {
         .unwrap();
     assert_eq!(health["queue"]["status"], "down");
     assert_eq!(health["status"], "ok", "accepting without Redis");
-    let statuses = send_all(&[serve.url.clone()], distinct_bodies(200), 16).await;
+    let statuses = send_all(std::slice::from_ref(&serve.url), distinct_bodies(200), 16).await;
     assert!(statuses.iter().all(|s| *s == 202));
     assert_eq!(target.hits(), 0);
     redis.up().await;
