@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PG_URL="${HOOKD_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
-export HOOKD_TEST_PG_URL="$PG_URL"
+REDIS_URL_T="${HOOKD_TEST_REDIS_URL:-redis://127.0.0.1:6379}"
+export HOOKD_TEST_PG_URL="$PG_URL" HOOKD_TEST_REDIS_URL="$REDIS_URL_T"
 
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
@@ -26,6 +27,20 @@ echo "up"
 # Databases left behind by an earlier, interrupted run.
 psql "$PG_URL" -Atqc "select datname from pg_database where datname like 'hookd_test_%'" |
   while read -r db; do psql "$PG_URL" -qc "drop database if exists \"$db\" with (force)" >/dev/null; done
+
+say "Redis at $REDIS_URL_T"
+command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
+  die "redis-server and redis-cli are needed (the tests also start private servers and a local cluster): apt-get install redis-server"
+redis_up() { redis-cli -u "$REDIS_URL_T" ping 2>/dev/null | grep -q PONG; }
+if ! redis_up; then
+  echo "not answering; starting redis-server"
+  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "${REDIS_URL_T##*:}" --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+  for _ in $(seq 1 40); do redis_up && break; sleep 0.25; done
+  redis_up || die "Redis did not come up at $REDIS_URL_T."
+fi
+echo "up"
 
 say "cargo fmt --check"
 cargo fmt --all -- --check
