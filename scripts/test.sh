@@ -42,6 +42,15 @@ if ! redis_up; then
 fi
 echo "up"
 
+say "Prometheus alert rules (promtool)"
+if ! command -v promtool >/dev/null; then
+  echo "promtool not installed; installing Debian's prometheus package"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus; } >/dev/null ||
+    die "cannot install promtool (apt-get install prometheus)"
+fi
+promtool check rules deploy/prometheus/alerts.yml
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 

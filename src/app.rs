@@ -101,6 +101,8 @@ impl Running {
 
 /// Start the roles asked for. Returns once the server is listening.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
+    // Install the metrics recorder before anything records.
+    crate::telemetry::metrics::handle();
     let store = open_store(config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
@@ -118,6 +120,20 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             r.clone()
         }
         None => Arc::new(StoreQueue::new(store.clone())),
+    };
+
+    // Bind first: a taken port should stop start-up before any worker claims an event.
+    let listener = if roles.api {
+        let bind = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(bind)
+            .await
+            .map_err(|source| StartError::Bind { addr: bind, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr: bind, source })?;
+        Some((listener, local))
+    } else {
+        None
     };
 
     if roles.workers {
@@ -139,25 +155,20 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
     }
 
-    if roles.api {
-        let bind = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(bind)
-            .await
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
+    if let Some((listener, local)) = listener {
         addr = Some(local);
         let providers = config.providers();
         let names: Vec<&str> = providers.names().collect();
         tracing::info!(addr = %local, store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
-        let state = Arc::new(AppState {
-            store: store.clone(),
-            queue: queue.clone(),
+        let state = Arc::new(AppState::new(
+            store.clone(),
+            queue.clone(),
             providers,
-            admin_token: config.admin_token.clone(),
-            max_body_bytes: config.max_body_bytes,
-        });
+            config.admin_token.clone(),
+            config.max_body_bytes,
+            config.memory_limit_bytes,
+            shutdown_rx.clone(),
+        ));
         let app = http::router(state);
         let mut rx = shutdown_rx.clone();
         let grace = config.shutdown_timeout;

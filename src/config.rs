@@ -40,8 +40,37 @@ pub struct Config {
     pub redis: Option<RedisConfig>,
     /// Per-provider cap on events processed at once by this process.
     pub provider_concurrency: BTreeMap<String, usize>,
+    pub telemetry: TelemetryConfig,
+    /// `/health` reports unhealthy above this resident set size.
+    pub memory_limit_bytes: u64,
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// Where `combined.log` and `error.log` go; `None` turns log files off.
+    pub log_dir: Option<PathBuf>,
+    /// Daily log files kept per kind.
+    pub log_max_files: usize,
+    pub service_name: String,
+    /// OTLP trace export; `None` means no exporter.
+    pub otlp: Option<OtlpConfig>,
+    /// The original service's `JAEGER_ENDPOINT`, reported at start as unsupported.
+    pub jaeger_endpoint: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub endpoint: String,
+    pub protocol: OtlpProtocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    Grpc,
 }
 
 /// Where the Redis queue lives and how much of its history it keeps.
@@ -324,18 +353,10 @@ impl Config {
                 src.raw("HOOKD_PROVIDER_CONCURRENCY"),
                 &w.provider_concurrency,
             )?,
-            log_format: match src.raw("HOOKD_LOG_FORMAT").unwrap_or("json") {
-                "json" => LogFormat::Json,
-                "pretty" => LogFormat::Pretty,
-                other => {
-                    return Err(ConfigError::Invalid {
-                        setting: "HOOKD_LOG_FORMAT".into(),
-                        value: other.into(),
-                        expected: "json or pretty".into(),
-                    });
-                }
-            },
-            log_filter: src.raw("HOOKD_LOG").unwrap_or("info").to_owned(),
+            telemetry: telemetry_config(&src)?,
+            memory_limit_bytes: src.positive::<u64>("HOOKD_MEMORY_LIMIT_MB", None, 1024)?
+                * 1024
+                * 1024,
         };
         config.validate()?;
         Ok(config)
@@ -386,6 +407,64 @@ impl Config {
         }
         p
     }
+}
+
+fn telemetry_config(src: &Source<'_>) -> Result<TelemetryConfig, ConfigError> {
+    let invalid = |setting: &str, value: &str, expected: &str| ConfigError::Invalid {
+        setting: setting.into(),
+        value: value.into(),
+        expected: expected.into(),
+    };
+    let log_format = match src.raw("HOOKD_LOG_FORMAT").unwrap_or("json") {
+        "json" => LogFormat::Json,
+        "pretty" => LogFormat::Pretty,
+        other => return Err(invalid("HOOKD_LOG_FORMAT", other, "json or pretty")),
+    };
+    // Set but empty turns files off; unset means the default folder.
+    let log_dir = match src.env.get("HOOKD_LOG_DIR").map(|s| s.trim()) {
+        Some("") => None,
+        Some(dir) => Some(PathBuf::from(dir)),
+        None => Some(PathBuf::from("logs")),
+    };
+    let otlp = match src.raw("OTEL_EXPORTER_OTLP_ENDPOINT") {
+        None => None,
+        Some(endpoint) => {
+            if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+                return Err(invalid(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    endpoint,
+                    "an http:// or https:// URL, e.g. http://jaeger:4318",
+                ));
+            }
+            let protocol = match src
+                .raw("OTEL_EXPORTER_OTLP_PROTOCOL")
+                .unwrap_or("http/protobuf")
+            {
+                "http/protobuf" => OtlpProtocol::HttpProtobuf,
+                "grpc" => OtlpProtocol::Grpc,
+                other => {
+                    return Err(invalid(
+                        "OTEL_EXPORTER_OTLP_PROTOCOL",
+                        other,
+                        "http/protobuf (default, port 4318) or grpc (port 4317)",
+                    ));
+                }
+            };
+            Some(OtlpConfig {
+                endpoint: endpoint.to_owned(),
+                protocol,
+            })
+        }
+    };
+    Ok(TelemetryConfig {
+        log_format,
+        log_filter: src.raw("HOOKD_LOG").unwrap_or("info").to_owned(),
+        log_dir,
+        log_max_files: src.positive("HOOKD_LOG_MAX_FILES", None, 14)?,
+        service_name: src.raw("OTEL_SERVICE_NAME").unwrap_or("hookd").to_owned(),
+        otlp,
+        jaeger_endpoint: src.raw("JAEGER_ENDPOINT").map(str::to_owned),
+    })
 }
 
 fn redis_config(src: &Source<'_>, file: &FileRedis) -> Result<Option<RedisConfig>, ConfigError> {

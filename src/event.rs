@@ -91,6 +91,8 @@ pub struct ClaimedEvent {
     /// The attempt this claim starts (1 for the first).
     pub attempt: u32,
     pub received_at: DateTime<Utc>,
+    /// W3C trace context stored at accept time: the worker's spans continue that trace.
+    pub traceparent: Option<String>,
     /// The queue's handle for the message that delivered this event (a Redis stream entry id),
     /// so the queue can acknowledge it once the outcome is stored.
     pub delivery: Option<String>,

@@ -25,11 +25,24 @@ enum Command {
     Migrate,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::from_env().context("invalid configuration")?;
-    hookd::telemetry::init(config.log_format, &config.log_filter);
+    // Before the runtime: the OTLP HTTP exporter runs a blocking client on its own thread.
+    let telemetry = hookd::telemetry::init(&config.telemetry)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(run(cli, config));
+    runtime.block_on(telemetry.shutdown());
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "hookd stopped with an error");
+    }
+    result
+}
+
+async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let roles = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => Roles::SERVE,
         Command::Api => Roles {

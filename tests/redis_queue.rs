@@ -54,7 +54,12 @@ async fn fixture() -> Fixture {
 impl Fixture {
     async fn insert(&self) -> EventId {
         let (_, body) = stripe_event("charge.succeeded");
-        match self.store.insert(&verified_stripe(&body)).await.unwrap() {
+        match self
+            .store
+            .insert(&verified_stripe(&body), None)
+            .await
+            .unwrap()
+        {
             Inserted::New(id) => id,
             Inserted::Duplicate(_) => unreachable!(),
         }

@@ -9,7 +9,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use tracing::Instrument;
+
 use crate::event::ClaimedEvent;
+use crate::telemetry::trace;
 
 /// One `[[routes]]` entry of the config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -48,7 +51,8 @@ pub enum StepConfig {
 }
 
 impl StepConfig {
-    fn action(&self) -> &'static str {
+    /// The action's name, as in the config file.
+    pub fn action(&self) -> &'static str {
         match self {
             Self::Log => "log",
             Self::Forward { .. } => "forward",
@@ -91,6 +95,12 @@ pub struct Step {
     /// succeeded is recognised and skipped.
     pub key: String,
     pub config: StepConfig,
+}
+
+impl Step {
+    pub fn action(&self) -> &'static str {
+        self.config.action()
+    }
 }
 
 /// All routes, matched in file order. Every matching route's steps run, in order.
@@ -222,6 +232,14 @@ impl Actions {
         headers: &BTreeMap<String, String>,
         event: &ClaimedEvent,
     ) -> Result<(), ActionError> {
+        let span = tracing::info_span!(
+            "forward",
+            otel.name = "POST",
+            otel.kind = "client",
+            http.request.method = "POST",
+            url.full = %url,
+            http.response.status_code = tracing::field::Empty,
+        );
         let mut req = self
             .http
             .post(url)
@@ -240,20 +258,30 @@ impl Actions {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        let resp = req.body(event.body.clone()).send().await.map_err(|e| {
-            if e.is_timeout() {
-                ActionError::Timeout {
-                    url: url.to_owned(),
-                    timeout_ms: timeout.as_millis() as u64,
+        // The receiving service joins the event's trace as a child of this client span.
+        if let Some(tp) = trace::traceparent(&span) {
+            req = req.header("traceparent", tp);
+        }
+        let resp = req
+            .body(event.body.clone())
+            .send()
+            .instrument(span.clone())
+            .await
+            .map_err(|e| {
+                if e.is_timeout() {
+                    ActionError::Timeout {
+                        url: url.to_owned(),
+                        timeout_ms: timeout.as_millis() as u64,
+                    }
+                } else {
+                    ActionError::Transport {
+                        url: url.to_owned(),
+                        error: error_chain(&e),
+                    }
                 }
-            } else {
-                ActionError::Transport {
-                    url: url.to_owned(),
-                    error: error_chain(&e),
-                }
-            }
-        })?;
+            })?;
         let status = resp.status();
+        span.record("http.response.status_code", status.as_u16());
         if status.is_success() {
             Ok(())
         } else {

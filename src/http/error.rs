@@ -33,9 +33,10 @@ pub enum ApiError {
     Unauthorized,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = match &self {
+impl ApiError {
+    /// HTTP status and the stable error code (also the `outcome` label of the metrics).
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
             Self::Verify(e) => (StatusCode::BAD_REQUEST, e.reason()),
             Self::UnknownProvider(_) => (StatusCode::NOT_FOUND, "unknown_provider"),
             Self::ProviderNotConfigured { .. } => {
@@ -49,7 +50,13 @@ impl IntoResponse for ApiError {
             Self::Store(StoreError::Other(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
         let mut body = json!({ "error": code });
         match &self {
             Self::Store(StoreError::Other(e)) => {

@@ -2,6 +2,7 @@
 //! commit, so a 2xx always means the event is durable.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
@@ -9,23 +10,52 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use serde_json::json;
+use tracing::{Instrument, Span};
 
 use super::{ApiError, AppState};
 use crate::store::Inserted;
+use crate::telemetry::{metrics, trace};
 use crate::verify::{Lookup, RawRequest};
+
+type Accepted = (StatusCode, Json<serde_json::Value>);
 
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let verifier = match state.providers.lookup(&provider) {
+) -> Result<Accepted, ApiError> {
+    let started = Instant::now();
+    let known = !matches!(state.providers.lookup(&provider), Lookup::Unknown);
+    // The path segment is the client's to choose: only known names become metric labels.
+    let label = if known { provider.as_str() } else { "unknown" };
+    Span::current().record("provider", label);
+    let result = accept(&state, &provider, &headers, body).await;
+    let outcome = match &result {
+        Ok((StatusCode::ACCEPTED, _)) => "accepted",
+        Ok(_) => "duplicate",
+        Err(e) => e.status_and_code().1,
+    };
+    metrics::webhook_received(label, outcome);
+    metrics::accept_duration(label, started.elapsed());
+    result
+}
+
+async fn accept(
+    state: &AppState,
+    provider: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Accepted, ApiError> {
+    let verifier = match state.providers.lookup(provider) {
         Lookup::Ready(v) => v,
         Lookup::NotConfigured { setting } => {
-            return Err(ApiError::ProviderNotConfigured { provider, setting });
+            return Err(ApiError::ProviderNotConfigured {
+                provider: provider.to_owned(),
+                setting,
+            });
         }
-        Lookup::Unknown => return Err(ApiError::UnknownProvider(provider)),
+        Lookup::Unknown => return Err(ApiError::UnknownProvider(provider.to_owned())),
     };
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -37,19 +67,36 @@ pub async fn receive(
         }
     })?;
     let request = RawRequest {
-        headers: &headers,
+        headers,
         body: &body,
         now_unix: chrono::Utc::now().timestamp(),
     };
-    let verified = verifier.verify(&provider, &request).inspect_err(|e| {
-        tracing::warn!(%provider, reason = e.reason(), error = %e, "webhook rejected");
-    })?;
-    match state.store.insert(&verified).await? {
+    let verified = tracing::info_span!("verify", provider)
+        .in_scope(|| verifier.verify(provider, &request))
+        .inspect_err(|e| {
+            tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
+        })?;
+    let traceparent = trace::traceparent(&Span::current());
+    let inserted = state
+        .store
+        .insert(&verified, traceparent.as_deref())
+        .instrument(tracing::info_span!(
+            "store.insert",
+            db.system = state.store.backend()
+        ))
+        .await?;
+    match inserted {
         Inserted::New(id) => {
-            tracing::info!(event_id = %id, %provider, event_type = verified.event_type(), "webhook accepted");
+            Span::current().record("event_id", tracing::field::display(id));
+            tracing::info!(event_type = verified.event_type(), "webhook accepted");
             // The event is committed; if the queue cannot take the hint, workers still find it.
-            if let Err(e) = state.queue.enqueue(id).await {
-                tracing::warn!(event_id = %id, error = %e, "enqueue failed; the event waits for a poll");
+            let enqueued = state
+                .queue
+                .enqueue(id)
+                .instrument(tracing::info_span!("enqueue", queue = state.queue.kind()))
+                .await;
+            if let Err(e) = enqueued {
+                tracing::warn!(error = %e, "enqueue failed; the event waits for a poll or the sweeper");
             }
             Ok((
                 StatusCode::ACCEPTED,
@@ -57,7 +104,8 @@ pub async fn receive(
             ))
         }
         Inserted::Duplicate(id) => {
-            tracing::info!(event_id = %id, %provider, "duplicate webhook");
+            Span::current().record("event_id", tracing::field::display(id));
+            tracing::info!("duplicate webhook");
             Ok((
                 StatusCode::OK,
                 Json(json!({ "status": "duplicate", "id": id })),

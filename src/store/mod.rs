@@ -29,6 +29,24 @@ pub enum Inserted {
     Duplicate(EventId),
 }
 
+/// What is waiting: unfinished and dead-lettered events by status, and when the oldest event
+/// still waiting for its first attempt or a retry was received.
+#[derive(Debug, Clone, Default)]
+pub struct Backlog {
+    pub by_status: BTreeMap<EventStatus, u64>,
+    pub oldest_pending: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl Backlog {
+    /// The statuses a backlog counts (`completed` is every event ever finished: a counter's job).
+    pub const STATUSES: [EventStatus; 4] = [
+        EventStatus::Pending,
+        EventStatus::Processing,
+        EventStatus::RetryScheduled,
+        EventStatus::DeadLetter,
+    ];
+}
+
 /// Which events a claim may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -98,8 +116,12 @@ pub trait EventStore: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
 
     /// Store a verified webhook with its first transition, in one transaction. Returns only
-    /// after the commit.
-    async fn insert(&self, webhook: &VerifiedWebhook) -> Result<Inserted, StoreError>;
+    /// after the commit. `traceparent` is the W3C trace context the worker continues.
+    async fn insert(
+        &self,
+        webhook: &VerifiedWebhook,
+        traceparent: Option<&str>,
+    ) -> Result<Inserted, StoreError>;
 
     /// Claim due events for `owner`: pending or retry-scheduled events whose time has come, and
     /// processing events whose lease expired (their worker died). Each claim starts a new
@@ -145,6 +167,9 @@ pub trait EventStore: Send + Sync + 'static {
         grace: Duration,
         limit: u32,
     ) -> Result<Vec<EventId>, StoreError>;
+
+    /// The backlog, from indexed queries cheap enough for every metrics scrape.
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
 
     /// Number of events in each status (statuses with none are left out).
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError>;

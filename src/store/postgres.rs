@@ -12,7 +12,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
+use super::{Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
 };
@@ -61,13 +61,17 @@ impl EventStore for PgStore {
         Ok(())
     }
 
-    async fn insert(&self, w: &VerifiedWebhook) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        w: &VerifiedWebhook,
+        traceparent: Option<&str>,
+    ) -> Result<Inserted, StoreError> {
         // One statement: the event and its first transition commit together or not at all.
         let new_id = EventId::new();
         let row = sqlx::query(
             "WITH ins AS (
-                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body)
-                VALUES ($1, $2, $3, $4, $5, $6, $7)
+                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body, traceparent)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
                 ON CONFLICT (provider, idempotency_key) DO NOTHING
                 RETURNING id
              ), t AS (
@@ -83,6 +87,7 @@ impl EventStore for PgStore {
         .bind(w.content_type())
         .bind(Json(w.headers()))
         .bind(w.body().as_ref())
+        .bind(traceparent)
         .fetch_optional(&self.pool)
         .await?;
         if row.is_some() {
@@ -122,7 +127,7 @@ impl EventStore for PgStore {
                     next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
                 FROM due WHERE e.id = due.id
                 RETURNING e.id, due.from_status, e.provider, e.event_type, e.idempotency_key,
-                    e.content_type, e.body, e.attempts, e.received_at
+                    e.content_type, e.body, e.attempts, e.received_at, e.traceparent
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
                 SELECT id, from_status, 'processing',
@@ -151,6 +156,7 @@ impl EventStore for PgStore {
                     body: r.try_get("body")?,
                     attempt: r.try_get::<i32, _>("attempts")? as u32,
                     received_at: r.try_get("received_at")?,
+                    traceparent: r.try_get("traceparent")?,
                     delivery: None,
                 })
             })
@@ -344,6 +350,28 @@ impl EventStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.into_iter().map(EventId).collect())
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        // Unfinished statuses are counted through the partial due index, dead letters through
+        // (status, received_at); completed events are never scanned.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM events
+             WHERE status IN ('pending', 'processing', 'retry_scheduled') GROUP BY status
+             UNION ALL
+             SELECT 'dead_letter', count(*) FROM events WHERE status = 'dead_letter'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT min(received_at) FROM events WHERE status IN ('pending', 'retry_scheduled')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(Backlog {
+            by_status: count_map(rows)?,
+            oldest_pending: oldest,
+        })
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {

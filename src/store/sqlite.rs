@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
+use super::{Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
 };
@@ -88,7 +88,11 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
-    async fn insert(&self, w: &VerifiedWebhook) -> Result<Inserted, StoreError> {
+    async fn insert(
+        &self,
+        w: &VerifiedWebhook,
+        traceparent: Option<&str>,
+    ) -> Result<Inserted, StoreError> {
         let new_id = EventId::new();
         let now = now_ms();
         let headers =
@@ -96,8 +100,8 @@ impl EventStore for SqliteStore {
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let inserted = sqlx::query(
             "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                                 received_at, next_attempt_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8)
+                                 received_at, next_attempt_at, updated_at, traceparent)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9)
              ON CONFLICT (provider, idempotency_key) DO NOTHING",
         )
         .bind(new_id.0)
@@ -108,6 +112,7 @@ impl EventStore for SqliteStore {
         .bind(headers)
         .bind(w.body().as_ref())
         .bind(now)
+        .bind(traceparent)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -170,7 +175,8 @@ impl EventStore for SqliteStore {
                 "UPDATE events SET status = 'processing', attempts = attempts + 1, lease_owner = ?2,
                      next_attempt_at = ?3, updated_at = ?4
                  WHERE id = ?1
-                 RETURNING provider, event_type, idempotency_key, content_type, body, attempts, received_at",
+                 RETURNING provider, event_type, idempotency_key, content_type, body, attempts, received_at,
+                           traceparent",
             )
             .bind(id)
             .bind(owner)
@@ -203,6 +209,7 @@ impl EventStore for SqliteStore {
                 body: r.try_get("body")?,
                 attempt,
                 received_at: to_time(r.try_get("received_at")?),
+                traceparent: r.try_get("traceparent")?,
                 delivery: None,
             });
         }
@@ -421,6 +428,26 @@ impl EventStore for SqliteStore {
         .fetch_all(&self.writer)
         .await?;
         Ok(ids.into_iter().map(EventId).collect())
+    }
+
+    async fn backlog(&self) -> Result<Backlog, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, count(*) FROM events
+             WHERE status IN ('pending', 'processing', 'retry_scheduled') GROUP BY status
+             UNION ALL
+             SELECT 'dead_letter', count(*) FROM events WHERE status = 'dead_letter'",
+        )
+        .fetch_all(&self.reader)
+        .await?;
+        let oldest: Option<i64> = sqlx::query_scalar(
+            "SELECT min(received_at) FROM events WHERE status IN ('pending', 'retry_scheduled')",
+        )
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(Backlog {
+            by_status: count_map(rows)?,
+            oldest_pending: oldest.map(to_time),
+        })
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {

@@ -19,6 +19,7 @@ use crate::actions::{Actions, Router};
 use crate::event::{ClaimedEvent, Outcome, StepOutcome, StepRecord};
 use crate::queue::Queue;
 use crate::store::EventStore;
+use crate::telemetry::{metrics, trace};
 
 /// The retry schedule, as data: attempt `n` failing waits `min(2^n * base, cap)`, and the
 /// event is dead-lettered when attempt `max_attempts` fails.
@@ -184,11 +185,18 @@ impl Worker {
     async fn process(&self, event: ClaimedEvent) {
         let span = tracing::info_span!(
             "process",
+            otel.name = %format!("process {}", event.provider),
+            otel.kind = "consumer",
             event_id = %event.id,
             provider = %event.provider,
             event_type = %event.event_type,
-            attempt = event.attempt
+            attempt = event.attempt,
+            trace_id = tracing::field::Empty,
         );
+        // Continue the trace the HTTP request started, whichever process or attempt this is.
+        trace::continue_from(&span, event.traceparent.as_deref());
+        trace::record_trace_id(&span);
+        metrics::attempt(&event.provider);
         async {
             let outcome = if event.attempt > self.settings.retry.max_attempts {
                 // The previous holder died during the last allowed attempt.
@@ -243,7 +251,22 @@ impl Worker {
                     return Ok(None);
                 }
                 let started = Instant::now();
-                let result = self.actions.run(step, event).await;
+                let result = self
+                    .actions
+                    .run(step, event)
+                    .instrument(
+                        tracing::info_span!("step", otel.name = %step.key, action = step.action()),
+                    )
+                    .await;
+                metrics::step_duration(
+                    step.action(),
+                    if result.is_ok() {
+                        "succeeded"
+                    } else {
+                        "failed"
+                    },
+                    started.elapsed(),
+                );
                 let record = StepRecord {
                     event_id: event.id,
                     step: step.key.clone(),
@@ -314,7 +337,26 @@ impl Worker {
         for _ in 0..5 {
             match self.store.finish(event.id, &self.owner, &outcome).await {
                 Ok(true) => {
-                    tracing::info!(status = %outcome.status(), "attempt finished");
+                    match &outcome {
+                        Outcome::Completed { .. } => {
+                            tracing::info!("event completed");
+                            metrics::event_processed(&event.provider, "completed");
+                            let age = Utc::now() - event.received_at;
+                            metrics::processing_duration(
+                                &event.provider,
+                                age.num_milliseconds() as f64 / 1000.0,
+                            );
+                        }
+                        Outcome::RetryAt { at, error } => {
+                            tracing::warn!(retry_at = %at, %error, "attempt failed; retry scheduled");
+                            metrics::event_processed(&event.provider, "retried");
+                        }
+                        Outcome::DeadLetter { error } => {
+                            // An operator has to look at this one.
+                            tracing::error!(%error, "event dead-lettered");
+                            metrics::event_processed(&event.provider, "dead_lettered");
+                        }
+                    }
                     if let Err(e) = self.queue.settle(event, &outcome).await {
                         // The store has the outcome; a stale message only leads to a claim
                         // that finds nothing to do.

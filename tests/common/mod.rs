@@ -196,6 +196,8 @@ pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
         ("HOOKD_STORE_TIMEOUT_MS", "1000"),
         // Many servers run at once against one PostgreSQL (100 connections by default).
         ("HOOKD_DB_POOL_SIZE", "4"),
+        // Subprocess logs go to the test's log file, not to ./logs in the repository.
+        ("HOOKD_LOG_DIR", ""),
         ("HOOKD_SHUTDOWN_TIMEOUT_SECS", "5"),
         ("HOOKD_FORWARD_TIMEOUT_MS", "3000"),
     ]
