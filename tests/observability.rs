@@ -525,7 +525,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liveness_stays_up_while_readiness_follows_the_store() {
     let db = TestDb::new(Backend::Postgres).await;
-    let server = TestServer::start(&db, "", &[]).await;
+    let server = TestServer::start(&db, "", &[("HOOKD_STORE_TIMEOUT_MS", "1000")]).await;
     let get = |path: &str| server.http.get(format!("{}{path}", server.url)).send();
     assert_eq!(get("/health/ready").await.unwrap().status(), StatusCode::OK);
     let health: serde_json::Value = get("/health").await.unwrap().json().await.unwrap();

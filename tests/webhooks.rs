@@ -464,7 +464,7 @@ async fn admin_api_shows_history_and_checks_token(b: Backend) {
 
 async fn store_down_means_503_and_recovery(b: Backend) {
     let db = TestDb::new(b).await;
-    let server = TestServer::start(&db, "", &[]).await;
+    let server = TestServer::start(&db, "", &[("HOOKD_STORE_TIMEOUT_MS", "1000")]).await;
     let health = format!("{}/health", server.url);
     let r = server.http.get(&health).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);

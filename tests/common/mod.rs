@@ -193,7 +193,8 @@ pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
         ("HOOKD_POLL_MS", "50"),
         ("HOOKD_RETRY_BASE_MS", "100"),
         ("HOOKD_LEASE_SECS", "2"),
-        ("HOOKD_STORE_TIMEOUT_MS", "1000"),
+        // Generous: the suite runs many servers on two cores. Outage tests set it lower.
+        ("HOOKD_STORE_TIMEOUT_MS", "5000"),
         // Many servers run at once against one PostgreSQL (100 connections by default).
         ("HOOKD_DB_POOL_SIZE", "4"),
         // Subprocess logs go to the test's log file, not to ./logs in the repository.
