@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 use serde_json::json;
 
@@ -17,13 +17,17 @@ use crate::verify::{Lookup, RawRequest};
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let verifier = match state.providers.lookup(&provider) {
         Lookup::Ready(v) => v,
         Lookup::NotConfigured { setting } => {
-            return Err(ApiError::ProviderNotConfigured { provider, setting });
+            return Err(ApiError::ProviderNotConfigured {
+                provider,
+                setting: setting.to_owned(),
+            });
         }
         Lookup::Unknown => return Err(ApiError::UnknownProvider(provider)),
     };
@@ -39,11 +43,20 @@ pub async fn receive(
     let request = RawRequest {
         headers: &headers,
         body: &body,
+        uri: &uri,
         now_unix: chrono::Utc::now().timestamp(),
     };
-    let verified = verifier.verify(&provider, &request).inspect_err(|e| {
-        tracing::warn!(%provider, reason = e.reason(), error = %e, "webhook rejected");
-    })?;
+    let verified = verifier
+        .verify(&provider, &request)
+        .await
+        .inspect_err(|e| {
+            tracing::warn!(%provider, reason = e.reason(), error = %e, "webhook rejected");
+        })?;
+    // A signed URL handshake (Slack): echo the challenge; there is no event to store.
+    if let Some(challenge) = verified.challenge() {
+        tracing::info!(%provider, "answered a URL verification challenge");
+        return Ok((StatusCode::OK, Json(json!({ "challenge": challenge }))));
+    }
     match state.store.insert(&verified).await? {
         Inserted::New(id) => {
             tracing::info!(event_id = %id, %provider, event_type = verified.event_type(), "webhook accepted");
