@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::actions::{Actions, Router};
-use crate::config::{Config, redact_url};
+use crate::config::{Config, ConfigError, redact_url};
 use crate::http::{self, AppState};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError};
@@ -36,6 +36,8 @@ pub enum StartError {
     Store { url: String, source: StoreError },
     #[error("cannot apply migrations: {0}")]
     Migrate(StoreError),
+    #[error(transparent)]
+    Providers(#[from] ConfigError),
     #[error("cannot listen on {addr}: {source} (set PORT or HOOKD_BIND)")]
     Bind {
         addr: SocketAddr,
@@ -157,7 +159,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     if let Some((listener, local)) = listener {
         addr = Some(local);
-        let providers = config.providers();
+        let providers = config.providers()?;
         let names: Vec<&str> = providers.names().collect();
         tracing::info!(addr = %local, store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
         let state = Arc::new(AppState::new(

@@ -12,7 +12,13 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::actions::RouteConfig;
-use crate::verify::{GithubVerifier, Providers, Secret, Secrets, StripeVerifier};
+use crate::verify::paypal_certs::{self, CertUrlPrefix, TrustRoots};
+use crate::verify::{
+    Algorithm, GenericVerifier, GithubVerifier, GitlabVerifier, HmacEncoding, HmacSource, HmacSpec,
+    LinearVerifier, PaddleVerifier, PaypalSettings, PaypalVerifier, Providers, Scheme, Secret,
+    Secrets, ShopifyVerifier, SlackVerifier, SquareVerifier, StandardKeys, StandardVerifier,
+    StripeVerifier, TwilioVerifier, Verifier,
+};
 use crate::worker::RetryPolicy;
 
 /// Everything hookd needs to run.
@@ -26,8 +32,11 @@ pub struct Config {
     /// How long a request waits for the store (pool acquire, SQLite lock) before answering 503.
     pub store_timeout: Duration,
     pub max_body_bytes: usize,
-    pub stripe: Option<StripeConfig>,
-    pub github: Option<Secrets>,
+    /// Where providers reach hookd (`https://hooks.example.com`), for schemes that sign the URL
+    /// they called; `None`: `http://` and the request's `Host`.
+    pub public_url: Option<String>,
+    /// Every provider hookd knows: the built-ins and each `[providers.<name>]` section.
+    pub providers: Vec<ProviderConfig>,
     pub admin_token: Option<Secret>,
     pub workers: usize,
     pub lease: Duration,
@@ -93,10 +102,104 @@ pub enum RedisTarget {
     Cluster(Vec<String>),
 }
 
+/// One provider endpoint, `/webhooks/{name}`.
 #[derive(Debug, Clone)]
-pub struct StripeConfig {
-    pub secrets: Secrets,
-    pub tolerance_secs: u64,
+pub struct ProviderConfig {
+    /// The URL path segment, and the prefix of its environment variables (upper-cased).
+    pub name: String,
+    /// The setting that turns it on (`STRIPE_WEBHOOK_SECRET`), named while it is off.
+    pub setting: String,
+    /// `None` while that setting is unset: the provider accepts nothing.
+    pub verifier: Option<VerifierConfig>,
+}
+
+/// A provider's validated scheme settings.
+#[derive(Debug, Clone)]
+pub enum VerifierConfig {
+    Stripe {
+        secrets: Secrets,
+        tolerance_secs: u64,
+    },
+    Github {
+        secrets: Secrets,
+    },
+    Paypal(PaypalSettings),
+    Standard {
+        keys: StandardKeys,
+        tolerance_secs: u64,
+    },
+    Shopify {
+        secrets: Secrets,
+    },
+    Slack {
+        secrets: Secrets,
+        tolerance_secs: u64,
+    },
+    Gitlab {
+        secrets: Secrets,
+    },
+    Twilio {
+        auth_tokens: Secrets,
+        shared_keys: Option<Secrets>,
+        public_url: Option<String>,
+    },
+    Paddle {
+        secrets: Secrets,
+        tolerance_secs: u64,
+    },
+    Square {
+        secrets: Secrets,
+        public_url: Option<String>,
+    },
+    Linear {
+        secrets: Secrets,
+        tolerance_secs: u64,
+    },
+    Hmac {
+        secrets: Secrets,
+        spec: HmacSpec,
+    },
+}
+
+impl VerifierConfig {
+    fn build(&self) -> Result<Box<dyn Verifier>, String> {
+        Ok(match self.clone() {
+            Self::Stripe {
+                secrets,
+                tolerance_secs,
+            } => Box::new(StripeVerifier::new(secrets, tolerance_secs)),
+            Self::Github { secrets } => Box::new(GithubVerifier::new(secrets)),
+            Self::Paypal(settings) => Box::new(PaypalVerifier::new(settings)?),
+            Self::Standard {
+                keys,
+                tolerance_secs,
+            } => Box::new(StandardVerifier::new(keys, tolerance_secs)),
+            Self::Shopify { secrets } => Box::new(ShopifyVerifier::new(secrets)),
+            Self::Slack {
+                secrets,
+                tolerance_secs,
+            } => Box::new(SlackVerifier::new(secrets, tolerance_secs)),
+            Self::Gitlab { secrets } => Box::new(GitlabVerifier::new(secrets)),
+            Self::Twilio {
+                auth_tokens,
+                shared_keys,
+                public_url,
+            } => Box::new(TwilioVerifier::new(auth_tokens, shared_keys, public_url)),
+            Self::Paddle {
+                secrets,
+                tolerance_secs,
+            } => Box::new(PaddleVerifier::new(secrets, tolerance_secs)),
+            Self::Square {
+                secrets,
+                public_url,
+            } => Box::new(SquareVerifier::new(secrets, public_url)),
+            Self::Linear {
+                secrets,
+                tolerance_secs,
+            } => Box::new(LinearVerifier::new(secrets, tolerance_secs)),
+            Self::Hmac { secrets, spec } => Box::new(GenericVerifier::new(secrets, spec)),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,6 +221,8 @@ pub enum ConfigError {
     File { path: PathBuf, error: String },
     #[error("route {route}: {message}")]
     Route { route: String, message: String },
+    #[error("provider {provider}: {message}")]
+    Provider { provider: String, message: String },
 }
 
 /// The optional TOML file. Every field may be left out; the environment overrides it.
@@ -130,8 +235,9 @@ struct FileConfig {
     store: FileStore,
     #[serde(default)]
     worker: FileWorker,
+    /// `[providers.<name>]`: the name is the URL path segment.
     #[serde(default)]
-    providers: FileProviders,
+    providers: BTreeMap<String, FileProvider>,
     #[serde(default)]
     routes: Vec<RouteConfig>,
     #[serde(default)]
@@ -156,6 +262,7 @@ struct FileServer {
     port: Option<u16>,
     max_body_bytes: Option<usize>,
     shutdown_timeout_secs: Option<u64>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -180,18 +287,93 @@ struct FileWorker {
     provider_concurrency: BTreeMap<String, usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileProviders {
-    stripe: Option<FileProvider>,
-    github: Option<FileProvider>,
-}
-
+/// A `[providers.<name>]` section. Which fields apply depends on the scheme; the others are refused.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileProvider {
+    scheme: Option<String>,
     secret: Option<SecretList>,
     tolerance_secs: Option<u64>,
+    // PayPal
+    webhook_id: Option<SecretList>,
+    cert_url_prefixes: Option<Vec<String>>,
+    trust_roots: Option<PathBuf>,
+    // Twilio
+    shared_key_secret: Option<SecretList>,
+    // Generic HMAC
+    header: Option<String>,
+    prefix: Option<String>,
+    algorithm: Option<String>,
+    encoding: Option<String>,
+    signed: Option<String>,
+    timestamp_header: Option<String>,
+    idempotency_header: Option<String>,
+    idempotency_pointer: Option<String>,
+    event_type_header: Option<String>,
+    event_type_pointer: Option<String>,
+}
+
+impl FileProvider {
+    /// The fields that are set, each with the schemes it applies to (`None`: every scheme).
+    fn set_fields(&self) -> Vec<(&'static str, Option<&'static [Scheme]>)> {
+        use Scheme::*;
+        const TIMED: &[Scheme] = &[Stripe, Paypal, Standard, Slack, Paddle, Linear, Hmac];
+        const NOT_PAYPAL: &[Scheme] = &[
+            Stripe, Github, Standard, Shopify, Slack, Gitlab, Twilio, Paddle, Square, Linear, Hmac,
+        ];
+        let fields: [(&'static str, bool, Option<&'static [Scheme]>); 17] = [
+            ("scheme", self.scheme.is_some(), None),
+            ("secret", self.secret.is_some(), Some(NOT_PAYPAL)),
+            ("tolerance_secs", self.tolerance_secs.is_some(), Some(TIMED)),
+            ("webhook_id", self.webhook_id.is_some(), Some(&[Paypal])),
+            (
+                "cert_url_prefixes",
+                self.cert_url_prefixes.is_some(),
+                Some(&[Paypal]),
+            ),
+            ("trust_roots", self.trust_roots.is_some(), Some(&[Paypal])),
+            (
+                "shared_key_secret",
+                self.shared_key_secret.is_some(),
+                Some(&[Twilio]),
+            ),
+            ("header", self.header.is_some(), Some(&[Hmac])),
+            ("prefix", self.prefix.is_some(), Some(&[Hmac])),
+            ("algorithm", self.algorithm.is_some(), Some(&[Hmac])),
+            ("encoding", self.encoding.is_some(), Some(&[Hmac])),
+            ("signed", self.signed.is_some(), Some(&[Hmac])),
+            (
+                "timestamp_header",
+                self.timestamp_header.is_some(),
+                Some(&[Hmac]),
+            ),
+            (
+                "idempotency_header",
+                self.idempotency_header.is_some(),
+                Some(&[Hmac]),
+            ),
+            (
+                "idempotency_pointer",
+                self.idempotency_pointer.is_some(),
+                Some(&[Hmac]),
+            ),
+            (
+                "event_type_header",
+                self.event_type_header.is_some(),
+                Some(&[Hmac]),
+            ),
+            (
+                "event_type_pointer",
+                self.event_type_pointer.is_some(),
+                Some(&[Hmac]),
+            ),
+        ];
+        fields
+            .into_iter()
+            .filter(|(_, set, _)| *set)
+            .map(|(name, _, schemes)| (name, schemes))
+            .collect()
+    }
 }
 
 /// `secret = "a"`, `secret = "a,b"` or `secret = ["a", "b"]`.
@@ -277,28 +459,14 @@ impl Config {
         let src = Source { env: &env };
         let file = load_file(src.raw("HOOKD_CONFIG"))?;
 
-        let secrets = |name: &str, file: &Option<FileProvider>| match src.raw(name) {
-            Some(list) => Secrets::from_list(list),
-            None => file
-                .as_ref()
-                .and_then(|p| p.secret.as_ref())
-                .and_then(SecretList::secrets),
-        };
-        let stripe = match secrets("STRIPE_WEBHOOK_SECRET", &file.providers.stripe) {
-            Some(secrets) => Some(StripeConfig {
-                secrets,
-                tolerance_secs: src.positive(
-                    "STRIPE_TOLERANCE_SECS",
-                    file.providers
-                        .stripe
-                        .as_ref()
-                        .and_then(|p| p.tolerance_secs),
-                    300,
-                )?,
-            }),
+        let public_url = match src
+            .raw("HOOKD_PUBLIC_URL")
+            .or(file.server.public_url.as_deref())
+        {
+            Some(url) => Some(public_url(url)?),
             None => None,
         };
-        let github = secrets("GITHUB_WEBHOOK_SECRET", &file.providers.github);
+        let providers = load_providers(&src, &file.providers, public_url.as_deref())?;
 
         let w = &file.worker;
         let ms = Duration::from_millis;
@@ -326,8 +494,8 @@ impl Config {
                 file.server.max_body_bytes,
                 1 << 20,
             )?,
-            stripe,
-            github,
+            public_url,
+            providers,
             admin_token: src.raw("HOOKD_ADMIN_TOKEN").map(Secret::new),
             workers: src.positive("HOOKD_WORKERS", w.workers, 8)?,
             lease: Duration::from_secs(src.positive("HOOKD_LEASE_SECS", w.lease_secs, 30)?),
@@ -393,20 +561,359 @@ impl Config {
         Ok(())
     }
 
-    /// The verifiers for every provider that has its secret configured.
-    pub fn providers(&self) -> Providers {
+    /// The verifiers for every provider that has its secret configured; the others are known
+    /// but off, and say which setting would turn them on.
+    pub fn providers(&self) -> Result<Providers, ConfigError> {
         let mut p = Providers::default();
-        if let Some(s) = &self.stripe {
-            p.insert(
-                "stripe",
-                Box::new(StripeVerifier::new(s.secrets.clone(), s.tolerance_secs)),
-            );
+        for provider in &self.providers {
+            match &provider.verifier {
+                Some(v) => {
+                    let verifier = v.build().map_err(|message| ConfigError::Provider {
+                        provider: provider.name.clone(),
+                        message,
+                    })?;
+                    p.insert(&provider.name, verifier);
+                }
+                None => p.insert_off(&provider.name, &provider.setting),
+            }
         }
-        if let Some(s) = &self.github {
-            p.insert("github", Box::new(GithubVerifier::new(s.clone())));
-        }
-        p
+        Ok(p)
     }
+
+    /// The provider with this name (its URL path segment).
+    pub fn provider(&self, name: &str) -> Option<&ProviderConfig> {
+        self.providers.iter().find(|p| p.name == name)
+    }
+}
+
+/// `HOOKD_PUBLIC_URL`: an http(s) base URL, kept without its trailing slash.
+fn public_url(value: &str) -> Result<String, ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        setting: "HOOKD_PUBLIC_URL".into(),
+        value: redact_url(value),
+        expected: "the http(s) URL providers call hookd at, e.g. https://hooks.example.com \
+                   (no credentials or query)"
+            .into(),
+    };
+    let url = reqwest::Url::parse(value).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.host_str().is_none()
+        || !url.username().is_empty()
+        || url.password().is_some()
+        || url.query().is_some()
+        || url.fragment().is_some()
+    {
+        return Err(invalid());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
+}
+
+/// The built-in providers, each under its own name unless a section of that name says otherwise,
+/// and every `[providers.<name>]` section.
+fn load_providers(
+    src: &Source<'_>,
+    sections: &BTreeMap<String, FileProvider>,
+    public_url: Option<&str>,
+) -> Result<Vec<ProviderConfig>, ConfigError> {
+    let none = FileProvider::default();
+    let mut names: Vec<&str> = Scheme::ALL
+        .iter()
+        .filter(|s| s.is_built_in())
+        .map(|s| s.name())
+        .collect();
+    names.extend(sections.keys().map(String::as_str));
+    names.sort_unstable();
+    names.dedup();
+    let mut providers = Vec::new();
+    let mut env_prefixes: HashMap<String, &str> = HashMap::new();
+    for name in names {
+        let p = load_provider(src, name, sections.get(name).unwrap_or(&none), public_url).map_err(
+            |message| ConfigError::Provider {
+                provider: name.to_owned(),
+                message,
+            },
+        )?;
+        if let Some(other) = env_prefixes.insert(env_prefix(name), name) {
+            return Err(ConfigError::Provider {
+                provider: name.to_owned(),
+                message: format!(
+                    "reads the same environment variables as provider {other}: rename one"
+                ),
+            });
+        }
+        providers.push(p);
+    }
+    Ok(providers)
+}
+
+/// `stripe-eu` reads `STRIPE_EU_WEBHOOK_SECRET`, `STRIPE_EU_TOLERANCE_SECS`, ...
+fn env_prefix(name: &str) -> String {
+    name.to_ascii_uppercase().replace('-', "_")
+}
+
+fn valid_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= 64
+        && bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// One provider from the environment and its section; the error message names the setting.
+fn load_provider(
+    src: &Source<'_>,
+    name: &str,
+    file: &FileProvider,
+    public_url: Option<&str>,
+) -> Result<ProviderConfig, String> {
+    if !valid_name(name) {
+        return Err(
+            "the name is the URL path segment: up to 64 lower-case letters, digits, '-' and '_'"
+                .into(),
+        );
+    }
+    let scheme_names = || {
+        Scheme::ALL
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let scheme = match &file.scheme {
+        Some(s) => Scheme::from_name(s).ok_or_else(|| {
+            format!(
+                "scheme {s:?} is unknown; expected one of {}",
+                scheme_names()
+            )
+        })?,
+        None => Scheme::from_name(name)
+            .filter(|s| s.is_built_in())
+            .ok_or_else(|| format!("set scheme (one of {})", scheme_names()))?,
+    };
+    for (field, schemes) in file.set_fields() {
+        if schemes.is_some_and(|s| !s.contains(&scheme)) {
+            return Err(format!(
+                "providers.{name}.{field} does not apply to scheme {:?}",
+                scheme.name()
+            ));
+        }
+    }
+    let env = env_prefix(name);
+    let list = |var: &str, from_file: &Option<SecretList>| match src.raw(var) {
+        Some(v) => Secrets::from_list(v),
+        None => from_file.as_ref().and_then(SecretList::secrets),
+    };
+    let (setting, secrets) = match scheme {
+        Scheme::Paypal => {
+            let var = format!("{env}_WEBHOOK_ID");
+            let ids = list(&var, &file.webhook_id);
+            (var, ids)
+        }
+        _ => {
+            let var = format!("{env}_WEBHOOK_SECRET");
+            let secrets = list(&var, &file.secret);
+            (var, secrets)
+        }
+    };
+    let file_key = |field: &str| format!("{setting} (providers.{name}.{field})");
+    let tolerance = |default: u64| -> Result<u64, String> {
+        src.positive(
+            &format!("{env}_TOLERANCE_SECS"),
+            file.tolerance_secs,
+            default,
+        )
+        .map_err(|e| e.to_string())
+    };
+    let default_tolerance = scheme.default_tolerance_secs().unwrap_or(300);
+    // Checked even while the secret is unset, so a mistake shows at start, not when it is set.
+    let hmac = match scheme {
+        Scheme::Hmac => Some(hmac_spec(name, file, tolerance(default_tolerance)?)?),
+        _ => None,
+    };
+    let Some(secrets) = secrets else {
+        return Ok(ProviderConfig {
+            name: name.to_owned(),
+            setting,
+            verifier: None,
+        });
+    };
+    let public_url = public_url.map(str::to_owned);
+    let verifier = match scheme {
+        Scheme::Stripe => VerifierConfig::Stripe {
+            secrets,
+            tolerance_secs: tolerance(default_tolerance)?,
+        },
+        Scheme::Github => VerifierConfig::Github { secrets },
+        Scheme::Paypal => VerifierConfig::Paypal(paypal_settings(
+            src,
+            &env,
+            file,
+            secrets,
+            tolerance(default_tolerance)?,
+        )?),
+        Scheme::Standard => VerifierConfig::Standard {
+            keys: StandardKeys::parse(&secrets)
+                .map_err(|e| format!("{}: {e}", file_key("secret")))?,
+            tolerance_secs: tolerance(default_tolerance)?,
+        },
+        Scheme::Shopify => VerifierConfig::Shopify { secrets },
+        Scheme::Slack => VerifierConfig::Slack {
+            secrets,
+            tolerance_secs: tolerance(default_tolerance)?,
+        },
+        Scheme::Gitlab => VerifierConfig::Gitlab { secrets },
+        Scheme::Twilio => VerifierConfig::Twilio {
+            auth_tokens: secrets,
+            shared_keys: list(&format!("{env}_SHARED_KEY_SECRET"), &file.shared_key_secret),
+            public_url,
+        },
+        Scheme::Paddle => VerifierConfig::Paddle {
+            secrets,
+            tolerance_secs: tolerance(default_tolerance)?,
+        },
+        Scheme::Square => VerifierConfig::Square {
+            secrets,
+            public_url,
+        },
+        Scheme::Linear => VerifierConfig::Linear {
+            secrets,
+            tolerance_secs: tolerance(default_tolerance)?,
+        },
+        Scheme::Hmac => VerifierConfig::Hmac {
+            secrets,
+            spec: hmac.ok_or("the generic HMAC description is missing")?,
+        },
+    };
+    Ok(ProviderConfig {
+        name: name.to_owned(),
+        setting,
+        verifier: Some(verifier),
+    })
+}
+
+fn paypal_settings(
+    src: &Source<'_>,
+    env: &str,
+    file: &FileProvider,
+    webhook_ids: Secrets,
+    tolerance_secs: u64,
+) -> Result<PaypalSettings, String> {
+    let prefixes_var = format!("{env}_CERT_URL_PREFIXES");
+    let prefixes: Vec<String> = match (src.raw(&prefixes_var), &file.cert_url_prefixes) {
+        (Some(list), _) => list.split(',').map(|s| s.trim().to_owned()).collect(),
+        (None, Some(list)) => list.clone(),
+        (None, None) => paypal_certs::DEFAULT_PREFIXES
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let cert_url_prefixes = prefixes
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| CertUrlPrefix::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{prefixes_var} (cert_url_prefixes): {e}"))?;
+    if cert_url_prefixes.is_empty() {
+        return Err(format!("{prefixes_var} (cert_url_prefixes) is empty"));
+    }
+    let roots_var = format!("{env}_TRUST_ROOTS");
+    let trust_roots = match src
+        .raw(&roots_var)
+        .map(PathBuf::from)
+        .or(file.trust_roots.clone())
+    {
+        Some(path) => TrustRoots::from_pem_file(&path)
+            .map_err(|e| format!("{roots_var} (trust_roots): {e}"))?,
+        None => TrustRoots::PublicWeb,
+    };
+    Ok(PaypalSettings {
+        webhook_ids,
+        tolerance_secs,
+        cert_url_prefixes,
+        trust_roots,
+    })
+}
+
+/// A generic HMAC scheme from its section.
+fn hmac_spec(name: &str, file: &FileProvider, tolerance_secs: u64) -> Result<HmacSpec, String> {
+    let key = |field: &str| format!("providers.{name}.{field}");
+    let header = file
+        .header
+        .as_deref()
+        .ok_or_else(|| {
+            format!(
+                "{} is required: the header that carries the signature",
+                key("header")
+            )
+        })
+        .and_then(|h| HmacSpec::header_name(h).map_err(|e| format!("{}: {e}", key("header"))))?;
+    let algorithm = match file.algorithm.as_deref() {
+        None => Algorithm::Sha256,
+        Some(a) => Algorithm::from_name(a).ok_or_else(|| {
+            format!(
+                "{} = {a:?}: expected sha1, sha256 or sha512",
+                key("algorithm")
+            )
+        })?,
+    };
+    let encoding = match file.encoding.as_deref() {
+        None | Some("hex") => HmacEncoding::Hex,
+        Some("base64") => HmacEncoding::Base64,
+        Some(other) => {
+            return Err(format!(
+                "{} = {other:?}: expected hex or base64",
+                key("encoding")
+            ));
+        }
+    };
+    let signed = HmacSpec::parse_template(file.signed.as_deref().unwrap_or("{body}"))
+        .map_err(|e| format!("{}: {e}", key("signed")))?;
+    let timestamp_header = file
+        .timestamp_header
+        .as_deref()
+        .map(HmacSpec::header_name)
+        .transpose()
+        .map_err(|e| format!("{}: {e}", key("timestamp_header")))?;
+    if timestamp_header.is_none() && file.tolerance_secs.is_some() {
+        return Err(format!("{} needs timestamp_header", key("tolerance_secs")));
+    }
+    let source =
+        |header: &Option<String>, pointer: &Option<String>, what: &str| match (header, pointer) {
+            (Some(_), Some(_)) => Err(format!(
+                "set {what}_header or {what}_pointer in providers.{name}, not both"
+            )),
+            (Some(h), None) => HmacSpec::header_name(h)
+                .map(|h| Some(HmacSource::Header(h)))
+                .map_err(|e| format!("{}: {e}", key(&format!("{what}_header")))),
+            (None, Some(p)) if p.starts_with('/') => Ok(Some(HmacSource::Pointer(p.clone()))),
+            (None, Some(p)) => Err(format!(
+                "{} = {p:?}: a JSON pointer starts with '/', e.g. \"/id\"",
+                key(&format!("{what}_pointer"))
+            )),
+            (None, None) => Ok(None),
+        };
+    let spec = HmacSpec {
+        header,
+        prefix: file.prefix.clone().unwrap_or_default(),
+        algorithm,
+        encoding,
+        signed,
+        timestamp_header,
+        tolerance_secs,
+        idempotency: source(
+            &file.idempotency_header,
+            &file.idempotency_pointer,
+            "idempotency",
+        )?,
+        event_type: source(
+            &file.event_type_header,
+            &file.event_type_pointer,
+            "event_type",
+        )?,
+    };
+    spec.check().map_err(|e| format!("providers.{name}: {e}"))?;
+    Ok(spec)
 }
 
 fn telemetry_config(src: &Source<'_>) -> Result<TelemetryConfig, ConfigError> {
@@ -604,6 +1111,33 @@ mod tests {
             .collect()
     }
 
+    /// The secrets a provider was configured with, exposed for the test.
+    fn secrets_of(c: &Config, name: &str) -> Vec<String> {
+        let secrets = match &c.provider(name).unwrap().verifier {
+            Some(VerifierConfig::Stripe { secrets, .. })
+            | Some(VerifierConfig::Github { secrets })
+            | Some(VerifierConfig::Shopify { secrets })
+            | Some(VerifierConfig::Hmac { secrets, .. })
+            | Some(VerifierConfig::Twilio {
+                auth_tokens: secrets,
+                ..
+            }) => secrets,
+            Some(VerifierConfig::Paypal(p)) => &p.webhook_ids,
+            other => panic!("{name}: {other:?}"),
+        };
+        secrets.iter().map(|s| s.expose().to_owned()).collect()
+    }
+
+    /// Load with this TOML file and these variables.
+    fn with_file(toml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookd.toml");
+        std::fs::write(&path, toml).unwrap();
+        let mut v = vars(env);
+        v.push(("HOOKD_CONFIG".into(), path.to_str().unwrap().into()));
+        Config::from_vars(v)
+    }
+
     #[test]
     fn defaults() {
         let c = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
@@ -612,7 +1146,17 @@ mod tests {
         assert_eq!(c.workers, 8);
         assert_eq!(c.retry.max_attempts, 3);
         assert_eq!(c.lease, Duration::from_secs(30));
-        assert!(c.stripe.is_none() && c.github.is_none() && c.admin_token.is_none());
+        assert!(c.admin_token.is_none() && c.public_url.is_none());
+        // Every built-in is known, and off until its setting is set.
+        for scheme in Scheme::ALL.iter().filter(|s| s.is_built_in()) {
+            let p = c.provider(scheme.name()).unwrap();
+            assert!(p.verifier.is_none(), "{}", p.name);
+        }
+        assert_eq!(c.provider("paypal").unwrap().setting, "PAYPAL_WEBHOOK_ID");
+        assert_eq!(
+            c.provider("standard").unwrap().setting,
+            "STANDARD_WEBHOOK_SECRET"
+        );
     }
 
     #[test]
@@ -648,15 +1192,8 @@ mod tests {
             ("GITHUB_WEBHOOK_SECRET", "123456"),
         ]))
         .unwrap();
-        let s: Vec<_> = c
-            .stripe
-            .unwrap()
-            .secrets
-            .iter()
-            .map(|s| s.expose().to_owned())
-            .collect();
-        assert_eq!(s, ["whsec_old", "whsec_new"]);
-        assert_eq!(c.github.unwrap().iter().next().unwrap().expose(), "123456");
+        assert_eq!(secrets_of(&c, "stripe"), ["whsec_old", "whsec_new"]);
+        assert_eq!(secrets_of(&c, "github"), ["123456"]);
     }
 
     #[test]
@@ -686,14 +1223,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.workers, 4);
         assert_eq!(c.retry.max_attempts, 5);
-        let stripe = c.stripe.unwrap();
-        assert_eq!(stripe.tolerance_secs, 60);
-        let s: Vec<_> = stripe
-            .secrets
-            .iter()
-            .map(|s| s.expose().to_owned())
-            .collect();
-        assert_eq!(s, ["whsec_a", "whsec,with,commas"]);
+        let Some(VerifierConfig::Stripe { tolerance_secs, .. }) =
+            &c.provider("stripe").unwrap().verifier
+        else {
+            panic!("stripe is on")
+        };
+        assert_eq!(*tolerance_secs, 60);
+        assert_eq!(secrets_of(&c, "stripe"), ["whsec_a", "whsec,with,commas"]);
         assert_eq!(c.routes.len(), 1);
     }
 
@@ -764,6 +1300,196 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("HOOKD_PROVIDER_CONCURRENCY"), "{err}");
+    }
+
+    #[test]
+    fn built_ins_can_be_instanced_again_under_another_name() {
+        let c = with_file(
+            "[providers.stripe-eu]\nscheme = \"stripe\"\ntolerance_secs = 120\n",
+            &[
+                ("STRIPE_EU_WEBHOOK_SECRET", "whsec_eu"),
+                ("STRIPE_WEBHOOK_SECRET", "whsec_us"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(secrets_of(&c, "stripe-eu"), ["whsec_eu"]);
+        assert_eq!(secrets_of(&c, "stripe"), ["whsec_us"]);
+        assert!(matches!(
+            c.provider("stripe-eu").unwrap().verifier,
+            Some(VerifierConfig::Stripe {
+                tolerance_secs: 120,
+                ..
+            })
+        ));
+        let p = c.providers().unwrap();
+        assert!(matches!(
+            p.lookup("stripe-eu"),
+            crate::verify::Lookup::Ready(_)
+        ));
+        // Without its secret the instance is known, and names its own variable.
+        let c = with_file("[providers.stripe-eu]\nscheme = \"stripe\"\n", &[]).unwrap();
+        let p = c.providers().unwrap();
+        assert!(matches!(
+            p.lookup("stripe-eu"),
+            crate::verify::Lookup::NotConfigured {
+                setting: "STRIPE_EU_WEBHOOK_SECRET"
+            }
+        ));
+        assert!(matches!(p.lookup("nosuch"), crate::verify::Lookup::Unknown));
+    }
+
+    #[test]
+    fn generic_hmac_provider() {
+        let toml = r#"
+            [providers.acme]
+            scheme = "hmac"
+            secret = ["old", "new"]
+            header = "X-Acme-Signature"
+            prefix = "sha512="
+            algorithm = "sha512"
+            encoding = "base64"
+            signed = "{timestamp}.{body}"
+            timestamp_header = "X-Acme-Timestamp"
+            tolerance_secs = 60
+            idempotency_pointer = "/id"
+            event_type_header = "X-Acme-Event"
+        "#;
+        let c = with_file(toml, &[]).unwrap();
+        let Some(VerifierConfig::Hmac { spec, .. }) = &c.provider("acme").unwrap().verifier else {
+            panic!("acme is on");
+        };
+        assert_eq!(spec.header, "x-acme-signature");
+        assert_eq!(spec.algorithm, Algorithm::Sha512);
+        assert_eq!(spec.encoding, HmacEncoding::Base64);
+        assert_eq!(spec.tolerance_secs, 60);
+        assert_eq!(spec.idempotency, Some(HmacSource::Pointer("/id".into())));
+        assert_eq!(
+            spec.event_type,
+            Some(HmacSource::Header("x-acme-event".into()))
+        );
+        assert_eq!(secrets_of(&c, "acme"), ["old", "new"]);
+        // The environment wins, under the provider's own name.
+        let c = with_file(toml, &[("ACME_WEBHOOK_SECRET", "from-env")]).unwrap();
+        assert_eq!(secrets_of(&c, "acme"), ["from-env"]);
+    }
+
+    #[test]
+    fn provider_mistakes_name_the_setting() {
+        let cases: &[(&str, &str)] = &[
+            ("[providers.acme]\nsecret = \"s\"\n", "set scheme"),
+            (
+                "[providers.acme]\nscheme = \"nope\"\n",
+                "\"nope\" is unknown",
+            ),
+            ("[providers.Acme]\nscheme = \"stripe\"\n", "lower-case"),
+            (
+                "[providers.stripe]\nheader = \"x\"\n",
+                "providers.stripe.header does not apply",
+            ),
+            (
+                "[providers.paypal]\nsecret = \"x\"\n",
+                "providers.paypal.secret does not apply",
+            ),
+            (
+                "[providers.acme]\nscheme = \"hmac\"\n",
+                "providers.acme.header is required",
+            ),
+            (
+                "[providers.acme]\nscheme = \"hmac\"\nheader = \"x-sig\"\nalgorithm = \"md5\"\n",
+                "providers.acme.algorithm",
+            ),
+            (
+                "[providers.acme]\nscheme = \"hmac\"\nheader = \"x-sig\"\nsigned = \"{timestamp}\"\n",
+                "providers.acme.signed",
+            ),
+            (
+                "[providers.acme]\nscheme = \"hmac\"\nheader = \"x-sig\"\ntimestamp_header = \"x-t\"\n",
+                "no {timestamp}",
+            ),
+            (
+                "[providers.acme]\nscheme = \"hmac\"\nheader = \"x-sig\"\nidempotency_header = \"a\"\nidempotency_pointer = \"/id\"\n",
+                "not both",
+            ),
+            (
+                "[providers.acme]\nscheme = \"hmac\"\nheader = \"x-sig\"\nevent_type_pointer = \"type\"\n",
+                "providers.acme.event_type_pointer",
+            ),
+            (
+                "[providers.a-b]\nscheme = \"github\"\n[providers.a_b]\nscheme = \"github\"\n",
+                "same environment variables",
+            ),
+        ];
+        for (toml, expected) in cases {
+            let err = with_file(toml, &[]).unwrap_err().to_string();
+            assert!(err.contains(expected), "{toml}\n=> {err}");
+        }
+    }
+
+    #[test]
+    fn bad_secrets_are_reported_without_their_value() {
+        let err = with_file("", &[("STANDARD_WEBHOOK_SECRET", "whsec_%%topsecret%%")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("STANDARD_WEBHOOK_SECRET"), "{err}");
+        assert!(!err.contains("topsecret"), "{err}");
+    }
+
+    #[test]
+    fn paypal_settings() {
+        let c = with_file(
+            "",
+            &[("PAYPAL_WEBHOOK_ID", "8PT597110X687430LKGECATA,WEBHOOK_ID")],
+        )
+        .unwrap();
+        let Some(VerifierConfig::Paypal(p)) = &c.provider("paypal").unwrap().verifier else {
+            panic!("paypal is on");
+        };
+        assert_eq!(p.tolerance_secs, 300);
+        assert_eq!(p.cert_url_prefixes.len(), 4);
+        assert!(matches!(p.trust_roots, TrustRoots::PublicWeb));
+        assert_eq!(p.webhook_ids.iter().count(), 2);
+        c.providers().unwrap();
+        for (var, value) in [
+            ("PAYPAL_CERT_URL_PREFIXES", "ftp://certs.example/"),
+            ("PAYPAL_TRUST_ROOTS", "/nonexistent/roots.pem"),
+            ("PAYPAL_TOLERANCE_SECS", "0"),
+        ] {
+            let err = with_file("", &[("PAYPAL_WEBHOOK_ID", "W"), (var, value)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(var), "{var}: {err}");
+        }
+    }
+
+    #[test]
+    fn public_url() {
+        let c = with_file(
+            "",
+            &[
+                ("HOOKD_PUBLIC_URL", "https://hooks.example.com/"),
+                ("TWILIO_WEBHOOK_SECRET", "t"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.public_url.as_deref(), Some("https://hooks.example.com"));
+        assert!(matches!(
+            &c.provider("twilio").unwrap().verifier,
+            Some(VerifierConfig::Twilio { public_url: Some(u), .. }) if u == "https://hooks.example.com"
+        ));
+        for bad in [
+            "hooks.example.com",
+            "ftp://x",
+            "https://x/?a=1",
+            "https://u:pw@x/",
+        ] {
+            let err = with_file("", &[("HOOKD_PUBLIC_URL", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("HOOKD_PUBLIC_URL") && !err.contains("pw"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -56,7 +56,7 @@ impl Fixture {
         let (_, body) = stripe_event("charge.succeeded");
         match self
             .store
-            .insert(&verified_stripe(&body), None)
+            .insert(&verified_stripe(&body).await, None)
             .await
             .unwrap()
         {

@@ -17,10 +17,7 @@ pub enum ApiError {
     #[error("unknown provider {0:?}")]
     UnknownProvider(String),
     #[error("provider {provider:?} is not configured: set {setting} to accept its webhooks")]
-    ProviderNotConfigured {
-        provider: String,
-        setting: &'static str,
-    },
+    ProviderNotConfigured { provider: String, setting: String },
     #[error("body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("cannot read the request body: {0}")]
@@ -37,6 +34,11 @@ impl ApiError {
     /// HTTP status and the stable error code (also the `outcome` label of the metrics).
     pub fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
+            // The provider could not be checked for now (its certificate is out of reach):
+            // make it retry rather than give up on a possibly genuine event.
+            Self::Verify(e @ VerifyError::CertUnavailable(_)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, e.reason())
+            }
             Self::Verify(e) => (StatusCode::BAD_REQUEST, e.reason()),
             Self::UnknownProvider(_) => (StatusCode::NOT_FOUND, "unknown_provider"),
             Self::ProviderNotConfigured { .. } => {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 use serde_json::json;
 use tracing::{Instrument, Span};
@@ -22,6 +22,7 @@ type Accepted = (StatusCode, Json<serde_json::Value>);
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(provider): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
@@ -30,9 +31,10 @@ pub async fn receive(
     // The path segment is the client's to choose: only known names become metric labels.
     let label = if known { provider.as_str() } else { "unknown" };
     Span::current().record("provider", label);
-    let result = accept(&state, &provider, &headers, body).await;
+    let result = accept(&state, &provider, &uri, &headers, body).await;
     let outcome = match &result {
         Ok((StatusCode::ACCEPTED, _)) => "accepted",
+        Ok((_, Json(v))) if v.get("challenge").is_some() => "challenge",
         Ok(_) => "duplicate",
         Err(e) => e.status_and_code().1,
     };
@@ -44,6 +46,7 @@ pub async fn receive(
 async fn accept(
     state: &AppState,
     provider: &str,
+    uri: &Uri,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
@@ -52,7 +55,7 @@ async fn accept(
         Lookup::NotConfigured { setting } => {
             return Err(ApiError::ProviderNotConfigured {
                 provider: provider.to_owned(),
-                setting,
+                setting: setting.to_owned(),
             });
         }
         Lookup::Unknown => return Err(ApiError::UnknownProvider(provider.to_owned())),
@@ -69,13 +72,21 @@ async fn accept(
     let request = RawRequest {
         headers,
         body: &body,
+        uri,
         now_unix: chrono::Utc::now().timestamp(),
     };
-    let verified = tracing::info_span!("verify", provider)
-        .in_scope(|| verifier.verify(provider, &request))
+    let verified = verifier
+        .verify(provider, &request)
+        .instrument(tracing::info_span!("verify", provider))
+        .await
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;
+    // A signed URL handshake (Slack): echo the challenge; there is no event to store.
+    if let Some(challenge) = verified.challenge() {
+        tracing::info!(provider, "answered a URL verification challenge");
+        return Ok((StatusCode::OK, Json(json!({ "challenge": challenge }))));
+    }
     let traceparent = trace::traceparent(&Span::current());
     let inserted = state
         .store

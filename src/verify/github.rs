@@ -7,7 +7,7 @@ use serde::de::IgnoredAny;
 use super::hmac::any_secret_matches;
 use super::{
     RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, body_digest_key, header_str,
-    parse_json,
+    is_form, parse_json, signature_header,
 };
 
 const HEADER: &str = "x-hub-signature-256";
@@ -35,21 +35,23 @@ pub(crate) fn parse_header(value: &str) -> Result<Vec<u8>, VerifyError> {
     Ok(mac)
 }
 
+#[async_trait::async_trait]
 impl Verifier for GithubVerifier {
-    fn verify(&self, provider: &str, req: &RawRequest<'_>) -> Result<VerifiedWebhook, VerifyError> {
-        let value = header_str(req.headers, HEADER)
-            .ok_or(VerifyError::MissingSignature("X-Hub-Signature-256"))?;
+    async fn verify(
+        &self,
+        provider: &str,
+        req: &RawRequest<'_>,
+    ) -> Result<VerifiedWebhook, VerifyError> {
+        let value = signature_header(req.headers, HEADER, "X-Hub-Signature-256")?;
         let mac = parse_header(value)?;
         if !any_secret_matches(&self.secrets, &[req.body], &[mac]) {
             return Err(VerifyError::InvalidSignature);
         }
         let event_type = header_str(req.headers, "x-github-event")
             .filter(|s| !s.is_empty())
-            .ok_or(VerifyError::MissingHeader("X-GitHub-Event"))?
+            .ok_or(VerifyError::MissingHeader("X-GitHub-Event".into()))?
             .to_owned();
-        let is_form = header_str(req.headers, "content-type")
-            .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-        if !is_form {
+        if !is_form(req.headers) {
             parse_json::<IgnoredAny>(req.body)?;
         }
         let key = header_str(req.headers, "x-github-delivery")

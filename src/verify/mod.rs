@@ -1,28 +1,59 @@
 //! Provider signature verification: the only way to turn raw request bytes into a
 //! [`VerifiedWebhook`], the only type the store accepts.
 //!
-//! Owns each provider's scheme, secret rotation and timestamp windows. It must never do I/O,
-//! never parse or re-serialise the body before the signature has been checked over the exact
-//! raw bytes, and never compare MACs in variable time.
+//! Owns each provider's scheme (one file per provider), secret rotation and timestamp windows.
+//! It must never parse or re-serialise the body before the signature has been checked over the
+//! exact raw bytes, and never compare MACs in variable time.
+//!
+//! Verification does no I/O, with one exception: PayPal signs with a certificate that the request
+//! names by URL, so [`paypal_certs`] fetches it (only from allow-listed URLs, never following
+//! redirects) and caches it. That one exception is why [`Verifier::verify`] is async.
 
+mod generic;
 mod github;
+mod gitlab;
 mod hmac;
+mod linear;
+mod paddle;
+mod paypal;
+pub mod paypal_certs;
+mod shopify;
+mod slack;
+mod square;
+mod standard;
 mod stripe;
+mod twilio;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Uri};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
+pub use generic::{
+    Encoding as HmacEncoding, GenericVerifier, HmacSpec, Part as HmacPart, Source as HmacSource,
+};
 pub use github::GithubVerifier;
+pub use gitlab::GitlabVerifier;
+pub use hmac::Algorithm;
+pub use linear::LinearVerifier;
+pub use paddle::PaddleVerifier;
+pub use paypal::{PaypalSettings, PaypalVerifier};
+pub use shopify::ShopifyVerifier;
+pub use slack::SlackVerifier;
+pub use square::SquareVerifier;
+pub use standard::{StandardKeys, StandardVerifier};
 pub use stripe::StripeVerifier;
+pub use twilio::TwilioVerifier;
 
 /// A request as it arrived, before anything is trusted.
 pub struct RawRequest<'a> {
     pub headers: &'a HeaderMap,
     pub body: &'a Bytes,
+    /// Path and query as received, for the schemes that sign the URL (Twilio, Square).
+    pub uri: &'a Uri,
     /// Seconds since the Unix epoch at arrival, for timestamp windows.
     pub now_unix: i64,
 }
@@ -37,6 +68,7 @@ pub struct VerifiedWebhook {
     content_type: Option<String>,
     body: Bytes,
     headers: BTreeMap<String, String>,
+    challenge: Option<String>,
 }
 
 impl VerifiedWebhook {
@@ -54,7 +86,15 @@ impl VerifiedWebhook {
             content_type: header_str(req.headers, "content-type").map(str::to_owned),
             body: req.body.clone(),
             headers: audit_headers(req.headers, signature_headers),
+            challenge: None,
         }
+    }
+
+    /// Mark a signed URL handshake (Slack's `url_verification`): the provider wants this value
+    /// echoed back, and there is no event to store.
+    fn with_challenge(mut self, challenge: String) -> Self {
+        self.challenge = Some(challenge);
+        self
     }
 
     pub fn provider(&self) -> &str {
@@ -77,23 +117,39 @@ impl VerifiedWebhook {
     pub fn headers(&self) -> &BTreeMap<String, String> {
         &self.headers
     }
+    /// Set for a verified handshake that must be answered with this value instead of stored.
+    pub fn challenge(&self) -> Option<&str> {
+        self.challenge.as_deref()
+    }
 }
 
 /// Why a request was rejected. Each variant has a stable machine-readable reason code.
+/// Messages name headers and describe the problem; they never contain a secret.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
     #[error("missing signature header {0}")]
-    MissingSignature(&'static str),
+    MissingSignature(Cow<'static, str>),
     #[error("malformed signature header: {0}")]
     MalformedSignature(&'static str),
     #[error("no signature matched any configured secret")]
     InvalidSignature,
+    #[error("malformed timestamp: {0}")]
+    MalformedTimestamp(&'static str),
     #[error("timestamp {timestamp} is outside the tolerance of {tolerance_secs} s")]
     TimestampOutOfTolerance { timestamp: i64, tolerance_secs: u64 },
     #[error("missing required header {0}")]
-    MissingHeader(&'static str),
+    MissingHeader(Cow<'static, str>),
     #[error("body is not valid JSON: {0}")]
     InvalidJson(String),
+    #[error("unsupported signature algorithm {0:?}")]
+    UnsupportedAlgorithm(String),
+    #[error("certificate URL is not on the allow-list")]
+    CertUrlNotAllowed,
+    /// The certificate could not be fetched: a passing fault, so the provider should retry.
+    #[error("signing certificate unavailable: {0}")]
+    CertUnavailable(String),
+    #[error("signing certificate rejected: {0}")]
+    InvalidCert(String),
 }
 
 impl VerifyError {
@@ -103,18 +159,33 @@ impl VerifyError {
             Self::MissingSignature(_) => "missing_signature",
             Self::MalformedSignature(_) => "malformed_signature",
             Self::InvalidSignature => "invalid_signature",
+            Self::MalformedTimestamp(_) => "malformed_timestamp",
             Self::TimestampOutOfTolerance { .. } => "timestamp_out_of_tolerance",
             Self::MissingHeader(_) => "missing_header",
             Self::InvalidJson(_) => "invalid_json",
+            Self::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            Self::CertUrlNotAllowed => "cert_url_not_allowed",
+            Self::CertUnavailable(_) => "cert_unavailable",
+            Self::InvalidCert(_) => "invalid_cert",
         }
+    }
+
+    /// A value taken from the request, shortened so that a hostile header cannot flood logs.
+    fn unsupported(value: &str) -> Self {
+        Self::UnsupportedAlgorithm(value.chars().take(40).collect())
     }
 }
 
 /// One provider's signature scheme.
+#[async_trait::async_trait]
 pub trait Verifier: Send + Sync {
     /// Check the request and extract what the store needs. `provider` is the name the
     /// request was addressed to (the URL path segment).
-    fn verify(&self, provider: &str, req: &RawRequest<'_>) -> Result<VerifiedWebhook, VerifyError>;
+    async fn verify(
+        &self,
+        provider: &str,
+        req: &RawRequest<'_>,
+    ) -> Result<VerifiedWebhook, VerifyError>;
 }
 
 /// A secret that never shows up in `Debug` output or logs.
@@ -160,6 +231,10 @@ impl Secrets {
     pub fn iter(&self) -> impl Iterator<Item = &Secret> {
         self.0.iter()
     }
+    /// Each secret's UTF-8 bytes: the HMAC key of most schemes.
+    fn keys(&self) -> Vec<&[u8]> {
+        self.0.iter().map(|s| s.0.as_bytes()).collect()
+    }
 }
 
 pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -167,6 +242,57 @@ pub(crate) fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h s
         .get(name)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
+}
+
+/// A header that must be present and non-empty.
+fn required_header<'h>(
+    headers: &'h HeaderMap,
+    name: &'static str,
+    shown: &'static str,
+) -> Result<&'h str, VerifyError> {
+    header_str(headers, name)
+        .filter(|s| !s.is_empty())
+        .ok_or(VerifyError::MissingHeader(shown.into()))
+}
+
+/// The signature header, or `missing_signature` naming it as the provider documents it.
+fn signature_header<'h>(
+    headers: &'h HeaderMap,
+    name: &str,
+    shown: impl Into<Cow<'static, str>>,
+) -> Result<&'h str, VerifyError> {
+    header_str(headers, name).ok_or_else(|| VerifyError::MissingSignature(shown.into()))
+}
+
+/// A unix time in seconds, as signed by the provider.
+fn parse_unix(value: &str) -> Result<i64, VerifyError> {
+    value
+        .parse::<i64>()
+        .map_err(|_| VerifyError::MalformedTimestamp("not a unix time in seconds"))
+}
+
+/// Reject a signed time too far in the past (replay) or in the future (a pre-signed request).
+fn check_window(timestamp: i64, now: i64, tolerance_secs: u64) -> Result<(), VerifyError> {
+    if timestamp.abs_diff(now) > tolerance_secs {
+        return Err(VerifyError::TimestampOutOfTolerance {
+            timestamp,
+            tolerance_secs,
+        });
+    }
+    Ok(())
+}
+
+/// The header value as a non-empty idempotency key.
+fn header_key(headers: &HeaderMap, name: &str) -> Option<String> {
+    header_str(headers, name)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Standard (padded) base64, as every provider here sends it.
+fn decode_base64(value: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(value).ok()
 }
 
 /// Fallback idempotency key when the provider gives none: the body's SHA-256, so a byte-identical
@@ -178,6 +304,24 @@ fn body_digest_key(body: &[u8]) -> String {
 /// Make sure the body is well-formed JSON and pull out the few fields a scheme needs, in one parse.
 fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, VerifyError> {
     serde_json::from_slice(body).map_err(|e| VerifyError::InvalidJson(e.to_string()))
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    header_str(headers, "content-type")
+        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+}
+
+/// The URL the provider called, for schemes that sign it: the configured public base URL (hookd
+/// behind a proxy or TLS terminator) or else `http://<Host>`, then the path and query as received.
+fn called_url(public_url: Option<&str>, req: &RawRequest<'_>) -> Result<String, VerifyError> {
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+    match public_url {
+        Some(base) => Ok(format!("{}{path}", base.trim_end_matches('/'))),
+        None => {
+            let host = required_header(req.headers, "host", "Host")?;
+            Ok(format!("http://{host}{path}"))
+        }
+    }
 }
 
 /// Headers worth keeping for audit. Signature headers are redacted, hop-by-hop noise dropped.
@@ -207,12 +351,84 @@ fn audit_headers(headers: &HeaderMap, signature_headers: &[&str]) -> BTreeMap<St
         .collect()
 }
 
+/// The signature schemes hookd knows. Every one but `Hmac` is also a built-in provider of the
+/// same name, on as soon as its secret is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Stripe,
+    Github,
+    Paypal,
+    Standard,
+    Shopify,
+    Slack,
+    Gitlab,
+    Twilio,
+    Paddle,
+    Square,
+    Linear,
+    /// Generic HMAC, described entirely by configuration.
+    Hmac,
+}
+
+impl Scheme {
+    pub const ALL: [Scheme; 12] = [
+        Self::Stripe,
+        Self::Github,
+        Self::Paypal,
+        Self::Standard,
+        Self::Shopify,
+        Self::Slack,
+        Self::Gitlab,
+        Self::Twilio,
+        Self::Paddle,
+        Self::Square,
+        Self::Linear,
+        Self::Hmac,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Stripe => "stripe",
+            Self::Github => "github",
+            Self::Paypal => "paypal",
+            Self::Standard => "standard",
+            Self::Shopify => "shopify",
+            Self::Slack => "slack",
+            Self::Gitlab => "gitlab",
+            Self::Twilio => "twilio",
+            Self::Paddle => "paddle",
+            Self::Square => "square",
+            Self::Linear => "linear",
+            Self::Hmac => "hmac",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    pub fn is_built_in(self) -> bool {
+        self != Self::Hmac
+    }
+
+    /// The default window for schemes that sign a time; `None` where nothing time-like is signed.
+    pub fn default_tolerance_secs(self) -> Option<u64> {
+        match self {
+            Self::Stripe | Self::Paypal | Self::Standard | Self::Slack | Self::Hmac => Some(300),
+            // Paddle's SDKs allow 5 s, Linear's 60 s.
+            Self::Paddle => Some(5),
+            Self::Linear => Some(60),
+            Self::Github | Self::Shopify | Self::Gitlab | Self::Twilio | Self::Square => None,
+        }
+    }
+}
+
 /// What a request's provider name resolves to.
 pub enum Lookup<'a> {
     Ready(&'a dyn Verifier),
     /// A provider hookd knows but that has no secret: it accepts nothing until this is set.
     NotConfigured {
-        setting: &'static str,
+        setting: &'a str,
     },
     Unknown,
 }
@@ -221,25 +437,29 @@ pub enum Lookup<'a> {
 #[derive(Default)]
 pub struct Providers {
     ready: BTreeMap<String, Box<dyn Verifier>>,
+    /// Known providers without their secret, and the setting that would turn each on.
+    off: BTreeMap<String, String>,
 }
-
-/// Built-in providers and the setting that turns each on.
-pub const BUILT_IN: &[(&str, &str)] = &[
-    ("stripe", "STRIPE_WEBHOOK_SECRET"),
-    ("github", "GITHUB_WEBHOOK_SECRET"),
-];
 
 impl Providers {
     pub fn insert(&mut self, name: &str, verifier: Box<dyn Verifier>) {
+        self.off.remove(name);
         self.ready.insert(name.to_owned(), verifier);
+    }
+
+    /// A provider that is known but accepts nothing until `setting` is set.
+    pub fn insert_off(&mut self, name: &str, setting: &str) {
+        if !self.ready.contains_key(name) {
+            self.off.insert(name.to_owned(), setting.to_owned());
+        }
     }
 
     pub fn lookup(&self, name: &str) -> Lookup<'_> {
         if let Some(v) = self.ready.get(name) {
             return Lookup::Ready(v.as_ref());
         }
-        match BUILT_IN.iter().find(|(n, _)| *n == name) {
-            Some((_, setting)) => Lookup::NotConfigured { setting },
+        match self.off.get(name) {
+            Some(setting) => Lookup::NotConfigured { setting },
             None => Lookup::Unknown,
         }
     }

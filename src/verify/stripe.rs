@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use super::hmac::any_secret_matches;
 use super::{
-    RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, body_digest_key, header_str,
-    parse_json,
+    RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, body_digest_key, check_window,
+    parse_json, signature_header,
 };
 
 const HEADER: &str = "stripe-signature";
@@ -75,22 +75,21 @@ struct StripeEvent {
     event_type: Option<String>,
 }
 
+#[async_trait::async_trait]
 impl Verifier for StripeVerifier {
-    fn verify(&self, provider: &str, req: &RawRequest<'_>) -> Result<VerifiedWebhook, VerifyError> {
-        let value = header_str(req.headers, HEADER)
-            .ok_or(VerifyError::MissingSignature("Stripe-Signature"))?;
+    async fn verify(
+        &self,
+        provider: &str,
+        req: &RawRequest<'_>,
+    ) -> Result<VerifiedWebhook, VerifyError> {
+        let value = signature_header(req.headers, HEADER, "Stripe-Signature")?;
         let header = parse_header(value)?;
         let parts: [&[u8]; 3] = [header.timestamp_raw.as_bytes(), b".", req.body];
         if !any_secret_matches(&self.secrets, &parts, &header.v1) {
             return Err(VerifyError::InvalidSignature);
         }
         // Stripe's SDKs only reject old timestamps; a far-future one is just as suspect.
-        if header.timestamp.abs_diff(req.now_unix) > self.tolerance_secs {
-            return Err(VerifyError::TimestampOutOfTolerance {
-                timestamp: header.timestamp,
-                tolerance_secs: self.tolerance_secs,
-            });
-        }
+        check_window(header.timestamp, req.now_unix, self.tolerance_secs)?;
         let event: StripeEvent = parse_json(req.body)?;
         let key = event.id.unwrap_or_else(|| body_digest_key(req.body));
         let event_type = event.event_type.unwrap_or_else(|| "unknown".to_owned());

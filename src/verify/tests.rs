@@ -1,5 +1,6 @@
-//! Verifier tests: known-answer vectors from PROVIDERS.md and fixtures signed by the providers'
-//! own SDKs (`tests/fixtures`, made by `tools/fixtures/generate.sh`).
+//! Verifier tests shared helpers, and the Stripe and GitHub tests: known-answer vectors from
+//! PROVIDERS.md and fixtures signed by the providers' own SDKs (`tests/fixtures`, made by
+//! `tools/fixtures/generate.sh`). Every other provider's tests sit at the end of its own file.
 
 use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
@@ -10,6 +11,11 @@ use super::*;
 #[derive(Deserialize)]
 struct Fixtures<T> {
     cases: Vec<T>,
+}
+
+/// The cases of a fixture file made by `tools/fixtures/generate.sh`.
+pub(crate) fn fixture_cases<T: serde::de::DeserializeOwned>(json: &str) -> Vec<T> {
+    serde_json::from_str::<Fixtures<T>>(json).unwrap().cases
 }
 
 #[derive(Deserialize)]
@@ -30,21 +36,20 @@ struct GithubCase {
 }
 
 fn stripe_cases() -> Vec<StripeCase> {
-    serde_json::from_str::<Fixtures<StripeCase>>(include_str!("../../tests/fixtures/stripe.json"))
-        .unwrap()
-        .cases
+    fixture_cases(include_str!("../../tests/fixtures/stripe.json"))
 }
 
 fn github_cases() -> Vec<GithubCase> {
-    serde_json::from_str::<Fixtures<GithubCase>>(include_str!("../../tests/fixtures/github.json"))
-        .unwrap()
-        .cases
+    fixture_cases(include_str!("../../tests/fixtures/github.json"))
 }
 
-fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+pub(crate) fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {
-        h.insert(*k, HeaderValue::from_str(v).unwrap());
+        h.append(
+            axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            HeaderValue::from_str(v).unwrap(),
+        );
     }
     h
 }
@@ -53,21 +58,44 @@ fn stripe(secret: &str) -> StripeVerifier {
     StripeVerifier::new(Secrets::new([secret]).unwrap(), 300)
 }
 
-fn run(
+/// Verifiers are async for PayPal's certificate fetch; the others never wait, so a
+/// throwaway single-threaded runtime is enough to drive them.
+pub(crate) fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+pub(crate) fn run(
     v: &dyn Verifier,
     h: &HeaderMap,
     body: &str,
     now: i64,
 ) -> Result<VerifiedWebhook, VerifyError> {
-    let body = Bytes::copy_from_slice(body.as_bytes());
-    v.verify(
+    run_at(v, h, body.as_bytes(), now, "/webhooks/p")
+}
+
+/// Verify a request that arrived at `uri` (path and query).
+pub(crate) fn run_at(
+    v: &dyn Verifier,
+    h: &HeaderMap,
+    body: &[u8],
+    now: i64,
+    uri: &str,
+) -> Result<VerifiedWebhook, VerifyError> {
+    let body = Bytes::copy_from_slice(body);
+    let uri: axum::http::Uri = uri.parse().unwrap();
+    block_on(v.verify(
         "p",
         &RawRequest {
             headers: h,
             body: &body,
+            uri: &uri,
             now_unix: now,
         },
-    )
+    ))
 }
 
 #[test]

@@ -558,7 +558,7 @@ impl Drop for PrivateRedis {
 }
 
 /// A `VerifiedWebhook` made the only way there is: a signed request through the verifier.
-pub fn verified_stripe(body: &str) -> hookd::verify::VerifiedWebhook {
+pub async fn verified_stripe(body: &str) -> hookd::verify::VerifiedWebhook {
     use hookd::verify::{RawRequest, Secrets, StripeVerifier, Verifier};
     let mut headers = HeaderMap::new();
     headers.insert(
@@ -566,15 +566,18 @@ pub fn verified_stripe(body: &str) -> hookd::verify::VerifiedWebhook {
         stripe_header(STRIPE_SECRET, body, now()).parse().unwrap(),
     );
     let body = Bytes::copy_from_slice(body.as_bytes());
+    let uri: axum::http::Uri = "/webhooks/stripe".parse().unwrap();
     StripeVerifier::new(Secrets::new([STRIPE_SECRET]).unwrap(), 300)
         .verify(
             "stripe",
             &RawRequest {
                 headers: &headers,
                 body: &body,
+                uri: &uri,
                 now_unix: now(),
             },
         )
+        .await
         .unwrap()
 }
 
