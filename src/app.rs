@@ -8,7 +8,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::actions::{Actions, Router};
+use crate::actions::breaker::Destinations;
+use crate::actions::{Actions, Router, SetupError};
 use crate::config::{Config, redact_url};
 use crate::http::{self, AppState};
 use crate::queue::{Queue, StoreQueue};
@@ -35,6 +36,8 @@ pub enum StartError {
     Store { url: String, source: StoreError },
     #[error("cannot apply migrations: {0}")]
     Migrate(StoreError),
+    #[error("cannot set up the actions: {0}")]
+    Actions(#[from] SetupError),
     #[error("cannot listen on {addr}: {source} (set PORT or HOOKD_BIND)")]
     Bind {
         addr: SocketAddr,
@@ -90,12 +93,25 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let mut tasks = Vec::new();
     let mut addr = None;
 
+    // Breaker state lives with the workers of this process; an api-only process has none.
+    let mut destinations = None;
     if roles.workers {
+        let router = Router::new(
+            &config.routes,
+            config.smtp.as_ref().map(|s| s.destination()),
+        );
+        let dests = Arc::new(Destinations::new(
+            config.breaker,
+            config.destination_concurrency,
+            router.provider_destinations(),
+        ));
+        destinations = Some(dests.clone());
         let worker = Arc::new(Worker::new(
             store.clone(),
             queue.clone(),
-            Router::new(&config.routes),
-            Actions::new(config.forward_timeout),
+            router,
+            Actions::new(config.forward_timeout, config.smtp.as_ref())?,
+            dests,
             WorkerSettings {
                 concurrency: config.workers,
                 lease: config.lease,
@@ -125,6 +141,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             providers,
             admin_token: config.admin_token.clone(),
             max_body_bytes: config.max_body_bytes,
+            destinations,
         });
         let app = http::router(state);
         let mut rx = shutdown_rx.clone();

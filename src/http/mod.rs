@@ -17,6 +17,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 
+use crate::actions::breaker::Destinations;
 use crate::queue::Queue;
 use crate::store::EventStore;
 use crate::verify::{Providers, Secret};
@@ -28,12 +29,18 @@ pub struct AppState {
     pub providers: Providers,
     pub admin_token: Option<Secret>,
     pub max_body_bytes: usize,
+    /// This process's destination breakers (`None` without the worker role).
+    pub destinations: Option<Arc<Destinations>>,
 }
 
 /// The full HTTP application.
 pub fn router(state: Arc<AppState>) -> Router {
     let admin = Router::new()
         .route("/events/{id}", get(admin::event))
+        .route("/providers", get(admin::providers))
+        .route("/providers/{name}/pause", post(admin::pause))
+        .route("/providers/{name}/resume", post(admin::resume))
+        .route("/destinations", get(admin::destinations))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,
