@@ -808,3 +808,29 @@ fn invalid_action_settings_name_what_to_fix() {
         assert!(!err.contains(":pw@"), "password in message: {err}");
     }
 }
+
+/// The route example in the README's configuration reference is a working configuration.
+#[test]
+fn readme_route_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = &readme[readme.find("### Routes and steps").unwrap()..];
+    let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+    let example = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("hookd.toml");
+    std::fs::write(&path, example).unwrap();
+    let c = hookd::config::Config::from_vars([
+        ("HOOKD_CONFIG".to_owned(), path.display().to_string()),
+        ("SMTP_URL".to_owned(), "smtp://mail.example.com".to_owned()),
+        ("SMTP_FROM".to_owned(), "hookd@example.com".to_owned()),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.routes.len(), 1);
+    assert_eq!(c.routes[0].steps.len(), 3);
+    let err =
+        hookd::config::Config::from_vars([("HOOKD_CONFIG".to_owned(), path.display().to_string())])
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("SMTP_URL"), "{err}");
+}
