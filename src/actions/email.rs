@@ -216,6 +216,11 @@ impl Mailer {
         })
     }
 
+    /// The timeout of a step that does not set its own.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
     /// Build the message for `event` and hand it to the server once.
     pub async fn send(
         &self,

@@ -196,19 +196,6 @@ impl Step {
             signing: signing.clone(),
         }
     }
-
-    /// Longest this step may take (for a probe's deadline).
-    pub fn timeout(&self, default: Duration) -> Duration {
-        match &self.config {
-            StepConfig::Log { .. } => Duration::ZERO,
-            StepConfig::Forward { timeout_ms, .. } => {
-                timeout_ms.map(Duration::from_millis).unwrap_or(default)
-            }
-            StepConfig::Email { timeout_ms, .. } => {
-                timeout_ms.map(Duration::from_millis).unwrap_or(default)
-            }
-        }
-    }
 }
 
 struct Route {
@@ -400,9 +387,18 @@ impl Actions {
         })
     }
 
-    /// The timeout a step without its own `timeout_ms` gets.
-    pub fn default_timeout(&self) -> Duration {
-        self.default_timeout
+    /// Longest `step` may take: its `timeout_ms`, else the default of its action.
+    pub fn timeout(&self, step: &Step) -> Duration {
+        match &step.config {
+            StepConfig::Log { .. } => Duration::ZERO,
+            StepConfig::Forward { timeout_ms, .. } => timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(self.default_timeout),
+            StepConfig::Email { timeout_ms, .. } => timeout_ms
+                .map(Duration::from_millis)
+                .or(self.mailer.as_ref().map(|m| m.timeout()))
+                .unwrap_or(self.default_timeout),
+        }
     }
 
     /// Run one step for an event. `payload` is the parsed body (`Null` when it is not JSON).
@@ -434,7 +430,7 @@ impl Actions {
                     &self.http,
                     ForwardRequest {
                         url,
-                        timeout: step.timeout(self.default_timeout),
+                        timeout: self.timeout(step),
                         headers,
                         signing: step.signing.as_ref(),
                         message_id: &message_id,

@@ -299,7 +299,7 @@ impl Worker {
         let pass = match &step.destination {
             None => None,
             Some(dest) => {
-                let timeout = step.timeout(self.actions.default_timeout());
+                let timeout = self.actions.timeout(step);
                 match self.destinations.admit(dest, timeout).await {
                     Admission::Go(pass) => Some(pass),
                     Admission::Wait { until, reason } => {
