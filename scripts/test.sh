@@ -50,6 +50,25 @@ if ! command -v promtool >/dev/null; then
     die "cannot install promtool (apt-get install prometheus)"
 fi
 promtool check rules deploy/prometheus/alerts.yml
+# Python tools some tests run: a real SMTP server (aiosmtpd) and the official Standard Webhooks
+# library. Installed from tests/py/requirements.txt into a virtualenv under target/, again only
+# when the requirements change.
+VENV="${CARGO_TARGET_DIR:-target}/test-venv"
+say "Python test tools in $VENV"
+command -v python3 >/dev/null || die "python3 is required for the email and signature tests (apt-get install python3 python3-venv)."
+want=$(sha256sum tests/py/requirements.txt | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv "$VENV" || die "cannot create a virtualenv in $VENV (apt-get install python3-venv)."
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt ||
+    die "cannot install tests/py/requirements.txt from PyPI into $VENV."
+  echo "$want" >"$VENV/.requirements.sha256"
+  echo "installed"
+else
+  echo "up to date"
+fi
+HOOKD_TEST_PYTHON="$(cd "$VENV" && pwd)/bin/python"
+export HOOKD_TEST_PYTHON
+command -v openssl >/dev/null || die "the openssl command is required to make the TLS test certificates (apt-get install openssl)."
 
 say "cargo fmt --check"
 cargo fmt --all -- --check

@@ -9,7 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::actions::{Actions, Router};
+use crate::actions::breaker::Destinations;
+use crate::actions::{Actions, Router, SetupError};
 use crate::config::{Config, ConfigError, redact_url};
 use crate::http::{self, AppState};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
@@ -38,6 +39,8 @@ pub enum StartError {
     Migrate(StoreError),
     #[error(transparent)]
     Providers(#[from] ConfigError),
+    #[error("cannot set up the actions: {0}")]
+    Actions(#[from] SetupError),
     #[error("cannot listen on {addr}: {source} (set PORT or HOOKD_BIND)")]
     Bind {
         addr: SocketAddr,
@@ -138,12 +141,25 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         None
     };
 
+    // Breaker state lives with the workers of this process; an api-only process has none.
+    let mut destinations = None;
     if roles.workers {
+        let router = Router::new(
+            &config.routes,
+            config.smtp.as_ref().map(|s| s.destination()),
+        );
+        let dests = Arc::new(Destinations::new(
+            config.breaker,
+            config.destination_concurrency,
+            router.provider_destinations(),
+        ));
+        destinations = Some(dests.clone());
         let worker = Arc::new(Worker::new(
             store.clone(),
             queue.clone(),
-            Router::new(&config.routes),
-            Actions::new(config.forward_timeout),
+            router,
+            Actions::new(config.forward_timeout, config.smtp.as_ref())?,
+            dests,
             instance.clone(),
             WorkerSettings {
                 concurrency: config.workers,
@@ -162,15 +178,17 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         let providers = config.providers()?;
         let names: Vec<&str> = providers.names().collect();
         tracing::info!(addr = %local, store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
-        let state = Arc::new(AppState::new(
-            store.clone(),
-            queue.clone(),
+        let state = Arc::new(AppState {
+            store: store.clone(),
+            queue: queue.clone(),
             providers,
-            config.admin_token.clone(),
-            config.max_body_bytes,
-            config.memory_limit_bytes,
-            shutdown_rx.clone(),
-        ));
+            admin_token: config.admin_token.clone(),
+            max_body_bytes: config.max_body_bytes,
+            memory_limit_bytes: config.memory_limit_bytes,
+            shutting_down: shutdown_rx.clone(),
+            backlog: Default::default(),
+            destinations,
+        });
         let app = http::router(state);
         let mut rx = shutdown_rx.clone();
         let grace = config.shutdown_timeout;

@@ -12,6 +12,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::actions::RouteConfig;
+use crate::actions::breaker::BreakerPolicy;
+use crate::actions::email::{Recipient, SmtpSettings};
 use crate::verify::paypal_certs::{self, CertUrlPrefix, TrustRoots};
 use crate::verify::{
     Algorithm, GenericVerifier, GithubVerifier, GitlabVerifier, HmacEncoding, HmacSource, HmacSpec,
@@ -52,6 +54,12 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `/health` reports unhealthy above this resident set size.
     pub memory_limit_bytes: u64,
+    /// The mail server for `email` steps (`SMTP_URL`); `None` when email is not configured.
+    pub smtp: Option<SmtpSettings>,
+    /// When a destination's circuit breaker opens, and for how long.
+    pub breaker: BreakerPolicy,
+    /// Steps in flight to one destination at once, per process.
+    pub destination_concurrency: usize,
 }
 
 /// Logs and traces.
@@ -242,6 +250,10 @@ struct FileConfig {
     routes: Vec<RouteConfig>,
     #[serde(default)]
     redis: FileRedis,
+    #[serde(default)]
+    smtp: FileSmtp,
+    #[serde(default)]
+    destinations: FileDestinations,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -253,6 +265,23 @@ struct FileRedis {
     keep_completed: Option<usize>,
     keep_failed: Option<usize>,
     sweep_grace_secs: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSmtp {
+    url: Option<String>,
+    from: Option<String>,
+    timeout_ms: Option<u64>,
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileDestinations {
+    concurrency: Option<usize>,
+    breaker_failures: Option<u32>,
+    breaker_cooldown_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -525,6 +554,24 @@ impl Config {
             memory_limit_bytes: src.positive::<u64>("HOOKD_MEMORY_LIMIT_MB", None, 1024)?
                 * 1024
                 * 1024,
+            smtp: smtp_settings(&src, &file.smtp)?,
+            breaker: BreakerPolicy {
+                failure_threshold: src.positive(
+                    "HOOKD_BREAKER_FAILURES",
+                    file.destinations.breaker_failures,
+                    5,
+                )?,
+                cooldown: ms(src.positive(
+                    "HOOKD_BREAKER_COOLDOWN_MS",
+                    file.destinations.breaker_cooldown_ms,
+                    30_000,
+                )?),
+            },
+            destination_concurrency: src.positive(
+                "HOOKD_DESTINATION_CONCURRENCY",
+                file.destinations.concurrency,
+                4,
+            )?,
         };
         config.validate()?;
         Ok(config)
@@ -553,10 +600,12 @@ impl Config {
             });
         }
         for (i, route) in self.routes.iter().enumerate() {
-            route.validate().map_err(|message| ConfigError::Route {
-                route: route.display_name(i),
-                message,
-            })?;
+            route
+                .validate(self.smtp.as_ref())
+                .map_err(|message| ConfigError::Route {
+                    route: route.display_name(i),
+                    message,
+                })?;
         }
         Ok(())
     }
@@ -1071,6 +1120,59 @@ fn provider_caps(
         .collect()
 }
 
+/// `SMTP_URL` and its companions; `None` when no URL is set.
+fn smtp_settings(src: &Source<'_>, file: &FileSmtp) -> Result<Option<SmtpSettings>, ConfigError> {
+    let Some(url) = src.raw("SMTP_URL").map(str::to_owned).or(file.url.clone()) else {
+        return Ok(None);
+    };
+    let invalid = |setting: &str, value: String, expected: String| ConfigError::Invalid {
+        setting: setting.to_owned(),
+        value,
+        expected,
+    };
+    let mut smtp = SmtpSettings::from_url(&url).map_err(|e| {
+        invalid(
+            "SMTP_URL",
+            redact_url(&url),
+            format!("smtp://[user:password@]host[:port][?tls=none] or smtps://... ({e})"),
+        )
+    })?;
+    if let Some(from) = src
+        .raw("SMTP_FROM")
+        .map(str::to_owned)
+        .or(file.from.clone())
+    {
+        smtp.from =
+            Some(from.parse::<Recipient>().map_err(|e| {
+                invalid("SMTP_FROM", from.clone(), format!("an email address ({e})"))
+            })?);
+    }
+    smtp.timeout =
+        Duration::from_millis(src.positive("HOOKD_SMTP_TIMEOUT_MS", file.timeout_ms, 10_000)?);
+    let ca = src
+        .raw("HOOKD_SMTP_CA_FILE")
+        .map(PathBuf::from)
+        .or(file.ca_file.clone());
+    if let Some(path) = ca {
+        let shown = path.display().to_string();
+        let pem = std::fs::read(&path).map_err(|e| {
+            invalid(
+                "HOOKD_SMTP_CA_FILE",
+                shown.clone(),
+                format!("a readable PEM file ({e})"),
+            )
+        })?;
+        smtp.trust_pem(&pem).map_err(|e| {
+            invalid(
+                "HOOKD_SMTP_CA_FILE",
+                shown,
+                format!("PEM CA certificates ({e})"),
+            )
+        })?;
+    }
+    Ok(Some(smtp))
+}
+
 fn load_file(explicit: Option<&str>) -> Result<FileConfig, ConfigError> {
     let path = match explicit {
         Some(p) => PathBuf::from(p),
@@ -1231,6 +1333,48 @@ mod tests {
         assert_eq!(*tolerance_secs, 60);
         assert_eq!(secrets_of(&c, "stripe"), ["whsec_a", "whsec,with,commas"]);
         assert_eq!(c.routes.len(), 1);
+    }
+
+    #[test]
+    fn smtp_and_destination_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookd.toml");
+        std::fs::write(
+            &path,
+            r#"
+            [smtp]
+            url = "smtps://mailer:p%40ss@mail.example.com"
+            from = "hookd <hookd@example.com>"
+            timeout_ms = 2000
+            [destinations]
+            concurrency = 2
+            breaker_failures = 3
+            breaker_cooldown_ms = 1000
+            "#,
+        )
+        .unwrap();
+        let c = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", path.to_str().unwrap()),
+            ("HOOKD_BREAKER_COOLDOWN_MS", "500"),
+        ]))
+        .unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!(
+            smtp.destination().to_string(),
+            "smtps://mail.example.com:465"
+        );
+        assert_eq!(smtp.timeout, Duration::from_secs(2));
+        assert!(smtp.from.is_some());
+        assert!(!format!("{smtp:?}").contains("p@ss"));
+        assert_eq!(c.destination_concurrency, 2);
+        assert_eq!(c.breaker.failure_threshold, 3);
+        assert_eq!(c.breaker.cooldown, Duration::from_millis(500));
+        let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
+        assert!(d.smtp.is_none());
+        assert_eq!(
+            (d.breaker.failure_threshold, d.destination_concurrency),
+            (5, 4)
+        );
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub enum EventStatus {
     RetryScheduled,
     Completed,
     DeadLetter,
+    /// The last attempt failed and the compensations of the steps that had succeeded are being
+    /// run (in reverse order); the event ends as `dead_letter` once they are done.
+    Compensating,
 }
 
 impl EventStatus {
@@ -58,6 +61,7 @@ impl EventStatus {
             Self::RetryScheduled => "retry_scheduled",
             Self::Completed => "completed",
             Self::DeadLetter => "dead_letter",
+            Self::Compensating => "compensating",
         }
     }
 
@@ -68,6 +72,7 @@ impl EventStatus {
             "retry_scheduled" => Self::RetryScheduled,
             "completed" => Self::Completed,
             "dead_letter" => Self::DeadLetter,
+            "compensating" => Self::Compensating,
             _ => return None,
         })
     }
@@ -101,9 +106,30 @@ pub struct ClaimedEvent {
 /// How a processing attempt ended, as the worker reports it to the store.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    Completed { detail: String },
-    RetryAt { at: DateTime<Utc>, error: String },
-    DeadLetter { error: String },
+    Completed {
+        detail: String,
+    },
+    RetryAt {
+        at: DateTime<Utc>,
+        error: String,
+    },
+    DeadLetter {
+        error: String,
+    },
+    /// Compensations are (still) to run, from `at`. `error` is what sent the event towards the
+    /// dead letter (kept as its last error); `detail` says what this attempt did.
+    Compensate {
+        at: DateTime<Utc>,
+        error: String,
+        detail: String,
+    },
+    /// The attempt could not start its work (destination breaker open or busy, provider paused
+    /// automatically): the event waits in `to` until `at`, and the attempt does not count.
+    Postpone {
+        at: DateTime<Utc>,
+        to: EventStatus,
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -112,6 +138,18 @@ impl Outcome {
             Self::Completed { .. } => EventStatus::Completed,
             Self::RetryAt { .. } => EventStatus::RetryScheduled,
             Self::DeadLetter { .. } => EventStatus::DeadLetter,
+            Self::Compensate { .. } => EventStatus::Compensating,
+            Self::Postpone { to, .. } => *to,
+        }
+    }
+
+    /// When the event is due again, if it is not finished.
+    pub fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        match self {
+            Self::RetryAt { at, .. } | Self::Compensate { at, .. } | Self::Postpone { at, .. } => {
+                Some(*at)
+            }
+            Self::Completed { .. } | Self::DeadLetter { .. } => None,
         }
     }
 }
@@ -131,6 +169,14 @@ impl StepOutcome {
             Self::Failed => "failed",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
 }
 
 /// A step result to record.
@@ -143,6 +189,41 @@ pub struct StepRecord {
     pub outcome: StepOutcome,
     pub error: Option<String>,
     pub duration_ms: u64,
+}
+
+/// What earlier attempts of an event did, for the worker to resume from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// The event has entered compensation (a transition to `compensating` exists).
+    pub compensating: bool,
+    /// The event's last error (what sent it towards the dead letter, once compensating).
+    pub last_error: Option<String>,
+    /// Every recorded step result, oldest first: (step key, outcome).
+    pub results: Vec<(String, StepOutcome)>,
+}
+
+impl Progress {
+    pub fn succeeded(&self, key: &str) -> bool {
+        self.results
+            .iter()
+            .any(|(k, o)| k == key && *o == StepOutcome::Succeeded)
+    }
+
+    pub fn failures(&self, key: &str) -> u32 {
+        self.results
+            .iter()
+            .filter(|(k, o)| k == key && *o == StepOutcome::Failed)
+            .count() as u32
+    }
+}
+
+/// An operator's pause of one provider's processing (stored, so it holds for every process and
+/// across restarts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProviderPause {
+    pub provider: String,
+    pub paused_at: DateTime<Utc>,
+    pub reason: Option<String>,
 }
 
 /// Full history of one event, for the admin API.

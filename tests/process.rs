@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 
 both_backends!(
     kill_9_during_a_forward_loses_nothing,
+    kill_9_during_compensation_resumes_it,
     sigterm_drains_and_exits_cleanly
 );
 
@@ -67,6 +68,75 @@ async fn kill_9_during_a_forward_loses_nothing(b: Backend) {
         .iter()
         .any(|t| t["detail"].as_str().unwrap_or("").contains("lease expired"));
     assert!(expired, "{e:#}");
+}
+
+async fn kill_9_during_compensation_resumes_it(b: Backend) {
+    let db = TestDb::new(b).await;
+    let step = Target::start(Behaviour::default()).await;
+    // The compensation hangs the first time: the process is killed in the middle of it.
+    let undo = Target::start(Behaviour {
+        hang_first: true,
+        ..Default::default()
+    })
+    .await;
+    let failing = Target::start(Behaviour {
+        always_fail: true,
+        ..Default::default()
+    })
+    .await;
+    let routes = format!(
+        "[worker]\nmax_attempts = 1\n\n[[routes]]\nname = \"saga\"\nprovider = \"stripe\"\n\
+         steps = [{{ action = \"forward\", url = \"{}\", compensate = {{ action = \"forward\", url = \"{}\" }} }}, \
+         {{ action = \"forward\", url = \"{}\" }}]\n",
+        step.url, undo.url, failing.url
+    );
+    let mut first = Hookd::spawn(&db, &routes, "first.log").await;
+    let (_, body) = stripe_event("payment_intent.succeeded");
+    let r = post_stripe(&first.url, &body).await;
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    undo.wait_hits(1, Duration::from_secs(10)).await;
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+
+    let second = Hookd::spawn(&db, &routes, "second.log").await;
+    let e = second
+        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        (step.hits(), failing.hits()),
+        (1, 1),
+        "the steps do not run again: {e:#}"
+    );
+    assert_eq!(undo.hits(), 2, "the interrupted compensation and its retry");
+    assert_eq!(undo.succeeded().len(), 1);
+    let comp: Vec<&str> = e["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "saga/0:compensate:forward")
+        .map(|s| s["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(comp, ["succeeded"], "{e:#}");
+    let details: Vec<&str> = e["transitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["detail"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        details.iter().any(|d| d.contains("lease expired")),
+        "{details:#?}"
+    );
+    assert!(
+        details
+            .last()
+            .unwrap()
+            .contains("saga/0:compensate:forward succeeded"),
+        "{details:#?}"
+    );
 }
 
 async fn sigterm_drains_and_exits_cleanly(b: Backend) {

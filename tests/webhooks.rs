@@ -323,6 +323,19 @@ steps = [{{ action = "forward", url = "{}" }}, {{ action = "log" }}, {{ action =
     let e = server.wait_status(id, EventStatus::Completed, WAIT).await;
     assert_eq!(first.hits(), 1);
     assert_eq!(second.hits(), 3);
+    assert_eq!(e.attempts, 3);
+    let second_step: Vec<(u32, &str)> = e
+        .steps
+        .iter()
+        .filter(|s| s.step == "route0/2:forward")
+        .map(|s| (s.attempt, s.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        second_step,
+        [(1, "failed"), (2, "failed"), (3, "succeeded")],
+        "{:?}",
+        e.steps
+    );
     let first_step_runs = e
         .steps
         .iter()

@@ -1,18 +1,28 @@
 //! Routes and actions: which steps an event gets, and running one step.
 //!
-//! Owns route matching (provider and event-type globs) and the side effects of each action
-//! (a log line, an HTTP forward). It must never touch the store or decide about retries:
-//! it reports one step's result and the worker decides what happens next.
+//! Owns route matching (provider, event-type globs and payload filters), the steps' compiled form
+//! (stable keys, destinations, compensations) and the side effects of each action (a log line, an
+//! HTTP forward, an email). It must never touch the store or decide about retries: it reports
+//! one step's result, classified, and the worker decides what happens next.
 
-use std::collections::BTreeMap;
+pub mod breaker;
+pub mod email;
+pub mod filter;
+pub mod forward;
+pub mod template;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use serde::Deserialize;
-
-use tracing::Instrument;
+use serde_json::Value;
 
 use crate::event::ClaimedEvent;
-use crate::telemetry::trace;
+use breaker::Destination;
+use email::{EmailSpec, Mailer, Recipient, SmtpSettings};
+use filter::Filter;
+use forward::{ForwardRequest, SigningKeys};
+use template::Template;
 
 /// One `[[routes]]` entry of the config file.
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +35,11 @@ pub struct RouteConfig {
     /// Globs on the event type (`*` matches any run of characters).
     #[serde(default = "stars")]
     pub events: Vec<String>,
+    /// Conditions on the payload; all must hold.
+    #[serde(default)]
+    pub filters: Vec<Filter>,
+    /// Standard Webhooks secret(s) (`whsec_...`) that sign this route's forwards.
+    pub signing_secret: Option<SigningKeys>,
     pub steps: Vec<StepConfig>,
 }
 
@@ -35,18 +50,30 @@ fn stars() -> Vec<String> {
     vec![star()]
 }
 
-/// One step of a route.
+/// One step of a route. Any step may name a `compensate` step, run if the event is
+/// dead-lettered after this step succeeded.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum StepConfig {
     /// Write one structured log line about the event.
-    Log,
+    Log { compensate: Option<Box<StepConfig>> },
     /// POST the raw body to `url`; any non-2xx answer or a timeout is a failure.
     Forward {
         url: String,
         timeout_ms: Option<u64>,
         #[serde(default)]
         headers: BTreeMap<String, String>,
+        compensate: Option<Box<StepConfig>>,
+    },
+    /// Send a plain-text email through `SMTP_URL`.
+    Email {
+        to: Vec<Recipient>,
+        subject: Template,
+        body: Template,
+        /// Overrides `SMTP_FROM` for this step.
+        from: Option<Recipient>,
+        timeout_ms: Option<u64>,
+        compensate: Option<Box<StepConfig>>,
     },
 }
 
@@ -54,23 +81,24 @@ impl StepConfig {
     /// The action's name, as in the config file.
     pub fn action(&self) -> &'static str {
         match self {
-            Self::Log => "log",
+            Self::Log { .. } => "log",
             Self::Forward { .. } => "forward",
+            Self::Email { .. } => "email",
         }
     }
-}
 
-impl RouteConfig {
-    pub fn display_name(&self, index: usize) -> String {
-        self.name.clone().unwrap_or_else(|| format!("route{index}"))
+    fn compensate(&self) -> Option<&StepConfig> {
+        match self {
+            Self::Log { compensate }
+            | Self::Forward { compensate, .. }
+            | Self::Email { compensate, .. } => compensate.as_deref(),
+        }
     }
 
-    pub(crate) fn validate(&self) -> Result<(), String> {
-        if self.steps.is_empty() {
-            return Err("has no steps".into());
-        }
-        for step in &self.steps {
-            if let StepConfig::Forward { url, headers, .. } = step {
+    fn validate(&self, smtp: Option<&SmtpSettings>) -> Result<(), String> {
+        match self {
+            Self::Log { .. } => {}
+            Self::Forward { url, headers, .. } => {
                 let parsed = reqwest::Url::parse(url)
                     .map_err(|e| format!("forward url {url:?} is invalid: {e}"))?;
                 if !matches!(parsed.scheme(), "http" | "https") {
@@ -83,6 +111,42 @@ impl RouteConfig {
                         .map_err(|_| format!("forward header {k:?} has an invalid value"))?;
                 }
             }
+            Self::Email { to, from, .. } => {
+                let Some(smtp) = smtp else {
+                    return Err("has an email step but SMTP_URL is not set".into());
+                };
+                if to.is_empty() {
+                    return Err("email step has no recipients (`to`)".into());
+                }
+                if from.is_none() && smtp.from.is_none() {
+                    return Err(
+                        "email step has no sender: set SMTP_FROM or the step's `from`".into(),
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl RouteConfig {
+    pub fn display_name(&self, index: usize) -> String {
+        self.name.clone().unwrap_or_else(|| format!("route{index}"))
+    }
+
+    /// Checks that need more than one field, or settings outside the route (`SMTP_URL`).
+    pub(crate) fn validate(&self, smtp: Option<&SmtpSettings>) -> Result<(), String> {
+        if self.steps.is_empty() {
+            return Err("has no steps".into());
+        }
+        for step in &self.steps {
+            step.validate(smtp)?;
+            if let Some(c) = step.compensate() {
+                if c.compensate().is_some() {
+                    return Err("a compensation cannot have its own `compensate`".into());
+                }
+                c.validate(smtp)?;
+            }
         }
         Ok(())
     }
@@ -91,10 +155,53 @@ impl RouteConfig {
 /// A step ready to run, with the stable key its results are recorded under.
 #[derive(Debug, Clone)]
 pub struct Step {
-    /// `<route name>/<index>:<action>`: stays the same across retries, so a step that already
-    /// succeeded is recognised and skipped.
+    /// `<route name>/<index>:<action>` (a compensation: `<route name>/<index>:compensate:<action>`):
+    /// stays the same across retries, so a step that already succeeded is recognised and skipped.
     pub key: String,
     pub config: StepConfig,
+    /// Where the step sends something; `None` for `log`.
+    pub destination: Option<Destination>,
+    /// Run in reverse order when the event is dead-lettered after this step succeeded.
+    pub compensation: Option<Box<Step>>,
+    signing: Option<SigningKeys>,
+}
+
+impl Step {
+    fn compile(
+        key: String,
+        config: &StepConfig,
+        signing: &Option<SigningKeys>,
+        smtp: Option<&Destination>,
+    ) -> Self {
+        let destination = match config {
+            StepConfig::Log { .. } => None,
+            StepConfig::Forward { url, .. } => reqwest::Url::parse(url)
+                .ok()
+                .map(|u| Destination::of_url(&u)),
+            StepConfig::Email { .. } => smtp.cloned(),
+        };
+        let compensation = config.compensate().map(|c| {
+            let (route_step, _) = key.rsplit_once(':').unwrap_or((&key, ""));
+            Box::new(Self::compile(
+                format!("{route_step}:compensate:{}", c.action()),
+                c,
+                signing,
+                smtp,
+            ))
+        });
+        Self {
+            key,
+            config: config.clone(),
+            destination,
+            compensation,
+            signing: signing.clone(),
+        }
+    }
+}
+
+struct Route {
+    config: RouteConfig,
+    steps: Vec<Step>,
 }
 
 impl Step {
@@ -104,13 +211,13 @@ impl Step {
 }
 
 /// All routes, matched in file order. Every matching route's steps run, in order.
-#[derive(Debug, Clone)]
 pub struct Router {
-    routes: Vec<(RouteConfig, Vec<Step>)>,
+    routes: Vec<Route>,
 }
 
 impl Router {
-    pub fn new(routes: &[RouteConfig]) -> Self {
+    /// `smtp` is the mail server's destination, if email is configured.
+    pub fn new(routes: &[RouteConfig], smtp: Option<Destination>) -> Self {
         let routes = routes
             .iter()
             .enumerate()
@@ -120,26 +227,57 @@ impl Router {
                     .steps
                     .iter()
                     .enumerate()
-                    .map(|(j, s)| Step {
-                        key: format!("{name}/{j}:{}", s.action()),
-                        config: s.clone(),
+                    .map(|(j, s)| {
+                        Step::compile(
+                            format!("{name}/{j}:{}", s.action()),
+                            s,
+                            &r.signing_secret,
+                            smtp.as_ref(),
+                        )
                     })
                     .collect();
-                (r.clone(), steps)
+                Route {
+                    config: r.clone(),
+                    steps,
+                }
             })
             .collect();
         Self { routes }
     }
 
-    /// The steps for an event, in order. Empty when no route matches.
-    pub fn steps_for(&self, provider: &str, event_type: &str) -> Vec<&Step> {
+    /// The steps for an event, in order. Empty when no route matches. `payload` is the parsed
+    /// body (`Null` when it is not JSON).
+    pub fn steps_for(&self, provider: &str, event_type: &str, payload: &Value) -> Vec<&Step> {
         self.routes
             .iter()
-            .filter(|(r, _)| {
-                glob_match(&r.provider, provider)
-                    && r.events.iter().any(|g| glob_match(g, event_type))
+            .filter(|r| {
+                glob_match(&r.config.provider, provider)
+                    && r.config.events.iter().any(|g| glob_match(g, event_type))
+                    && r.config.filters.iter().all(|f| f.matches(payload))
             })
-            .flat_map(|(_, steps)| steps.iter())
+            .flat_map(|r| r.steps.iter())
+            .collect()
+    }
+
+    /// For each route, its provider pattern and the destinations its steps and compensations
+    /// use: what pausing a provider automatically is judged on.
+    pub fn provider_destinations(&self) -> Vec<(String, Vec<Destination>)> {
+        self.routes
+            .iter()
+            .map(|r| {
+                let dests: BTreeSet<Destination> = r
+                    .steps
+                    .iter()
+                    .flat_map(|s| {
+                        [
+                            s.destination.clone(),
+                            s.compensation.as_ref().and_then(|c| c.destination.clone()),
+                        ]
+                    })
+                    .flatten()
+                    .collect();
+                (r.config.provider.clone(), dests.into_iter().collect())
+            })
             .collect()
     }
 }
@@ -169,37 +307,116 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 pub enum ActionError {
     #[error("forward to {url} timed out after {timeout_ms} ms")]
     Timeout { url: String, timeout_ms: u64 },
-    #[error("forward to {url} answered HTTP {status}")]
-    Status { url: String, status: u16 },
+    #[error("forward to {url} answered HTTP {status}{}", retry_after_note(*.retry_after))]
+    Status {
+        url: String,
+        status: u16,
+        /// From a 429 or 503 answer's `Retry-After`.
+        retry_after: Option<Duration>,
+    },
     #[error("forward to {url} failed: {error}")]
     Transport { url: String, error: String },
+    #[error("email through {server} timed out after {timeout_ms} ms")]
+    SmtpTimeout { server: String, timeout_ms: u64 },
+    #[error("email through {server} failed: {error}")]
+    Smtp {
+        server: String,
+        error: String,
+        /// The server could not take mail at all (connection, TLS, 4xx, authentication), as
+        /// opposed to refusing this message.
+        server_trouble: bool,
+    },
+    #[error("cannot build the email: {0}")]
+    Email(String),
 }
 
-/// Runs steps. Holds the shared HTTP client.
+fn retry_after_note(d: Option<Duration>) -> String {
+    d.map(|d| format!(" (Retry-After {} s)", d.as_secs()))
+        .unwrap_or_default()
+}
+
+impl ActionError {
+    /// Whether the failure is the destination's (it is down, overloaded or unreachable) rather
+    /// than this event's. Only these count towards the destination's circuit breaker.
+    pub fn is_destination_failure(&self) -> bool {
+        match self {
+            Self::Timeout { .. } | Self::Transport { .. } | Self::SmtpTimeout { .. } => true,
+            Self::Status { status, .. } => *status >= 500 || matches!(*status, 408 | 429),
+            Self::Smtp { server_trouble, .. } => *server_trouble,
+            Self::Email(_) => false,
+        }
+    }
+
+    /// The earliest time the destination asked to be tried again (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// Why the actions could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("SMTP client for {server}: {error}")]
+    Smtp { server: String, error: String },
+}
+
+/// Runs steps. Holds the shared HTTP client and the SMTP client.
 #[derive(Clone)]
 pub struct Actions {
     http: reqwest::Client,
     default_timeout: Duration,
+    mailer: Option<Mailer>,
 }
 
 impl Actions {
-    pub fn new(default_timeout: Duration) -> Self {
+    pub fn new(default_timeout: Duration, smtp: Option<&SmtpSettings>) -> Result<Self, SetupError> {
         let http = reqwest::Client::builder()
             // A redirect could send the event somewhere the route never named.
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
-        Self {
+        let mailer = smtp
+            .map(|s| {
+                Mailer::new(s).map_err(|error| SetupError::Smtp {
+                    server: s.destination().to_string(),
+                    error,
+                })
+            })
+            .transpose()?;
+        Ok(Self {
             http,
             default_timeout,
+            mailer,
+        })
+    }
+
+    /// Longest `step` may take: its `timeout_ms`, else the default of its action.
+    pub fn timeout(&self, step: &Step) -> Duration {
+        match &step.config {
+            StepConfig::Log { .. } => Duration::ZERO,
+            StepConfig::Forward { timeout_ms, .. } => timeout_ms
+                .map(Duration::from_millis)
+                .unwrap_or(self.default_timeout),
+            StepConfig::Email { timeout_ms, .. } => timeout_ms
+                .map(Duration::from_millis)
+                .or(self.mailer.as_ref().map(|m| m.timeout()))
+                .unwrap_or(self.default_timeout),
         }
     }
 
-    /// Run one step for an event.
-    pub async fn run(&self, step: &Step, event: &ClaimedEvent) -> Result<(), ActionError> {
+    /// Run one step for an event. `payload` is the parsed body (`Null` when it is not JSON).
+    pub async fn run(
+        &self,
+        step: &Step,
+        event: &ClaimedEvent,
+        payload: &Value,
+    ) -> Result<(), ActionError> {
         match &step.config {
-            StepConfig::Log => {
+            StepConfig::Log { .. } => {
                 tracing::info!(
                     event_id = %event.id,
                     provider = %event.provider,
@@ -212,83 +429,44 @@ impl Actions {
                 );
                 Ok(())
             }
-            StepConfig::Forward {
-                url,
-                timeout_ms,
-                headers,
-            } => {
-                let timeout = timeout_ms
-                    .map(Duration::from_millis)
-                    .unwrap_or(self.default_timeout);
-                self.forward(url, timeout, headers, event).await
+            StepConfig::Forward { url, headers, .. } => {
+                // `webhook-id` names this event's message to this step: the same on every
+                // attempt, different for each step (and compensation) of the event.
+                let message_id = format!("{}:{}", event.id, step.key);
+                forward::forward(
+                    &self.http,
+                    ForwardRequest {
+                        url,
+                        timeout: self.timeout(step),
+                        headers,
+                        signing: step.signing.as_ref(),
+                        message_id: &message_id,
+                    },
+                    event,
+                )
+                .await
             }
-        }
-    }
-
-    async fn forward(
-        &self,
-        url: &str,
-        timeout: Duration,
-        headers: &BTreeMap<String, String>,
-        event: &ClaimedEvent,
-    ) -> Result<(), ActionError> {
-        let span = tracing::info_span!(
-            "forward",
-            otel.name = "POST",
-            otel.kind = "client",
-            http.request.method = "POST",
-            url.full = %url,
-            http.response.status_code = tracing::field::Empty,
-        );
-        let mut req = self
-            .http
-            .post(url)
-            .timeout(timeout)
-            .header(
-                "content-type",
-                event
-                    .content_type
-                    .as_deref()
-                    .unwrap_or("application/octet-stream"),
-            )
-            .header("x-hookd-event-id", event.id.to_string())
-            .header("x-hookd-provider", &event.provider)
-            .header("x-hookd-event-type", &event.event_type)
-            .header("x-hookd-attempt", event.attempt.to_string());
-        for (k, v) in headers {
-            req = req.header(k, v);
-        }
-        // The receiving service joins the event's trace as a child of this client span.
-        if let Some(tp) = trace::traceparent(&span) {
-            req = req.header("traceparent", tp);
-        }
-        let resp = req
-            .body(event.body.clone())
-            .send()
-            .instrument(span.clone())
-            .await
-            .map_err(|e| {
-                if e.is_timeout() {
-                    ActionError::Timeout {
-                        url: url.to_owned(),
-                        timeout_ms: timeout.as_millis() as u64,
-                    }
-                } else {
-                    ActionError::Transport {
-                        url: url.to_owned(),
-                        error: error_chain(&e),
-                    }
-                }
-            })?;
-        let status = resp.status();
-        span.record("http.response.status_code", status.as_u16());
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(ActionError::Status {
-                url: url.to_owned(),
-                status: status.as_u16(),
-            })
+            StepConfig::Email {
+                to,
+                subject,
+                body,
+                from,
+                timeout_ms,
+                ..
+            } => {
+                let mailer = self.mailer.as_ref().ok_or_else(|| {
+                    // Config validation refuses email steps without SMTP_URL.
+                    ActionError::Email("SMTP_URL is not set".into())
+                })?;
+                let spec = EmailSpec {
+                    to,
+                    subject,
+                    body,
+                    from: from.as_ref(),
+                    timeout_ms: *timeout_ms,
+                };
+                mailer.send(spec, &step.key, event, payload).await
+            }
         }
     }
 }
@@ -335,14 +513,124 @@ mod tests {
         .unwrap()
         .remove("routes")
         .unwrap();
-        let router = Router::new(&routes);
+        let router = Router::new(&routes, None);
         let keys: Vec<_> = router
-            .steps_for("stripe", "payment_intent.succeeded")
+            .steps_for("stripe", "payment_intent.succeeded", &Value::Null)
             .iter()
             .map(|s| s.key.clone())
             .collect();
         assert_eq!(keys, ["pay/0:log", "pay/1:forward", "route1/0:log"]);
-        assert_eq!(router.steps_for("stripe", "charge.refunded").len(), 1);
-        assert_eq!(router.steps_for("github", "push").len(), 2);
+        assert_eq!(
+            router
+                .steps_for("stripe", "charge.refunded", &Value::Null)
+                .len(),
+            1
+        );
+        assert_eq!(router.steps_for("github", "push", &Value::Null).len(), 2);
+    }
+
+    fn routes(toml_text: &str) -> Vec<RouteConfig> {
+        toml::from_str::<BTreeMap<String, Vec<RouteConfig>>>(toml_text)
+            .unwrap()
+            .remove("routes")
+            .unwrap()
+    }
+
+    #[test]
+    fn filters_compensations_and_destinations() {
+        let routes = routes(
+            r#"
+            [[routes]]
+            name = "usd"
+            provider = "stripe"
+            filters = [{ pointer = "/data/object/currency", equals = "usd" }]
+            steps = [
+              { action = "forward", url = "https://ledger.example.com/in", compensate = { action = "forward", url = "https://ledger.example.com/undo" } },
+              { action = "log", compensate = { action = "forward", url = "http://127.0.0.1:9000/x" } },
+            ]
+            [[routes]]
+            provider = "*"
+            steps = [{ action = "forward", url = "http://other:8080/in" }]
+            "#,
+        );
+        for r in &routes {
+            r.validate(None).unwrap();
+        }
+        let router = Router::new(&routes, None);
+        let usd = serde_json::json!({"data": {"object": {"currency": "usd"}}});
+        let steps = router.steps_for("stripe", "charge.succeeded", &usd);
+        let keys: Vec<_> = steps.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["usd/0:forward", "usd/1:log", "route1/0:forward"]);
+        let comp = steps[0].compensation.as_ref().unwrap();
+        assert_eq!(comp.key, "usd/0:compensate:forward");
+        assert_eq!(
+            comp.destination.as_ref().unwrap().to_string(),
+            "https://ledger.example.com:443"
+        );
+        assert_eq!(
+            steps[1].compensation.as_ref().unwrap().key,
+            "usd/1:compensate:forward"
+        );
+        assert!(steps[1].destination.is_none());
+        let eur = serde_json::json!({"data": {"object": {"currency": "eur"}}});
+        assert_eq!(
+            router.steps_for("stripe", "charge.succeeded", &eur).len(),
+            1
+        );
+        assert_eq!(router.steps_for("stripe", "x", &Value::Null).len(), 1);
+        let dests: Vec<(String, Vec<String>)> = router
+            .provider_destinations()
+            .into_iter()
+            .map(|(p, d)| (p, d.iter().map(|d| d.to_string()).collect()))
+            .collect();
+        assert_eq!(
+            dests,
+            [
+                (
+                    "stripe".to_owned(),
+                    vec![
+                        "http://127.0.0.1:9000".to_owned(),
+                        "https://ledger.example.com:443".to_owned()
+                    ]
+                ),
+                ("*".to_owned(), vec!["http://other:8080".to_owned()]),
+            ]
+        );
+    }
+
+    #[test]
+    fn destination_failures_are_told_apart_from_refusals() {
+        let status = |status| ActionError::Status {
+            url: "u".into(),
+            status,
+            retry_after: None,
+        };
+        assert!(status(503).is_destination_failure());
+        assert!(status(429).is_destination_failure());
+        assert!(!status(400).is_destination_failure());
+        assert!(!status(422).is_destination_failure());
+        assert!(
+            ActionError::Transport {
+                url: "u".into(),
+                error: "refused".into()
+            }
+            .is_destination_failure()
+        );
+        let refused = ActionError::Smtp {
+            server: "s".into(),
+            error: "550".into(),
+            server_trouble: false,
+        };
+        assert!(!refused.is_destination_failure());
+        let e = ActionError::Status {
+            url: "http://x/in".into(),
+            status: 429,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert_eq!(
+            e.to_string(),
+            "forward to http://x/in answered HTTP 429 (Retry-After 7 s)"
+        );
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(7)));
     }
 }

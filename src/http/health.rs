@@ -113,7 +113,7 @@ pub async fn metrics_page(State(state): State<Arc<AppState>>) -> impl IntoRespon
 impl AppState {
     /// The store backlog, recomputed at most every few seconds; `None` while the store is down.
     pub(super) async fn cached_backlog(&self) -> Option<Backlog> {
-        let mut cache = self.backlog.lock().await;
+        let mut cache = self.backlog.0.lock().await;
         if let Some((at, b)) = cache.as_ref()
             && at.elapsed() < BACKLOG_CACHE
         {

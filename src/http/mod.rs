@@ -21,6 +21,7 @@ use axum::routing::{get, post};
 
 pub use error::ApiError;
 
+use crate::actions::breaker::Destinations;
 use crate::queue::Queue;
 use crate::store::{Backlog, EventStore};
 use crate::verify::{Providers, Secret};
@@ -35,36 +36,23 @@ pub struct AppState {
     pub memory_limit_bytes: u64,
     /// Turns true when shutdown starts: readiness fails from then on.
     pub shutting_down: watch::Receiver<bool>,
-    backlog: Mutex<Option<(Instant, Backlog)>>,
+    pub backlog: BacklogCache,
+    /// This process's destination breakers (`None` without the worker role).
+    pub destinations: Option<Arc<Destinations>>,
 }
 
-impl AppState {
-    pub fn new(
-        store: Arc<dyn EventStore>,
-        queue: Arc<dyn Queue>,
-        providers: Providers,
-        admin_token: Option<Secret>,
-        max_body_bytes: usize,
-        memory_limit_bytes: u64,
-        shutting_down: watch::Receiver<bool>,
-    ) -> Self {
-        Self {
-            store,
-            queue,
-            providers,
-            admin_token,
-            max_body_bytes,
-            memory_limit_bytes,
-            shutting_down,
-            backlog: Mutex::new(None),
-        }
-    }
-}
+/// The store backlog as last read, for `/metrics` and `/health` (see `health.rs`).
+#[derive(Default)]
+pub struct BacklogCache(Mutex<Option<(Instant, Backlog)>>);
 
 /// The full HTTP application.
 pub fn router(state: Arc<AppState>) -> Router {
     let admin = Router::new()
         .route("/events/{id}", get(admin::event))
+        .route("/providers", get(admin::providers))
+        .route("/providers/{name}/pause", post(admin::pause))
+        .route("/providers/{name}/resume", post(admin::resume))
+        .route("/destinations", get(admin::destinations))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,

@@ -459,10 +459,15 @@ impl Queue for RedisQueue {
     }
 
     async fn settle(&self, event: &ClaimedEvent, outcome: &Outcome) -> Result<(), QueueError> {
+        // Anything not finished waits in the delayed set until it is due again.
         let (kind, at_ms, detail) = match outcome {
             Outcome::Completed { .. } => ("completed", 0, String::new()),
-            Outcome::RetryAt { at, .. } => ("retry", at.timestamp_millis(), String::new()),
             Outcome::DeadLetter { error } => ("dead", 0, error.clone()),
+            other => (
+                "delay",
+                other.next_attempt_at().map_or(0, |t| t.timestamp_millis()),
+                String::new(),
+            ),
         };
         let mut c = self.conn.get().await?;
         let _: i64 = self
@@ -503,14 +508,14 @@ return #due
 ";
 
 /// KEYS: stream, delayed, completed, dead. ARGV: group, message id ('' if none), event id,
-/// kind (completed|retry|dead), retry at (ms), keep completed, keep failed, error, provider.
+/// kind (completed|delay|dead), due at (ms), keep completed, keep failed, error, provider.
 /// Acknowledges the message and files the job record, in one step.
 const SETTLE: &str = r"
 if ARGV[2] ~= '' then
   redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
   redis.call('XDEL', KEYS[1], ARGV[2])
 end
-if ARGV[4] == 'retry' then
+if ARGV[4] == 'delay' then
   redis.call('ZADD', KEYS[2], ARGV[5], ARGV[3])
 elseif ARGV[4] == 'completed' then
   if tonumber(ARGV[6]) > 0 then

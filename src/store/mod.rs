@@ -17,7 +17,10 @@ use async_trait::async_trait;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
-use crate::event::{ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord};
+use crate::event::{
+    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepOutcome,
+    StepRecord,
+};
 use crate::verify::VerifiedWebhook;
 
 /// Result of storing a webhook.
@@ -39,10 +42,11 @@ pub struct Backlog {
 
 impl Backlog {
     /// The statuses a backlog counts (`completed` is every event ever finished: a counter's job).
-    pub const STATUSES: [EventStatus; 4] = [
+    pub const STATUSES: [EventStatus; 5] = [
         EventStatus::Pending,
         EventStatus::Processing,
         EventStatus::RetryScheduled,
+        EventStatus::Compensating,
         EventStatus::DeadLetter,
     ];
 }
@@ -170,6 +174,23 @@ pub trait EventStore: Send + Sync + 'static {
 
     /// The backlog, from indexed queries cheap enough for every metrics scrape.
     async fn backlog(&self) -> Result<Backlog, StoreError>;
+    /// What earlier attempts of `id` did: its step results, in order, and whether it has entered
+    /// compensation. Read at the start of every attempt after the first.
+    async fn progress(&self, id: EventId) -> Result<Progress, StoreError>;
+
+    /// Pause a provider's processing in every process (claims skip its events) until resumed.
+    /// False if it was already paused.
+    async fn pause_provider(
+        &self,
+        provider: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Undo [`EventStore::pause_provider`]. False if it was not paused.
+    async fn resume_provider(&self, provider: &str) -> Result<bool, StoreError>;
+
+    /// Every operator pause in force.
+    async fn provider_pauses(&self) -> Result<Vec<ProviderPause>, StoreError>;
 
     /// Number of events in each status (statuses with none are left out).
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError>;
@@ -204,6 +225,17 @@ fn count_map(rows: Vec<(String, i64)>) -> Result<BTreeMap<EventStatus, u64>, Sto
         .collect()
 }
 
+/// Turn `(step, outcome)` rows into typed results.
+fn step_outcomes(rows: Vec<(String, String)>) -> Result<Vec<(String, StepOutcome)>, StoreError> {
+    rows.into_iter()
+        .map(|(step, o)| {
+            StepOutcome::parse(&o)
+                .map(|o| (step, o))
+                .ok_or_else(|| StoreError::Other(format!("unknown step outcome {o:?}")))
+        })
+        .collect()
+}
+
 /// Detail of the transition written when a shutdown hands an attempt back.
 const RELEASED: &str = "lease released at shutdown; attempt not counted";
 
@@ -216,5 +248,13 @@ fn outcome_texts(outcome: &Outcome) -> (String, Option<String>) {
             Some(error.clone()),
         ),
         Outcome::DeadLetter { error } => (format!("dead-lettered: {error}"), Some(error.clone())),
+        Outcome::Compensate { error, detail, .. } => (detail.clone(), Some(error.clone())),
+        Outcome::Postpone { at, reason, .. } => (
+            format!(
+                "{reason}; waiting until {}; attempt not counted",
+                at.to_rfc3339()
+            ),
+            None,
+        ),
     }
 }

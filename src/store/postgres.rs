@@ -12,9 +12,13 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
+use super::{
+    Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts,
+    step_outcomes,
+};
 use crate::event::{
-    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
+    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
+    StepResultRow, Transition,
 };
 use crate::verify::VerifiedWebhook;
 
@@ -119,7 +123,9 @@ impl EventStore for PgStore {
         let sql = format!(
             "WITH due AS (
                 SELECT id, status AS from_status FROM events
-                WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= now()
+                WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
+                    AND next_attempt_at <= now()
+                    AND NOT EXISTS (SELECT 1 FROM provider_pauses p WHERE p.provider = events.provider)
                 {selector}
                 FOR UPDATE SKIP LOCKED
              ), claimed AS (
@@ -213,14 +219,16 @@ impl EventStore for PgStore {
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
         let (detail, last_error) = outcome_texts(outcome);
-        let next: Option<DateTime<Utc>> = match outcome {
-            Outcome::RetryAt { at, .. } => Some(*at),
-            _ => None,
-        };
+        let next: Option<DateTime<Utc>> = outcome.next_attempt_at();
+        // A postponed attempt never ran its work: it does not count, and the last error stays.
+        let postponed = matches!(outcome, Outcome::Postpone { .. });
         let row = sqlx::query(
             "WITH upd AS (
                 UPDATE events SET status = $3, lease_owner = NULL,
-                    next_attempt_at = COALESCE($4, next_attempt_at), last_error = $5, updated_at = now()
+                    next_attempt_at = COALESCE($4, next_attempt_at),
+                    last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
+                    attempts = attempts - CASE WHEN $7 THEN 1 ELSE 0 END,
+                    updated_at = now()
                 WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
                 RETURNING id
              )
@@ -234,6 +242,7 @@ impl EventStore for PgStore {
         .bind(next)
         .bind(last_error)
         .bind(detail)
+        .bind(postponed)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.is_some())
@@ -242,13 +251,18 @@ impl EventStore for PgStore {
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "WITH upd AS (
-                UPDATE events SET status = 'pending', lease_owner = NULL, attempts = attempts - 1,
-                    next_attempt_at = now(), updated_at = now()
+                UPDATE events SET lease_owner = NULL, attempts = attempts - 1,
+                    next_attempt_at = now(), updated_at = now(),
+                    -- An event in compensation goes back to compensating, not to the start.
+                    status = CASE WHEN EXISTS (
+                        SELECT 1 FROM event_transitions t
+                        WHERE t.event_id = events.id AND t.to_status = 'compensating'
+                    ) THEN 'compensating' ELSE 'pending' END
                 WHERE lease_owner = $1 AND status = 'processing'
-                RETURNING id
+                RETURNING id, status
              )
              INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-             SELECT id, 'processing', 'pending', $2 FROM upd",
+             SELECT id, 'processing', status, $2 FROM upd",
         )
         .bind(owner)
         .bind(RELEASED)
@@ -316,7 +330,7 @@ impl EventStore for PgStore {
             received_at: e.try_get("received_at")?,
             next_attempt_at: matches!(
                 status_now,
-                EventStatus::Pending | EventStatus::RetryScheduled
+                EventStatus::Pending | EventStatus::RetryScheduled | EventStatus::Compensating
             )
             .then(|| e.try_get("next_attempt_at"))
             .transpose()?,
@@ -337,8 +351,9 @@ impl EventStore for PgStore {
             "UPDATE events SET next_attempt_at = now()
              WHERE id IN (
                 SELECT id FROM events
-                WHERE status IN ('pending', 'processing', 'retry_scheduled')
+                WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
                   AND next_attempt_at <= now() - make_interval(secs => $1)
+                  AND provider NOT IN (SELECT provider FROM provider_pauses)
                 ORDER BY next_attempt_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
@@ -357,7 +372,7 @@ impl EventStore for PgStore {
         // (status, received_at); completed events are never scanned.
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, count(*) FROM events
-             WHERE status IN ('pending', 'processing', 'retry_scheduled') GROUP BY status
+             WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating') GROUP BY status
              UNION ALL
              SELECT 'dead_letter', count(*) FROM events WHERE status = 'dead_letter'",
         )
@@ -372,6 +387,71 @@ impl EventStore for PgStore {
             by_status: count_map(rows)?,
             oldest_pending: oldest,
         })
+    }
+
+    async fn progress(&self, id: EventId) -> Result<Progress, StoreError> {
+        let head = sqlx::query(
+            "SELECT last_error, EXISTS (
+                SELECT 1 FROM event_transitions t WHERE t.event_id = e.id AND t.to_status = 'compensating'
+             ) AS compensating
+             FROM events e WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(head) = head else {
+            return Ok(Progress::default());
+        };
+        let results = sqlx::query_as::<_, (String, String)>(
+            "SELECT step, outcome FROM step_results WHERE event_id = $1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Progress {
+            compensating: head.try_get("compensating")?,
+            last_error: head.try_get("last_error")?,
+            results: step_outcomes(results)?,
+        })
+    }
+
+    async fn pause_provider(
+        &self,
+        provider: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO provider_pauses (provider, reason) VALUES ($1, $2)
+             ON CONFLICT (provider) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(reason)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn resume_provider(&self, provider: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM provider_pauses WHERE provider = $1")
+            .bind(provider)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn provider_pauses(&self) -> Result<Vec<ProviderPause>, StoreError> {
+        sqlx::query("SELECT provider, paused_at, reason FROM provider_pauses ORDER BY provider")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ProviderPause {
+                    provider: r.try_get("provider")?,
+                    paused_at: r.try_get("paused_at")?,
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {

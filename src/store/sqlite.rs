@@ -16,9 +16,13 @@ use sqlx::sqlite::{
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
-use super::{Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts};
+use super::{
+    Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts,
+    step_outcomes,
+};
 use crate::event::{
-    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, StepRecord, StepResultRow, Transition,
+    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
+    StepResultRow, Transition,
 };
 use crate::verify::VerifiedWebhook;
 
@@ -150,7 +154,9 @@ impl EventStore for SqliteStore {
         let lease_until = now + lease.as_millis() as i64;
         let mut tx = self.writer.begin_with(BEGIN).await?;
         const DUE: &str = "SELECT id, status FROM events
-             WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= ?1";
+             WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
+                 AND next_attempt_at <= ?1
+                 AND NOT EXISTS (SELECT 1 FROM provider_pauses p WHERE p.provider = events.provider)";
         let due: Vec<(Uuid, String)> = match which {
             Claim::Due { limit } => {
                 sqlx::query_as(AssertSqlSafe(format!(
@@ -270,16 +276,18 @@ impl EventStore for SqliteStore {
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
         let (detail, last_error) = outcome_texts(outcome);
-        let next = match outcome {
-            Outcome::RetryAt { at, .. } => Some(at.timestamp_millis()),
-            _ => None,
-        };
+        let next = outcome.next_attempt_at().map(|at| at.timestamp_millis());
+        // A postponed attempt never ran its work: it does not count, and the last error stays.
+        let postponed = matches!(outcome, Outcome::Postpone { .. });
         let now = now_ms();
         let to = outcome.status().as_str();
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let updated = sqlx::query(
             "UPDATE events SET status = ?3, lease_owner = NULL,
-                 next_attempt_at = COALESCE(?4, next_attempt_at), last_error = ?5, updated_at = ?6
+                 next_attempt_at = COALESCE(?4, next_attempt_at),
+                 last_error = CASE WHEN ?7 THEN last_error ELSE ?5 END,
+                 attempts = attempts - CASE WHEN ?7 THEN 1 ELSE 0 END,
+                 updated_at = ?6
              WHERE id = ?1 AND lease_owner = ?2 AND status = 'processing'",
         )
         .bind(id.0)
@@ -288,6 +296,7 @@ impl EventStore for SqliteStore {
         .bind(next)
         .bind(last_error)
         .bind(now)
+        .bind(postponed)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -311,24 +320,30 @@ impl EventStore for SqliteStore {
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE events SET status = 'pending', lease_owner = NULL, attempts = attempts - 1,
-                 next_attempt_at = ?2, updated_at = ?2
+        let ids: Vec<(Uuid, String)> = sqlx::query_as(
+            "UPDATE events SET lease_owner = NULL, attempts = attempts - 1,
+                 next_attempt_at = ?2, updated_at = ?2,
+                 -- An event in compensation goes back to compensating, not to the start.
+                 status = CASE WHEN EXISTS (
+                     SELECT 1 FROM event_transitions t
+                     WHERE t.event_id = events.id AND t.to_status = 'compensating'
+                 ) THEN 'compensating' ELSE 'pending' END
              WHERE lease_owner = ?1 AND status = 'processing'
-             RETURNING id",
+             RETURNING id, status",
         )
         .bind(owner)
         .bind(now)
         .fetch_all(&mut *tx)
         .await?;
-        for id in &ids {
+        for (id, to) in &ids {
             sqlx::query(
                 "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
-                 VALUES (?1, 'processing', 'pending', ?2, ?3)",
+                 VALUES (?1, 'processing', ?4, ?2, ?3)",
             )
             .bind(id)
             .bind(now)
             .bind(RELEASED)
+            .bind(to)
             .execute(&mut *tx)
             .await?;
         }
@@ -395,7 +410,7 @@ impl EventStore for SqliteStore {
             received_at: to_time(e.try_get("received_at")?),
             next_attempt_at: matches!(
                 status_now,
-                EventStatus::Pending | EventStatus::RetryScheduled
+                EventStatus::Pending | EventStatus::RetryScheduled | EventStatus::Compensating
             )
             .then(|| e.try_get("next_attempt_at").map(to_time))
             .transpose()?,
@@ -417,7 +432,8 @@ impl EventStore for SqliteStore {
             "UPDATE events SET next_attempt_at = ?1
              WHERE id IN (
                 SELECT id FROM events
-                WHERE status IN ('pending', 'processing', 'retry_scheduled') AND next_attempt_at <= ?2
+                WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating') AND next_attempt_at <= ?2
+                  AND provider NOT IN (SELECT provider FROM provider_pauses)
                 ORDER BY next_attempt_at LIMIT ?3
              )
              RETURNING id",
@@ -433,7 +449,7 @@ impl EventStore for SqliteStore {
     async fn backlog(&self) -> Result<Backlog, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT status, count(*) FROM events
-             WHERE status IN ('pending', 'processing', 'retry_scheduled') GROUP BY status
+             WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating') GROUP BY status
              UNION ALL
              SELECT 'dead_letter', count(*) FROM events WHERE status = 'dead_letter'",
         )
@@ -448,6 +464,72 @@ impl EventStore for SqliteStore {
             by_status: count_map(rows)?,
             oldest_pending: oldest.map(to_time),
         })
+    }
+
+    async fn progress(&self, id: EventId) -> Result<Progress, StoreError> {
+        let head = sqlx::query(
+            "SELECT last_error, EXISTS (
+                SELECT 1 FROM event_transitions t WHERE t.event_id = e.id AND t.to_status = 'compensating'
+             ) AS compensating
+             FROM events e WHERE id = ?1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.reader)
+        .await?;
+        let Some(head) = head else {
+            return Ok(Progress::default());
+        };
+        let results = sqlx::query_as::<_, (String, String)>(
+            "SELECT step, outcome FROM step_results WHERE event_id = ?1 ORDER BY id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(Progress {
+            compensating: head.try_get("compensating")?,
+            last_error: head.try_get("last_error")?,
+            results: step_outcomes(results)?,
+        })
+    }
+
+    async fn pause_provider(
+        &self,
+        provider: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO provider_pauses (provider, paused_at, reason) VALUES (?1, ?2, ?3)
+             ON CONFLICT (provider) DO NOTHING",
+        )
+        .bind(provider)
+        .bind(now_ms())
+        .bind(reason)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn resume_provider(&self, provider: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM provider_pauses WHERE provider = ?1")
+            .bind(provider)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn provider_pauses(&self) -> Result<Vec<ProviderPause>, StoreError> {
+        sqlx::query("SELECT provider, paused_at, reason FROM provider_pauses ORDER BY provider")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(ProviderPause {
+                    provider: r.try_get("provider")?,
+                    paused_at: to_time(r.try_get("paused_at")?),
+                    reason: r.try_get("reason")?,
+                })
+            })
+            .collect()
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {

@@ -1,22 +1,27 @@
-//! Workers: claim due events through the queue, run their route's steps, and report each
-//! attempt's outcome to the store (completed, retry scheduled, or dead-lettered).
+//! Workers: claim due events through the queue, run their route's steps (or, once an event has
+//! failed for good, its compensations), and report each attempt's outcome to the store
+//! (completed, retry scheduled, compensating, postponed, or dead-lettered).
 //!
-//! Owns concurrency, lease renewal, the retry schedule and draining on shutdown. It must never
-//! run a step that already succeeded for the event, and never write an outcome without holding
-//! the event's lease (the store fences every write on the lease owner).
+//! Owns concurrency, lease renewal, the retry schedule and draining on shutdown; one attempt's
+//! logic lives in `attempt`. It must never run a step that already succeeded for the event, and
+//! never write an outcome without holding the event's lease (the store fences every write on
+//! the lease owner).
+
+mod attempt;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router};
-use crate::event::{ClaimedEvent, Outcome, StepOutcome, StepRecord};
+use crate::event::{ClaimedEvent, Outcome};
 use crate::queue::Queue;
 use crate::store::EventStore;
 use crate::telemetry::{metrics, trace};
@@ -39,16 +44,33 @@ impl RetryPolicy {
 
     /// What a failed attempt leads to.
     pub fn after_failure(&self, attempt: u32, error: String) -> Outcome {
+        self.after_failure_at_least(attempt, error, None)
+    }
+
+    /// Like [`RetryPolicy::after_failure`], but the retry waits at least `at_least` (a
+    /// destination's `Retry-After`), itself capped at `cap`.
+    pub fn after_failure_at_least(
+        &self,
+        attempt: u32,
+        error: String,
+        at_least: Option<Duration>,
+    ) -> Outcome {
         if attempt >= self.max_attempts {
             Outcome::DeadLetter { error }
         } else {
-            let delay =
-                chrono::Duration::from_std(self.delay(attempt)).unwrap_or(chrono::Duration::MAX);
             Outcome::RetryAt {
-                at: Utc::now() + delay,
+                at: self.retry_at(attempt, at_least),
                 error,
             }
         }
+    }
+
+    /// When to try again after failed try number `attempt`, no sooner than `at_least`.
+    pub fn retry_at(&self, attempt: u32, at_least: Option<Duration>) -> chrono::DateTime<Utc> {
+        let wait = self
+            .delay(attempt)
+            .max(at_least.unwrap_or_default().min(self.cap));
+        Utc::now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX)
     }
 }
 
@@ -70,6 +92,7 @@ pub struct Worker {
     queue: Arc<dyn Queue>,
     router: Router,
     actions: Actions,
+    destinations: Arc<Destinations>,
     owner: String,
     settings: WorkerSettings,
     provider_permits: HashMap<String, Arc<Semaphore>>,
@@ -81,6 +104,7 @@ impl Worker {
         queue: Arc<dyn Queue>,
         router: Router,
         actions: Actions,
+        destinations: Arc<Destinations>,
         owner: String,
         settings: WorkerSettings,
     ) -> Self {
@@ -94,6 +118,7 @@ impl Worker {
             queue,
             router,
             actions,
+            destinations,
             owner,
             settings,
             provider_permits,
@@ -198,108 +223,12 @@ impl Worker {
         trace::record_trace_id(&span);
         metrics::attempt(&event.provider);
         async {
-            let outcome = if event.attempt > self.settings.retry.max_attempts {
-                // The previous holder died during the last allowed attempt.
-                Outcome::DeadLetter {
-                    error: format!(
-                        "no attempt left: the lease of attempt {} expired",
-                        self.settings.retry.max_attempts
-                    ),
-                }
-            } else {
-                match self.run_steps(&event).await {
-                    Ok(Some(outcome)) => outcome,
-                    Ok(None) => return,
-                    Err(error) => self.settings.retry.after_failure(event.attempt, error),
-                }
-            };
-            self.finish(&event, outcome).await;
+            if let Some(outcome) = self.attempt(&event).await {
+                self.finish(&event, outcome).await;
+            }
         }
         .instrument(span)
         .await
-    }
-
-    /// Run the event's remaining steps under a renewed lease. `Ok(None)` means the lease was
-    /// lost and another worker owns the event now: nothing more may be written.
-    async fn run_steps(&self, event: &ClaimedEvent) -> Result<Option<Outcome>, String> {
-        let steps = self.router.steps_for(&event.provider, &event.event_type);
-        if steps.is_empty() {
-            tracing::info!("no route matches; completing");
-            return Ok(Some(Outcome::Completed {
-                detail: "no route matched".into(),
-            }));
-        }
-        let done = if event.attempt > 1 {
-            self.store
-                .succeeded_steps(event.id)
-                .await
-                .map_err(|e| format!("cannot read earlier step results: {e}"))?
-        } else {
-            Vec::new()
-        };
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer = self.spawn_lease_renewal(event, lost.clone());
-        let result = async {
-            // Waiting for the provider's cap happens under the renewed lease, like a slow step.
-            let _provider_permit = match self.provider_permits.get(&event.provider) {
-                Some(p) => p.clone().acquire_owned().await.ok(),
-                None => None,
-            };
-            let mut ran = 0;
-            for step in steps.iter().filter(|s| !done.contains(&s.key)) {
-                if lost.load(Ordering::Relaxed) {
-                    return Ok(None);
-                }
-                let started = Instant::now();
-                let result = self
-                    .actions
-                    .run(step, event)
-                    .instrument(
-                        tracing::info_span!("step", otel.name = %step.key, action = step.action()),
-                    )
-                    .await;
-                metrics::step_duration(
-                    step.action(),
-                    if result.is_ok() {
-                        "succeeded"
-                    } else {
-                        "failed"
-                    },
-                    started.elapsed(),
-                );
-                let record = StepRecord {
-                    event_id: event.id,
-                    step: step.key.clone(),
-                    attempt: event.attempt,
-                    outcome: if result.is_ok() {
-                        StepOutcome::Succeeded
-                    } else {
-                        StepOutcome::Failed
-                    },
-                    error: result.as_ref().err().map(|e| e.to_string()),
-                    duration_ms: started.elapsed().as_millis() as u64,
-                };
-                if let Err(e) = self.store.record_step(&record).await {
-                    // Without the record a succeeded step would run again on the next attempt.
-                    return Err(format!("cannot record step {}: {e}", step.key));
-                }
-                if let Err(e) = result {
-                    tracing::warn!(step = %step.key, error = %e, "step failed");
-                    return Err(e.to_string());
-                }
-                ran += 1;
-            }
-            Ok(Some(Outcome::Completed {
-                detail: format!("{ran} step(s) run, {} already done", steps.len() - ran),
-            }))
-        }
-        .await;
-        renewer.abort();
-        if lost.load(Ordering::Relaxed) {
-            tracing::warn!("lease lost while processing; leaving the event to its new owner");
-            return Ok(None);
-        }
-        result
     }
 
     fn spawn_lease_renewal(
@@ -356,6 +285,14 @@ impl Worker {
                             tracing::error!(%error, "event dead-lettered");
                             metrics::event_processed(&event.provider, "dead_lettered");
                         }
+                        Outcome::Compensate { at, error, .. } => {
+                            tracing::warn!(compensate_at = %at, %error, "compensating the steps that succeeded");
+                            metrics::event_processed(&event.provider, "compensating");
+                        }
+                        Outcome::Postpone { at, reason, .. } => {
+                            tracing::info!(until = %at, %reason, "attempt postponed; not counted");
+                            metrics::event_processed(&event.provider, "postponed");
+                        }
                     }
                     if let Err(e) = self.queue.settle(event, &outcome).await {
                         // The store has the outcome; a stale message only leads to a claim
@@ -402,5 +339,24 @@ mod tests {
             p.after_failure(3, "x".into()),
             Outcome::DeadLetter { .. }
         ));
+    }
+
+    #[test]
+    fn retry_after_raises_the_delay_up_to_the_cap() {
+        let p = RetryPolicy {
+            max_attempts: 3,
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(60),
+        };
+        let wait = |at: chrono::DateTime<Utc>| (at - Utc::now()).num_milliseconds();
+        // Retry-After longer than the backoff wins...
+        let at = p.retry_at(1, Some(Duration::from_secs(5)));
+        assert!((4_900..=5_000).contains(&wait(at)), "{}", wait(at));
+        // ...a shorter one does not shorten the backoff...
+        let at = p.retry_at(3, Some(Duration::from_millis(1)));
+        assert!((700..=800).contains(&wait(at)), "{}", wait(at));
+        // ...and a day is cut to the cap.
+        let at = p.retry_at(1, Some(Duration::from_secs(86_400)));
+        assert!((59_900..=60_000).contains(&wait(at)), "{}", wait(at));
     }
 }

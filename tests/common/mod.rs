@@ -342,6 +342,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The status the target answered with.
+    pub status: u16,
 }
 
 /// How a target answers.
@@ -355,12 +357,18 @@ pub struct Behaviour {
     pub delay: Duration,
     /// Never answer the first request.
     pub hang_first: bool,
+    /// Answers for the first requests, in order: (status, `Retry-After` value).
+    pub script: Vec<(u16, Option<&'static str>)>,
 }
 
 struct TargetState {
     behaviour: Behaviour,
     received: Mutex<Vec<Received>>,
     count: AtomicUsize,
+    /// While set, every request is answered 503 at once (an outage).
+    down: std::sync::atomic::AtomicBool,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 /// A real HTTP server that records what it receives.
@@ -375,6 +383,9 @@ impl Target {
             behaviour,
             received: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
+            down: Default::default(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let app = axum::Router::new()
             .route("/in", axum::routing::post(target_handler))
@@ -397,6 +408,24 @@ impl Target {
         self.state.count.load(Ordering::SeqCst)
     }
 
+    /// Start (true) or end (false) an outage: every request answered 503 at once.
+    pub fn set_down(&self, down: bool) {
+        self.state.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Most requests this target was answering at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered with a 2xx.
+    pub fn succeeded(&self) -> Vec<Received> {
+        self.received()
+            .into_iter()
+            .filter(|r| (200..300).contains(&r.status))
+            .collect()
+    }
+
     pub async fn wait_hits(&self, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.hits() < n {
@@ -414,23 +443,45 @@ async fn target_handler(
     State(s): State<Arc<TargetState>>,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let n = s.count.fetch_add(1, Ordering::SeqCst);
     let b = &s.behaviour;
+    let record = |status: u16| {
+        s.received.lock().unwrap().push(Received {
+            headers: headers.clone(),
+            body: body.clone(),
+            at: Instant::now(),
+            status,
+        })
+    };
+    if s.down.load(Ordering::SeqCst) {
+        record(503);
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
     if b.hang_first && n == 0 {
         std::future::pending::<()>().await;
     }
+    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_in_flight.fetch_max(now, Ordering::SeqCst);
     tokio::time::sleep(b.delay).await;
-    s.received.lock().unwrap().push(Received {
-        headers,
-        body,
-        at: Instant::now(),
-    });
-    if b.always_fail || n < b.fail_first {
+    s.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if let Some((status, retry_after)) = b.script.get(n) {
+        record(*status);
+        let mut resp = StatusCode::from_u16(*status).unwrap().into_response();
+        if let Some(ra) = retry_after {
+            resp.headers_mut()
+                .insert("retry-after", ra.parse().unwrap());
+        }
+        return resp;
+    }
+    let status = if b.always_fail || n < b.fail_first {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::OK
-    }
+    };
+    record(status.as_u16());
+    status.into_response()
 }
 
 /// A config file with one Stripe route forwarding everything to `url`.
@@ -669,6 +720,262 @@ impl Hookd {
 }
 
 impl Drop for Hookd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestServer {
+    /// `GET /admin{path}` with the admin token; the JSON answer.
+    pub async fn admin_get(&self, path: &str) -> serde_json::Value {
+        let r = self
+            .http
+            .get(format!("{}/admin{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK, "GET /admin{path}");
+        r.json().await.unwrap()
+    }
+
+    /// `POST /admin{path}` with the admin token and an optional JSON body.
+    pub async fn admin_post(
+        &self,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .http
+            .post(format!("{}/admin{path}", self.url))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        req.send().await.unwrap()
+    }
+
+    /// Wait until every stored event is in `status`, or fail after `timeout`.
+    pub async fn wait_all(&self, n: u64, status: EventStatus, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let counts = self.store.counts().await.unwrap();
+            if counts.get(&status).copied().unwrap_or(0) == n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not all {n} events reached {status} in {timeout:?}: {counts:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The Python interpreter of the test virtualenv (aiosmtpd, standardwebhooks), which
+/// `scripts/test.sh` creates. Missing means the tests cannot run: fail, never skip.
+pub fn python() -> std::path::PathBuf {
+    let path = std::env::var_os("HOOKD_TEST_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-venv/bin/python")
+        });
+    assert!(
+        path.exists(),
+        "the test virtualenv is missing ({}): run scripts/test.sh, which creates it from \
+         tests/py/requirements.txt, or set HOOKD_TEST_PYTHON",
+        path.display()
+    );
+    path
+}
+
+/// A script in `tests/py/`.
+pub fn py_script(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/py")
+        .join(name)
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1, made with the `openssl` CLI.
+pub struct TestCerts {
+    pub dir: tempfile::TempDir,
+}
+
+impl TestCerts {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(
+            d.join("server.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+             keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .expect("the openssl command is needed to make test certificates");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ];
+        run(&[
+            &["req", "-x509"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=hookd test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ][..],
+        ]
+        .concat());
+        run(&[
+            &["req"][..],
+            &ec[..],
+            &[
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ][..],
+        ]
+        .concat());
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+        Self { dir }
+    }
+
+    pub fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+}
+
+/// A real SMTP server (aiosmtpd in a child process) that records the messages it accepts.
+pub struct SmtpSink {
+    pub port: u16,
+    out: std::path::PathBuf,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    /// `mode`: `plain`, `starttls` or `tls` (the latter two need `certs`).
+    pub async fn start(
+        mode: &str,
+        certs: Option<&TestCerts>,
+        credentials: Option<(&str, &str)>,
+    ) -> Self {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("messages.jsonl");
+        let mut cmd = std::process::Command::new(python());
+        cmd.arg(py_script("smtp_sink.py"))
+            .args(["--mode", mode, "--out"])
+            .arg(&out)
+            // The sink exits when its stdin closes, i.e. when this process lets go of it.
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        if let Some(c) = certs {
+            cmd.args([
+                "--cert",
+                &c.path("server.pem"),
+                "--key",
+                &c.path("server.key"),
+            ]);
+        }
+        if let Some((u, p)) = credentials {
+            cmd.args(["--user", u, "--password", p]);
+        }
+        let mut child = cmd.spawn().expect("start the SMTP sink");
+        let stdout = child.stdout.take().unwrap();
+        let first_line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            std::io::BufReader::new(stdout)
+                .read_line(&mut line)
+                .map(|_| line)
+        });
+        let line = tokio::time::timeout(Duration::from_secs(20), first_line)
+            .await
+            .expect("the SMTP sink did not start in 20 s")
+            .unwrap()
+            .unwrap();
+        let port = line
+            .strip_prefix("READY ")
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("the SMTP sink did not start: {line:?}"));
+        Self {
+            port,
+            out,
+            child,
+            _dir: dir,
+        }
+    }
+
+    /// Every message accepted so far.
+    pub fn messages(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    pub async fn wait_messages(&self, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let m = self.messages();
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SMTP sink got {} of {n} messages in {timeout:?}",
+                m.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

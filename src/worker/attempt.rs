@@ -1,0 +1,405 @@
+//! One attempt at one event: run its remaining steps in order, or, once it has failed for good,
+//! the compensations of the steps that had succeeded, in reverse order; then say how the
+//! attempt ended as an [`Outcome`].
+//!
+//! Owns the order of work inside an attempt, asking each step's destination breaker before the
+//! step and telling it after, and the rules for what counts as an attempt: a step refused by an
+//! open breaker or a busy destination, or a failure that leaves the breaker open, is the
+//! outage's fault and postpones the event without using up an attempt. It must never run a step
+//! (or compensation) that already succeeded, and never write anything once the lease is lost.
+//!
+//! Crash safety: the phase is derived from the store on every attempt. An event that entered
+//! compensation has a transition to `compensating`, and every compensation's results are step
+//! results like any other; a worker that dies mid-compensation leaves a `processing` row whose
+//! lease expires, and the next claim reads both and resumes where it stopped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use tracing::Instrument;
+
+use super::Worker;
+use crate::actions::Step;
+use crate::actions::breaker::{Admission, Health, Verdict};
+use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, StepRecord};
+use crate::telemetry::metrics;
+
+/// What one step did.
+enum StepRun {
+    Succeeded,
+    /// A failure that counts against the event.
+    Failed {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Not run (breaker open, destination busy), or failed while its destination is down: the
+    /// event waits until then and the attempt does not count.
+    Wait {
+        until: Instant,
+        reason: String,
+    },
+}
+
+/// Keeps the event's lease renewed while held; stops renewing when dropped.
+struct LeaseGuard {
+    lost: Arc<AtomicBool>,
+    renewer: tokio::task::JoinHandle<()>,
+}
+
+impl LeaseGuard {
+    fn lost(&self) -> bool {
+        self.lost.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for LeaseGuard {
+    fn drop(&mut self) {
+        self.renewer.abort();
+    }
+}
+
+fn wall_clock(until: Instant) -> DateTime<Utc> {
+    let left = until.saturating_duration_since(Instant::now());
+    Utc::now() + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX)
+}
+
+impl Worker {
+    /// Run one attempt. `None` means the lease was lost: another worker owns the event now and
+    /// nothing may be written.
+    pub(super) async fn attempt(&self, event: &ClaimedEvent) -> Option<Outcome> {
+        let max = self.settings.retry.max_attempts;
+        // Filters and templates read the payload; a body that is not JSON is `null` to them.
+        let payload: Value = serde_json::from_slice(&event.body).unwrap_or(Value::Null);
+        let steps = self
+            .router
+            .steps_for(&event.provider, &event.event_type, &payload);
+        let progress = if event.attempt > 1 {
+            match self.store.progress(event.id).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // Without the history a finished step could run again: try later. The
+                    // attempt counts, so a store that never answers cannot loop forever.
+                    let error = format!("cannot read earlier step results: {e}");
+                    return Some(self.settings.retry.after_failure(event.attempt, error));
+                }
+            }
+        } else {
+            Progress::default()
+        };
+        if steps.is_empty() && !progress.compensating {
+            tracing::info!("no route matches; completing");
+            return Some(Outcome::Completed {
+                detail: "no route matched".into(),
+            });
+        }
+        if let Some(until) = self.destinations.provider_paused_until(&event.provider) {
+            return Some(self.postpone(
+                event,
+                progress.compensating,
+                until,
+                "provider paused automatically: every destination of its routes is open".into(),
+            ));
+        }
+        if !progress.compensating && event.attempt > max {
+            // The previous holder died during the last allowed attempt.
+            let error = format!("no attempt left: the lease of attempt {max} expired");
+            let succeeded: Vec<&Step> = steps
+                .iter()
+                .copied()
+                .filter(|s| progress.succeeded(&s.key))
+                .collect();
+            return Some(self.failed_for_good(event, &succeeded, error));
+        }
+
+        let lease = self.hold_lease(event);
+        // Waiting for the provider's cap happens under the renewed lease, like a slow step.
+        let _provider_permit = match self.provider_permits.get(&event.provider) {
+            Some(p) => p.clone().acquire_owned().await.ok(),
+            None => None,
+        };
+        let outcome = if progress.compensating {
+            self.compensate(event, &steps, &progress, &payload, &lease)
+                .await
+        } else {
+            self.run_steps(event, &steps, &progress, &payload, &lease)
+                .await
+        };
+        if lease.lost() {
+            tracing::warn!("lease lost while processing; leaving the event to its new owner");
+            return None;
+        }
+        outcome
+    }
+
+    /// The normal phase: every step that has not succeeded yet, in order, stopping at the first
+    /// failure.
+    async fn run_steps(
+        &self,
+        event: &ClaimedEvent,
+        steps: &[&Step],
+        progress: &Progress,
+        payload: &Value,
+        lease: &LeaseGuard,
+    ) -> Option<Outcome> {
+        let retry = &self.settings.retry;
+        let mut ran = 0;
+        for (i, step) in steps.iter().enumerate() {
+            if progress.succeeded(&step.key) {
+                continue;
+            }
+            if lease.lost() {
+                return None;
+            }
+            match self.run_step(step, event, payload).await {
+                Err(e) => return Some(retry.after_failure(event.attempt, e)),
+                Ok(StepRun::Succeeded) => ran += 1,
+                Ok(StepRun::Wait { until, reason }) => {
+                    return Some(self.postpone(event, false, until, reason));
+                }
+                Ok(StepRun::Failed { error, retry_after }) => {
+                    tracing::warn!(step = %step.key, %error, "step failed");
+                    if event.attempt < retry.max_attempts {
+                        return Some(retry.after_failure_at_least(
+                            event.attempt,
+                            error,
+                            retry_after,
+                        ));
+                    }
+                    // Steps run in order and stop at the first failure: every step before this
+                    // one has succeeded, in this attempt or an earlier one.
+                    return Some(self.failed_for_good(event, &steps[..i], error));
+                }
+            }
+        }
+        Some(Outcome::Completed {
+            detail: format!("{ran} step(s) run, {} already done", steps.len() - ran),
+        })
+    }
+
+    /// The last attempt failed: compensate the succeeded steps that name a compensation, or
+    /// dead-letter the event at once if there are none.
+    fn failed_for_good(&self, event: &ClaimedEvent, succeeded: &[&Step], error: String) -> Outcome {
+        let to_undo = succeeded
+            .iter()
+            .filter(|s| s.compensation.is_some())
+            .count();
+        if to_undo == 0 {
+            return Outcome::DeadLetter { error };
+        }
+        tracing::warn!(%error, compensations = to_undo, "event failed for good; compensating");
+        Outcome::Compensate {
+            at: Utc::now(),
+            detail: format!(
+                "attempt {} failed: {error}; compensating {to_undo} succeeded step(s) in reverse order",
+                event.attempt
+            ),
+            error,
+        }
+    }
+
+    /// The compensation phase: the compensations of the steps that had succeeded, last step
+    /// first. Each compensation is retried on its own (up to `max_attempts` tries); one that
+    /// never succeeds is given up, recorded, and the next one runs. When none is left the event
+    /// is dead-lettered with a summary.
+    async fn compensate(
+        &self,
+        event: &ClaimedEvent,
+        steps: &[&Step],
+        progress: &Progress,
+        payload: &Value,
+        lease: &LeaseGuard,
+    ) -> Option<Outcome> {
+        let retry = &self.settings.retry;
+        let max = retry.max_attempts;
+        let error = progress
+            .last_error
+            .clone()
+            .unwrap_or_else(|| "failed for good".into());
+        let compensations: Vec<&Step> = steps
+            .iter()
+            .filter(|s| progress.succeeded(&s.key))
+            .filter_map(|s| s.compensation.as_deref())
+            .rev()
+            .collect();
+        // Crashes during compensation use up claims without recording a result. Allow the
+        // normal phase's attempts, then twice the tries per compensation; the bound keeps a
+        // compensation that always kills its worker from looping forever.
+        let budget = max.saturating_add(1).saturating_add(
+            max.saturating_mul(2)
+                .saturating_mul(compensations.len() as u32),
+        );
+        let mut report = Vec::new();
+        for comp in &compensations {
+            if progress.succeeded(&comp.key) {
+                report.push(format!("{} succeeded", comp.key));
+                continue;
+            }
+            let failures = progress.failures(&comp.key);
+            if failures >= max {
+                report.push(format!("{} gave up after {failures} tries", comp.key));
+                continue;
+            }
+            if event.attempt > budget {
+                report.push(format!("{} not run: no attempts left", comp.key));
+                continue;
+            }
+            if lease.lost() {
+                return None;
+            }
+            match self.run_step(comp, event, payload).await {
+                Err(e) => {
+                    return Some(Outcome::Compensate {
+                        at: retry.retry_at(1, None),
+                        error,
+                        detail: format!("compensation {} interrupted: {e}", comp.key),
+                    });
+                }
+                Ok(StepRun::Succeeded) => report.push(format!("{} succeeded", comp.key)),
+                Ok(StepRun::Wait { until, reason }) => {
+                    return Some(self.postpone(event, true, until, reason));
+                }
+                Ok(StepRun::Failed {
+                    error: e,
+                    retry_after,
+                }) => {
+                    let tries = failures + 1;
+                    if tries >= max {
+                        tracing::error!(step = %comp.key, error = %e, tries, "compensation failed for good");
+                        report.push(format!("{} gave up after {tries} tries", comp.key));
+                        continue;
+                    }
+                    tracing::warn!(step = %comp.key, error = %e, tries, "compensation failed");
+                    let at = retry.retry_at(tries, retry_after);
+                    return Some(Outcome::Compensate {
+                        at,
+                        error,
+                        detail: format!(
+                            "compensation {} failed (try {tries} of {max}): {e}; retry at {}",
+                            comp.key,
+                            at.to_rfc3339()
+                        ),
+                    });
+                }
+            }
+        }
+        let summary = if report.is_empty() {
+            "no compensation to run".to_owned()
+        } else {
+            format!("compensations: {}", report.join(", "))
+        };
+        Some(Outcome::DeadLetter {
+            error: format!("{error}; {summary}"),
+        })
+    }
+
+    /// Run one step through its destination's breaker and limit, record the result, and tell
+    /// the breaker. `Err` only when the result cannot be recorded (the store is unwell).
+    async fn run_step(
+        &self,
+        step: &Step,
+        event: &ClaimedEvent,
+        payload: &Value,
+    ) -> Result<StepRun, String> {
+        let pass = match &step.destination {
+            None => None,
+            Some(dest) => {
+                let timeout = self.actions.timeout(step);
+                match self.destinations.admit(dest, timeout).await {
+                    Admission::Go(pass) => Some(pass),
+                    Admission::Wait { until, reason } => {
+                        return Ok(StepRun::Wait { until, reason });
+                    }
+                }
+            }
+        };
+        let started = Instant::now();
+        let result = self
+            .actions
+            .run(step, event, payload)
+            .instrument(tracing::info_span!("step", otel.name = %step.key, action = step.action()))
+            .await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        let verdict = if result.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        metrics::step_duration(step.action(), verdict, started.elapsed());
+        let health = pass.map(|pass| {
+            let verdict = match &result {
+                Err(e) if e.is_destination_failure() => Verdict::Failed,
+                _ => Verdict::Answered,
+            };
+            self.destinations.record(pass, verdict)
+        });
+        if let (Err(e), Some(Health::Open { until })) = (&result, health)
+            && e.is_destination_failure()
+        {
+            // The destination is down: this failure is the outage's, not the event's. It is
+            // kept in the transition that postpones the event, not as a step result.
+            let asked = e.retry_after().unwrap_or_default();
+            let until = until.max(Instant::now() + asked.min(self.settings.retry.cap));
+            tracing::warn!(step = %step.key, error = %e, "step failed while its destination is down; not counted");
+            return Ok(StepRun::Wait {
+                until,
+                reason: format!("{} failed: {e}; circuit breaker open", step.key),
+            });
+        }
+        let record = StepRecord {
+            event_id: event.id,
+            step: step.key.clone(),
+            attempt: event.attempt,
+            outcome: if result.is_ok() {
+                StepOutcome::Succeeded
+            } else {
+                StepOutcome::Failed
+            },
+            error: result.as_ref().err().map(|e| e.to_string()),
+            duration_ms,
+        };
+        // Without the record a succeeded step would run again on the next attempt.
+        self.store
+            .record_step(&record)
+            .await
+            .map_err(|e| format!("cannot record step {}: {e}", step.key))?;
+        Ok(match result {
+            Ok(()) => StepRun::Succeeded,
+            Err(e) => StepRun::Failed {
+                retry_after: e.retry_after(),
+                error: e.to_string(),
+            },
+        })
+    }
+
+    /// Put the event back without counting the attempt.
+    fn postpone(
+        &self,
+        event: &ClaimedEvent,
+        compensating: bool,
+        until: Instant,
+        reason: String,
+    ) -> Outcome {
+        let to = if compensating {
+            EventStatus::Compensating
+        } else if event.attempt <= 1 {
+            EventStatus::Pending
+        } else {
+            EventStatus::RetryScheduled
+        };
+        tracing::info!(%reason, "attempt postponed");
+        Outcome::Postpone {
+            at: wall_clock(until),
+            to,
+            reason,
+        }
+    }
+
+    fn hold_lease(&self, event: &ClaimedEvent) -> LeaseGuard {
+        let lost = Arc::new(AtomicBool::new(false));
+        let renewer = self.spawn_lease_renewal(event, lost.clone());
+        LeaseGuard { lost, renewer }
+    }
+}
