@@ -126,8 +126,8 @@ async fn one_trace_from_provider_to_the_users_service_across_processes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
 
-    target.wait_hits(1, Duration::from_secs(20)).await;
-    let forwarded = target.received()[0].headers["traceparent"]
+    let received = target.wait_received(1, Duration::from_secs(20)).await;
+    let forwarded = received[0].headers["traceparent"]
         .to_str()
         .unwrap()
         .to_owned();

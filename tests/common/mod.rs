@@ -426,6 +426,23 @@ impl Target {
             .collect()
     }
 
+    /// Wait until `n` requests have been answered (and recorded).
+    pub async fn wait_received(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "target answered {} of {n} requests in {timeout:?}",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn wait_hits(&self, n: usize, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         while self.hits() < n {
