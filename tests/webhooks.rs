@@ -574,3 +574,37 @@ async fn shutdown_past_the_grace_period_hands_leases_back(b: Backend) {
     );
     restarted.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_provider_cap_limits_events_in_flight() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let target = Target::start(Behaviour {
+        delay: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await;
+    let server = TestServer::start(
+        &db,
+        &forward_route(&target.url),
+        &[
+            ("HOOKD_WORKERS", "8"),
+            ("HOOKD_PROVIDER_CONCURRENCY", "stripe=1"),
+            ("HOOKD_DESTINATION_CONCURRENCY", "8"),
+        ],
+    )
+    .await;
+    for _ in 0..4 {
+        let (_, body) = stripe_event("charge.succeeded");
+        assert_eq!(
+            server.post_stripe(&body).await.status(),
+            StatusCode::ACCEPTED
+        );
+    }
+    server.wait_all(4, EventStatus::Completed, WAIT).await;
+    assert_eq!(
+        target.max_in_flight(),
+        1,
+        "stripe=1: one Stripe event at a time"
+    );
+    server.stop().await;
+}
