@@ -13,6 +13,7 @@ use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router, SetupError};
 use crate::config::{Config, ConfigError, redact_url};
 use crate::http::{self, AppState};
+use crate::ops::Ops;
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError};
 use crate::worker::{Worker, WorkerSettings};
@@ -176,13 +177,31 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     if let Some((listener, local)) = listener {
         addr = Some(local);
         let providers = config.providers()?;
+        // Admin reads may go to a read replica; it is never migrated or written to.
+        let reads = match &config.operator.read_database_url {
+            Some(url) => store::connect(url, config.db_pool_size, config.store_timeout)
+                .await
+                .map_err(|source| StartError::Store {
+                    url: redact_url(url),
+                    source,
+                })?,
+            None => store.clone(),
+        };
+        let ops = Arc::new(Ops::new(
+            store.clone(),
+            reads,
+            queue.clone(),
+            &config.operator.tokens,
+            config.operator.session_ttl,
+            shutdown_rx.clone(),
+        ));
         let names: Vec<&str> = providers.names().collect();
         tracing::info!(addr = %local, store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
         let state = Arc::new(AppState {
             store: store.clone(),
             queue: queue.clone(),
             providers,
-            admin_token: config.admin_token.clone(),
+            ops,
             max_body_bytes: config.max_body_bytes,
             memory_limit_bytes: config.memory_limit_bytes,
             shutting_down: shutdown_rx.clone(),

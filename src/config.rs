@@ -23,6 +23,9 @@ use crate::verify::{
 };
 use crate::worker::RetryPolicy;
 
+mod operator;
+pub use operator::{AdminToken, OperatorConfig, Scope};
+
 /// Everything hookd needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,6 +63,8 @@ pub struct Config {
     pub breaker: BreakerPolicy,
     /// Steps in flight to one destination at once, per process.
     pub destination_concurrency: usize,
+    /// Admin tokens, console sessions, the read replica and payload retention.
+    pub operator: OperatorConfig,
 }
 
 /// Logs and traces.
@@ -254,6 +259,10 @@ struct FileConfig {
     smtp: FileSmtp,
     #[serde(default)]
     destinations: FileDestinations,
+    #[serde(default)]
+    admin: operator::FileAdmin,
+    #[serde(default)]
+    retention: operator::FileRetention,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +309,7 @@ struct FileStore {
     database_url: Option<String>,
     pool_size: Option<u32>,
     timeout_ms: Option<u64>,
+    read_url: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -497,6 +507,15 @@ impl Config {
         };
         let providers = load_providers(&src, &file.providers, public_url.as_deref())?;
 
+        let operator = operator::load(
+            &src,
+            &file.admin,
+            &file.retention,
+            &file.store,
+            src.raw("DATABASE_URL")
+                .or(file.store.database_url.as_deref())
+                .unwrap_or("sqlite:"),
+        )?;
         let w = &file.worker;
         let ms = Duration::from_millis;
         let config = Self {
@@ -572,6 +591,7 @@ impl Config {
                 file.destinations.concurrency,
                 4,
             )?,
+            operator,
         };
         config.validate()?;
         Ok(config)

@@ -5,12 +5,16 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// The store's id for an event: a UUIDv7, so ids sort by arrival time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
 pub struct EventId(pub Uuid);
 
 impl EventId {
@@ -40,7 +44,9 @@ impl std::str::FromStr for EventId {
 }
 
 /// Lifecycle of an event. Every change is also written as a transition row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventStatus {
     Pending,
@@ -101,6 +107,9 @@ pub struct ClaimedEvent {
     /// The queue's handle for the message that delivered this event (a Redis stream entry id),
     /// so the queue can acknowledge it once the outcome is stored.
     pub delivery: Option<String>,
+    /// How many times an operator has replayed the event (0: never). Step results belong to
+    /// one generation: a replay runs every step again.
+    pub generation: u32,
 }
 
 /// How a processing attempt ended, as the worker reports it to the store.
@@ -189,6 +198,8 @@ pub struct StepRecord {
     pub outcome: StepOutcome,
     pub error: Option<String>,
     pub duration_ms: u64,
+    /// The replay generation of the attempt ([`ClaimedEvent::generation`]).
+    pub generation: u32,
 }
 
 /// What earlier attempts of an event did, for the worker to resume from.
@@ -219,7 +230,7 @@ impl Progress {
 
 /// An operator's pause of one provider's processing (stored, so it holds for every process and
 /// across restarts).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ProviderPause {
     pub provider: String,
     pub paused_at: DateTime<Utc>,
@@ -227,7 +238,7 @@ pub struct ProviderPause {
 }
 
 /// Full history of one event, for the admin API.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventDetail {
     pub id: EventId,
     pub provider: String,
@@ -240,11 +251,15 @@ pub struct EventDetail {
     pub last_error: Option<String>,
     pub content_type: Option<String>,
     pub body_bytes: usize,
+    /// Operator replays and redrives so far; step results carry the generation they ran in.
+    pub replays: u32,
+    /// When retention purged the payload (the body is empty from then on).
+    pub body_purged_at: Option<DateTime<Utc>>,
     pub transitions: Vec<Transition>,
     pub steps: Vec<StepResultRow>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Transition {
     pub from: Option<EventStatus>,
     pub to: EventStatus,
@@ -252,7 +267,7 @@ pub struct Transition {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StepResultRow {
     pub step: String,
     pub attempt: u32,
@@ -260,4 +275,6 @@ pub struct StepResultRow {
     pub error: Option<String>,
     pub duration_ms: u64,
     pub at: DateTime<Utc>,
+    /// Replay generation (0: the original processing).
+    pub generation: u32,
 }

@@ -9,6 +9,7 @@ pub mod app;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod ops;
 pub mod queue;
 pub mod store;
 pub mod telemetry;

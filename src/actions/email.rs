@@ -248,7 +248,10 @@ impl Mailer {
             .subject(subject)
             // Stable per event and step, so a receiver can drop the copy an at-least-once
             // retry may send.
-            .message_id(Some(format!("<{}.{}@hookd>", event.id, id_safe(step_key))))
+            .message_id(Some(match event.generation {
+                0 => format!("<{}.{}@hookd>", event.id, id_safe(step_key)),
+                n => format!("<{}.{}.replay{n}@hookd>", event.id, id_safe(step_key)),
+            }))
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("X-Hookd-Event-Id"),
                 event.id.to_string(),

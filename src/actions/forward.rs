@@ -148,6 +148,10 @@ pub(super) async fn forward(
         .header("x-hookd-provider", &event.provider)
         .header("x-hookd-event-type", &event.event_type)
         .header("x-hookd-attempt", event.attempt.to_string());
+    if event.generation > 0 {
+        // An operator replayed the event: the receiver may want to tell it apart.
+        req = req.header("x-hookd-replay", event.generation.to_string());
+    }
     for (k, v) in r.headers {
         req = req.header(k, v);
     }

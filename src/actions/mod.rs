@@ -431,8 +431,12 @@ impl Actions {
             }
             StepConfig::Forward { url, headers, .. } => {
                 // `webhook-id` names this event's message to this step: the same on every
-                // attempt, different for each step (and compensation) of the event.
-                let message_id = format!("{}:{}", event.id, step.key);
+                // attempt, different for each step (and compensation) of the event, and for
+                // each operator replay (a replay is meant to be delivered again).
+                let message_id = match event.generation {
+                    0 => format!("{}:{}", event.id, step.key),
+                    n => format!("{}:{}:replay{n}", event.id, step.key),
+                };
                 forward::forward(
                     &self.http,
                     ForwardRequest {

@@ -119,6 +119,7 @@ mod tests {
             received_at: chrono::Utc::now(),
             traceparent: None,
             delivery: None,
+            generation: 0,
         }
     }
 

@@ -1,6 +1,7 @@
 //! `/admin`: bearer-token protected access to events, providers (operator pause and resume) and
-//! destination breakers. With no `HOOKD_ADMIN_TOKEN` set the whole tree answers 404, so an
-//! unconfigured admin API is indistinguishable from none.
+//! destination breakers. With no admin token set the whole tree answers 404, so an
+//! unconfigured admin API is indistinguishable from none. The rest of the API (events,
+//! replays, dead letters, jobs, audit) is in `admin_api.rs`.
 
 use std::sync::Arc;
 
@@ -10,8 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::Next;
 use axum::response::Response;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use utoipa::ToSchema;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,48 +19,36 @@ use serde_json::json;
 
 use super::{ApiError, AppState};
 use crate::actions::breaker::Destination;
-use crate::event::{EventDetail, EventId, ProviderPause};
+use crate::event::ProviderPause;
+use crate::store::admin::ProviderCount;
 use crate::verify::Lookup;
 
 pub async fn require_token(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let Some(token) = &state.admin_token else {
+    if !state.ops.enabled() {
         return Err(ApiError::NotFound);
-    };
+    }
     let presented = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or(ApiError::Unauthorized)?;
-    // Comparing digests keeps the comparison constant-time and independent of the token length.
-    let ok: bool = Sha256::digest(presented.trim().as_bytes())
-        .ct_eq(&Sha256::digest(token.expose().as_bytes()))
-        .into();
-    if !ok {
-        return Err(ApiError::Unauthorized);
-    }
+    // Compared in constant time against every token (see `ops::Tokens`).
+    let who = state
+        .ops
+        .tokens
+        .authenticate(presented.trim())
+        .ok_or(ApiError::Unauthorized)?;
+    request.extensions_mut().insert(who);
     Ok(next.run(request).await)
 }
 
-pub async fn event(
-    State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
-) -> Result<Json<EventDetail>, ApiError> {
-    let id: EventId = id.parse().map_err(|_| ApiError::NotFound)?;
-    state
-        .store
-        .event(id)
-        .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
-}
-
 /// One provider as `GET /admin/providers` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ProviderView {
     name: String,
     /// It has a secret configured and accepts webhooks.
@@ -73,10 +61,24 @@ pub struct ProviderView {
     /// this process. `null` in a process without workers.
     auto_paused: Option<bool>,
     /// Destinations of the routes that apply to it.
+    #[schema(value_type = Vec<Object>)]
     destinations: Vec<Destination>,
+    /// Its events waiting or dead-lettered, by status (statuses with none are left out).
+    #[schema(value_type = Object)]
+    counts: serde_json::Map<String, serde_json::Value>,
 }
 
-fn view(state: &AppState, name: &str, pause: Option<&ProviderPause>) -> ProviderView {
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProviderList {
+    providers: Vec<ProviderView>,
+}
+
+fn view(
+    state: &AppState,
+    name: &str,
+    pause: Option<&ProviderPause>,
+    counts: &[ProviderCount],
+) -> ProviderView {
     let dests = state.destinations.as_ref();
     ProviderView {
         name: name.to_owned(),
@@ -88,31 +90,50 @@ fn view(state: &AppState, name: &str, pause: Option<&ProviderPause>) -> Provider
         destinations: dests
             .map(|d| d.provider_destinations(name))
             .unwrap_or_default(),
+        counts: counts
+            .iter()
+            .filter(|c| c.provider == name)
+            .map(|c| (c.status.as_str().to_owned(), c.count.into()))
+            .collect(),
     }
 }
 
-pub async fn providers(
-    State(state): State<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+/// Every provider: configured (accepting), paused, breakers and event counts.
+#[utoipa::path(get, path = "/admin/providers", tag = "providers",
+    responses((status = 200, body = ProviderList)))]
+pub async fn providers(State(state): State<Arc<AppState>>) -> Result<Json<ProviderList>, ApiError> {
     let pauses = state.store.provider_pauses().await?;
+    let counts = state.ops.reads.provider_counts().await?;
     let mut names: Vec<String> = state.providers.names().map(str::to_owned).collect();
     names.extend(pauses.iter().map(|p| p.provider.clone()));
+    names.extend(counts.iter().map(|c| c.provider.clone()));
     names.sort();
     names.dedup();
-    let list: Vec<ProviderView> = names
+    let providers = names
         .iter()
-        .map(|n| view(&state, n, pauses.iter().find(|p| &p.provider == n)))
+        .map(|n| view(&state, n, pauses.iter().find(|p| &p.provider == n), &counts))
         .collect();
-    Ok(Json(json!({ "providers": list })))
+    Ok(Json(ProviderList { providers }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PauseRequest {
+pub struct PauseRequest {
+    /// Why, for the other operators.
     reason: Option<String>,
 }
 
-/// `POST /admin/providers/{name}/pause`, optional body `{"reason": "..."}`.
+/// Pause a provider's processing in every process until resumed; its webhooks are still
+/// accepted and stored.
+#[utoipa::path(post, path = "/admin/providers/{name}/pause", tag = "providers",
+    params(("name" = String, Path, description = "Provider name")),
+    request_body(content = Option<PauseRequest>),
+    responses(
+        (status = 200, body = ProviderView),
+        (status = 400, body = super::admin_api::ErrorBody),
+        (status = 403, body = super::admin_api::ErrorBody, description = "The token has the read scope"),
+        (status = 404, body = super::admin_api::ErrorBody),
+    ))]
 pub async fn pause(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -125,13 +146,25 @@ pub async fn pause(
         serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?
     };
     let reason = req.reason.as_deref().filter(|r| !r.trim().is_empty());
+    if reason.is_some_and(|r| r.contains('\0') || r.len() > 1000) {
+        return Err(ApiError::InvalidParam(
+            "reason must be at most 1000 bytes, without NUL characters".into(),
+        ));
+    }
     if state.store.pause_provider(&name, reason).await? {
         tracing::warn!(provider = %name, reason, "provider paused by an operator: its events wait");
     }
     provider_now(&state, &name).await
 }
 
-/// `POST /admin/providers/{name}/resume`.
+/// End an operator's pause; waiting events are processed at once.
+#[utoipa::path(post, path = "/admin/providers/{name}/resume", tag = "providers",
+    params(("name" = String, Path, description = "Provider name")),
+    responses(
+        (status = 200, body = ProviderView),
+        (status = 403, body = super::admin_api::ErrorBody, description = "The token has the read scope"),
+        (status = 404, body = super::admin_api::ErrorBody),
+    ))]
 pub async fn resume(
     State(state): State<Arc<AppState>>,
     Path(name): Path<String>,
@@ -152,14 +185,18 @@ fn known(state: &AppState, name: &str) -> Result<(), ApiError> {
 
 async fn provider_now(state: &AppState, name: &str) -> Result<Json<ProviderView>, ApiError> {
     let pauses = state.store.provider_pauses().await?;
+    let counts = state.ops.store.provider_counts().await?;
     Ok(Json(view(
         state,
         name,
         pauses.iter().find(|p| p.provider == name),
+        &counts,
     )))
 }
 
-/// `GET /admin/destinations`: this process's breakers and limits.
+/// This process's destination breakers and limits.
+#[utoipa::path(get, path = "/admin/destinations", tag = "providers",
+    responses((status = 200, body = Object)))]
 pub async fn destinations(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let list = state
         .destinations

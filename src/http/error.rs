@@ -28,6 +28,24 @@ pub enum ApiError {
     NotFound,
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    #[error("{0}")]
+    InvalidParam(String),
+}
+
+impl From<crate::ops::OpsError> for ApiError {
+    fn from(e: crate::ops::OpsError) -> Self {
+        use crate::ops::OpsError as E;
+        match e {
+            E::NotFound => Self::NotFound,
+            E::Conflict { code, message } => Self::Conflict { code, message },
+            E::Invalid(m) => Self::InvalidParam(m),
+            E::Store(s) => Self::Store(s),
+        }
+    }
 }
 
 impl ApiError {
@@ -52,6 +70,9 @@ impl ApiError {
             Self::Store(StoreError::Other(_)) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             Self::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
+            Self::InvalidParam(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! unverified bytes to anything but a verifier.
 
 mod admin;
+pub mod admin_api;
 mod error;
 mod health;
 mod trace_layer;
@@ -22,16 +23,18 @@ use axum::routing::{get, post};
 pub use error::ApiError;
 
 use crate::actions::breaker::Destinations;
+use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::{Backlog, EventStore};
-use crate::verify::{Providers, Secret};
+use crate::verify::Providers;
 
 /// What the handlers share.
 pub struct AppState {
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
     pub providers: Providers,
-    pub admin_token: Option<Secret>,
+    /// Admin tokens, replays, jobs and the audit log (the operator surface).
+    pub ops: Arc<Ops>,
     pub max_body_bytes: usize,
     pub memory_limit_bytes: u64,
     /// Turns true when shutdown starts: readiness fails from then on.
@@ -47,12 +50,33 @@ pub struct BacklogCache(Mutex<Option<(Instant, Backlog)>>);
 
 /// The full HTTP application.
 pub fn router(state: Arc<AppState>) -> Router {
-    let admin = Router::new()
-        .route("/events/{id}", get(admin::event))
-        .route("/providers", get(admin::providers))
+    // Every state-changing admin endpoint: operate scope required, audited.
+    let operate = Router::new()
+        .route("/events/{id}/replay", post(admin_api::replay))
+        .route("/replays", post(admin_api::replay_many))
+        .route("/dlq/{id}/redrive", post(admin_api::redrive))
+        .route("/dlq/redrive", post(admin_api::redrive_all))
+        .route("/jobs/{id}/cancel", post(admin_api::cancel_job))
         .route("/providers/{name}/pause", post(admin::pause))
         .route("/providers/{name}/resume", post(admin::resume))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin_api::operate_guard,
+        ));
+    let admin = Router::new()
+        .route("/events", get(admin_api::list_events))
+        .route("/events/{id}", get(admin_api::event))
+        .route("/events/{id}/raw", get(admin_api::event_raw))
+        .route("/dlq", get(admin_api::dlq))
+        .route("/jobs", get(admin_api::jobs))
+        .route("/jobs/{id}", get(admin_api::job))
+        .route("/audit", get(admin_api::audit))
+        .route("/stats", get(admin_api::stats))
+        .route("/whoami", get(admin_api::whoami))
+        .route("/openapi.json", get(admin_api::openapi_doc))
+        .route("/providers", get(admin::providers))
         .route("/destinations", get(admin::destinations))
+        .merge(operate)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_token,

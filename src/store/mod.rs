@@ -5,6 +5,7 @@
 //! It must never accept anything but a [`VerifiedWebhook`], never alter a stored body, and
 //! never change an event's status without writing the transition that explains it.
 
+pub mod admin;
 mod postgres;
 mod sqlite;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use admin::AdminStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -112,7 +114,7 @@ impl From<sqlx::migrate::MigrateError> for StoreError {
 
 /// The event store seam.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventStore: AdminStore + Send + Sync + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
 

@@ -22,6 +22,8 @@ use crate::event::{
 };
 use crate::verify::VerifiedWebhook;
 
+mod admin;
+
 pub struct PgStore {
     pool: PgPool,
 }
@@ -40,6 +42,15 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+/// SQL for the id of the transition that started the event's current replay generation (0 when
+/// never replayed): a replay is the only way out of `completed` or `dead_letter`.
+fn since_replay(event_id: &str) -> String {
+    format!(
+        "COALESCE((SELECT max(r.id) FROM event_transitions r WHERE r.event_id = {event_id}
+                   AND r.from_status IN ('completed', 'dead_letter')), 0)"
+    )
 }
 
 enum ClaimParam {
@@ -133,7 +144,7 @@ impl EventStore for PgStore {
                     next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
                 FROM due WHERE e.id = due.id
                 RETURNING e.id, due.from_status, e.provider, e.event_type, e.idempotency_key,
-                    e.content_type, e.body, e.attempts, e.received_at, e.traceparent
+                    e.content_type, e.body, e.attempts, e.received_at, e.traceparent, e.replays
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
                 SELECT id, from_status, 'processing',
@@ -164,6 +175,7 @@ impl EventStore for PgStore {
                     received_at: r.try_get("received_at")?,
                     traceparent: r.try_get("traceparent")?,
                     delivery: None,
+                    generation: r.try_get::<i32, _>("replays")? as u32,
                 })
             })
             .collect()
@@ -189,7 +201,8 @@ impl EventStore for PgStore {
 
     async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT step FROM step_results WHERE event_id = $1 AND outcome = 'succeeded'",
+            "SELECT DISTINCT step FROM step_results s JOIN events e ON e.id = s.event_id
+             WHERE s.event_id = $1 AND s.outcome = 'succeeded' AND s.generation = e.replays",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
@@ -198,8 +211,8 @@ impl EventStore for PgStore {
 
     async fn record_step(&self, r: &StepRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, generation)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(r.event_id.0)
         .bind(&r.step)
@@ -207,6 +220,7 @@ impl EventStore for PgStore {
         .bind(r.outcome.as_str())
         .bind(r.error.as_deref())
         .bind(r.duration_ms as i64)
+        .bind(r.generation as i32)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -249,7 +263,7 @@ impl EventStore for PgStore {
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(
+        let done = sqlx::query(AssertSqlSafe(format!(
             "WITH upd AS (
                 UPDATE events SET lease_owner = NULL, attempts = attempts - 1,
                     next_attempt_at = now(), updated_at = now(),
@@ -257,13 +271,15 @@ impl EventStore for PgStore {
                     status = CASE WHEN EXISTS (
                         SELECT 1 FROM event_transitions t
                         WHERE t.event_id = events.id AND t.to_status = 'compensating'
+                          AND t.id > {SINCE_REPLAY}
                     ) THEN 'compensating' ELSE 'pending' END
                 WHERE lease_owner = $1 AND status = 'processing'
                 RETURNING id, status
              )
              INSERT INTO event_transitions (event_id, from_status, to_status, detail)
              SELECT id, 'processing', status, $2 FROM upd",
-        )
+            SINCE_REPLAY = since_replay("events.id"),
+        )))
         .bind(owner)
         .bind(RELEASED)
         .execute(&self.pool)
@@ -274,7 +290,8 @@ impl EventStore for PgStore {
     async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {
         let Some(e) = sqlx::query(
             "SELECT id, provider, event_type, idempotency_key, status, attempts, received_at,
-                    next_attempt_at, last_error, content_type, length(body) AS body_bytes
+                    next_attempt_at, last_error, content_type, length(body) AS body_bytes,
+                    replays, body_purged_at
              FROM events WHERE id = $1",
         )
         .bind(id.0)
@@ -302,7 +319,7 @@ impl EventStore for PgStore {
         })
         .collect::<Result<_, StoreError>>()?;
         let steps = sqlx::query(
-            "SELECT step, attempt, outcome, error, duration_ms, at FROM step_results WHERE event_id = $1 ORDER BY id",
+            "SELECT step, attempt, outcome, error, duration_ms, at, generation FROM step_results WHERE event_id = $1 ORDER BY id",
         )
         .bind(id.0)
         .fetch_all(&self.pool)
@@ -316,6 +333,7 @@ impl EventStore for PgStore {
                 error: r.try_get("error")?,
                 duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
                 at: r.try_get("at")?,
+                generation: r.try_get::<i32, _>("generation")? as u32,
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -337,6 +355,8 @@ impl EventStore for PgStore {
             last_error: e.try_get("last_error")?,
             content_type: e.try_get("content_type")?,
             body_bytes: e.try_get::<i32, _>("body_bytes")? as usize,
+            replays: e.try_get::<i32, _>("replays")? as u32,
+            body_purged_at: e.try_get("body_purged_at")?,
             transitions,
             steps,
         }))
@@ -390,12 +410,15 @@ impl EventStore for PgStore {
     }
 
     async fn progress(&self, id: EventId) -> Result<Progress, StoreError> {
-        let head = sqlx::query(
+        // Only this replay generation counts: its compensations and its step results.
+        let head = sqlx::query(AssertSqlSafe(format!(
             "SELECT last_error, EXISTS (
                 SELECT 1 FROM event_transitions t WHERE t.event_id = e.id AND t.to_status = 'compensating'
+                    AND t.id > {}
              ) AS compensating
              FROM events e WHERE id = $1",
-        )
+            since_replay("e.id")
+        )))
         .bind(id.0)
         .fetch_optional(&self.pool)
         .await?;
@@ -403,7 +426,8 @@ impl EventStore for PgStore {
             return Ok(Progress::default());
         };
         let results = sqlx::query_as::<_, (String, String)>(
-            "SELECT step, outcome FROM step_results WHERE event_id = $1 ORDER BY id",
+            "SELECT s.step, s.outcome FROM step_results s JOIN events e ON e.id = s.event_id
+             WHERE s.event_id = $1 AND s.generation = e.replays ORDER BY s.id",
         )
         .bind(id.0)
         .fetch_all(&self.pool)

@@ -26,6 +26,8 @@ use crate::event::{
 };
 use crate::verify::VerifiedWebhook;
 
+mod admin;
+
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
@@ -39,6 +41,15 @@ fn now_ms() -> i64 {
 
 fn to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// SQL for the id of the transition that started the event's current replay generation (0 when
+/// never replayed): a replay is the only way out of `completed` or `dead_letter`.
+fn since_replay(event_id: &str) -> String {
+    format!(
+        "COALESCE((SELECT max(r.id) FROM event_transitions r WHERE r.event_id = {event_id}
+                   AND r.from_status IN ('completed', 'dead_letter')), 0)"
+    )
 }
 
 fn status(row: &SqliteRow, col: &str) -> Result<EventStatus, StoreError> {
@@ -182,7 +193,7 @@ impl EventStore for SqliteStore {
                      next_attempt_at = ?3, updated_at = ?4
                  WHERE id = ?1
                  RETURNING provider, event_type, idempotency_key, content_type, body, attempts, received_at,
-                           traceparent",
+                           traceparent, replays",
             )
             .bind(id)
             .bind(owner)
@@ -217,6 +228,7 @@ impl EventStore for SqliteStore {
                 received_at: to_time(r.try_get("received_at")?),
                 traceparent: r.try_get("traceparent")?,
                 delivery: None,
+                generation: r.try_get::<i64, _>("replays")? as u32,
             });
         }
         tx.commit().await?;
@@ -245,7 +257,8 @@ impl EventStore for SqliteStore {
 
     async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT step FROM step_results WHERE event_id = ?1 AND outcome = 'succeeded'",
+            "SELECT DISTINCT step FROM step_results s JOIN events e ON e.id = s.event_id
+             WHERE s.event_id = ?1 AND s.outcome = 'succeeded' AND s.generation = e.replays",
         )
         .bind(id.0)
         .fetch_all(&self.reader)
@@ -254,8 +267,8 @@ impl EventStore for SqliteStore {
 
     async fn record_step(&self, r: &StepRecord) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, at, generation)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
         .bind(r.event_id.0)
         .bind(&r.step)
@@ -264,6 +277,7 @@ impl EventStore for SqliteStore {
         .bind(r.error.as_deref())
         .bind(r.duration_ms as i64)
         .bind(now_ms())
+        .bind(i64::from(r.generation))
         .execute(&self.writer)
         .await?;
         Ok(())
@@ -320,17 +334,19 @@ impl EventStore for SqliteStore {
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
         let now = now_ms();
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let ids: Vec<(Uuid, String)> = sqlx::query_as(
+        let ids: Vec<(Uuid, String)> = sqlx::query_as(AssertSqlSafe(format!(
             "UPDATE events SET lease_owner = NULL, attempts = attempts - 1,
                  next_attempt_at = ?2, updated_at = ?2,
                  -- An event in compensation goes back to compensating, not to the start.
                  status = CASE WHEN EXISTS (
                      SELECT 1 FROM event_transitions t
                      WHERE t.event_id = events.id AND t.to_status = 'compensating'
+                       AND t.id > {}
                  ) THEN 'compensating' ELSE 'pending' END
              WHERE lease_owner = ?1 AND status = 'processing'
              RETURNING id, status",
-        )
+            since_replay("events.id")
+        )))
         .bind(owner)
         .bind(now)
         .fetch_all(&mut *tx)
@@ -354,7 +370,8 @@ impl EventStore for SqliteStore {
     async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {
         let Some(e) = sqlx::query(
             "SELECT id, provider, event_type, idempotency_key, status, attempts, received_at,
-                    next_attempt_at, last_error, content_type, length(body) AS body_bytes
+                    next_attempt_at, last_error, content_type, length(body) AS body_bytes,
+                    replays, body_purged_at
              FROM events WHERE id = ?1",
         )
         .bind(id.0)
@@ -382,7 +399,7 @@ impl EventStore for SqliteStore {
         })
         .collect::<Result<_, StoreError>>()?;
         let steps = sqlx::query(
-            "SELECT step, attempt, outcome, error, duration_ms, at FROM step_results WHERE event_id = ?1 ORDER BY id",
+            "SELECT step, attempt, outcome, error, duration_ms, at, generation FROM step_results WHERE event_id = ?1 ORDER BY id",
         )
         .bind(id.0)
         .fetch_all(&self.reader)
@@ -396,6 +413,7 @@ impl EventStore for SqliteStore {
                 error: r.try_get("error")?,
                 duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
                 at: to_time(r.try_get("at")?),
+                generation: r.try_get::<i64, _>("generation")? as u32,
             })
         })
         .collect::<Result<_, StoreError>>()?;
@@ -417,6 +435,8 @@ impl EventStore for SqliteStore {
             last_error: e.try_get("last_error")?,
             content_type: e.try_get("content_type")?,
             body_bytes: e.try_get::<i64, _>("body_bytes")? as usize,
+            replays: e.try_get::<i64, _>("replays")? as u32,
+            body_purged_at: e.try_get::<Option<i64>, _>("body_purged_at")?.map(to_time),
             transitions,
             steps,
         }))
@@ -467,12 +487,15 @@ impl EventStore for SqliteStore {
     }
 
     async fn progress(&self, id: EventId) -> Result<Progress, StoreError> {
-        let head = sqlx::query(
+        // Only this replay generation counts: its compensations and its step results.
+        let head = sqlx::query(AssertSqlSafe(format!(
             "SELECT last_error, EXISTS (
                 SELECT 1 FROM event_transitions t WHERE t.event_id = e.id AND t.to_status = 'compensating'
+                    AND t.id > {}
              ) AS compensating
              FROM events e WHERE id = ?1",
-        )
+            since_replay("e.id")
+        )))
         .bind(id.0)
         .fetch_optional(&self.reader)
         .await?;
@@ -480,7 +503,8 @@ impl EventStore for SqliteStore {
             return Ok(Progress::default());
         };
         let results = sqlx::query_as::<_, (String, String)>(
-            "SELECT step, outcome FROM step_results WHERE event_id = ?1 ORDER BY id",
+            "SELECT s.step, s.outcome FROM step_results s JOIN events e ON e.id = s.event_id
+             WHERE s.event_id = ?1 AND s.generation = e.replays ORDER BY s.id",
         )
         .bind(id.0)
         .fetch_all(&self.reader)

@@ -359,6 +359,7 @@ impl Worker {
             },
             error: result.as_ref().err().map(|e| e.to_string()),
             duration_ms,
+            generation: event.generation,
         };
         // Without the record a succeeded step would run again on the next attempt.
         self.store

@@ -1,0 +1,431 @@
+//! What the operator surface needs from the store: searching events, replays, payload
+//! retention, the audit log, background jobs and console sessions.
+//!
+//! A separate trait from [`super::EventStore`] (which has it as a supertrait) so the hot path's
+//! contract stays small. Both engines implement it in their own `admin` submodule.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::StoreError;
+use crate::event::{EventId, EventStatus};
+
+/// Which events to list (every field optional; all that are set must hold).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct EventFilter {
+    /// Provider name, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// Any of these statuses (empty: any status).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub statuses: Vec<EventStatus>,
+    /// Glob on the event type: `*` matches any run of characters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_type: Option<String>,
+    /// Received at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_after: Option<DateTime<Utc>>,
+    /// Received before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub received_before: Option<DateTime<Utc>>,
+    /// The provider's idempotency key, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Text that must occur in the raw payload (case-sensitive, byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+impl EventFilter {
+    /// The event-type glob as a SQL `LIKE` pattern with `\` as the escape character.
+    pub fn type_like(&self) -> Option<String> {
+        self.event_type.as_ref().map(|glob| {
+            let mut out = String::with_capacity(glob.len() + 4);
+            for c in glob.chars() {
+                match c {
+                    '*' => out.push('%'),
+                    '%' | '_' | '\\' => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out
+        })
+    }
+}
+
+/// One event in a list: metadata only.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EventSummary {
+    pub id: EventId,
+    pub provider: String,
+    pub event_type: String,
+    pub idempotency_key: String,
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub received_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_error: Option<String>,
+    pub body_bytes: usize,
+    pub replays: u32,
+    pub body_purged_at: Option<DateTime<Utc>>,
+}
+
+/// The stored request of one event: the headers kept for audit and the raw body.
+#[derive(Debug, Clone)]
+pub struct EventPayload {
+    pub headers: serde_json::Value,
+    pub body: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+/// Why a replay is asked for: an operator's replay, or the redrive of a dead letter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayKind {
+    /// From `completed` or `dead_letter`.
+    Replay,
+    /// From `dead_letter` only.
+    Redrive,
+}
+
+impl ReplayKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Replay => "replay",
+            Self::Redrive => "redrive",
+        }
+    }
+
+    /// The statuses an event may be replayed from.
+    pub fn from_statuses(self) -> &'static [&'static str] {
+        match self {
+            Self::Replay => &["completed", "dead_letter"],
+            Self::Redrive => &["dead_letter"],
+        }
+    }
+}
+
+/// A stored audit entry: who did what, when, and how it ended.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// The name of the admin token (or console session's token) that acted.
+    pub actor: String,
+    /// What was done, e.g. `event.replay`, `provider.pause`.
+    pub action: String,
+    /// What it was done to: an event id, a provider name, a job id.
+    pub target: Option<String>,
+    /// The HTTP status the action was answered with (403 when the scope did not allow it).
+    pub status: u16,
+    pub detail: Option<String>,
+}
+
+/// An audit entry to append.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: String,
+    pub target: Option<String>,
+    pub status: u16,
+    pub detail: Option<String>,
+}
+
+/// Which audit entries to list.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    /// Entries older than this id (the cursor).
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Running,
+    Completed,
+    Cancelled,
+    Failed,
+    /// Stored as running, but its process has not reported for a while: it died.
+    Interrupted,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Completed => "completed",
+            Self::Cancelled => "cancelled",
+            Self::Failed => "failed",
+            Self::Interrupted => "interrupted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => Self::Running,
+            "completed" => Self::Completed,
+            "cancelled" => Self::Cancelled,
+            "failed" => Self::Failed,
+            "interrupted" => Self::Interrupted,
+            _ => return None,
+        })
+    }
+}
+
+/// A background job (bulk replay or redrive) and its progress.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Job {
+    pub id: Uuid,
+    /// `replay` or `redrive`.
+    pub kind: String,
+    /// The filter it works through.
+    pub filter: EventFilter,
+    pub status: JobStatus,
+    /// Events that matched the filter when the job started.
+    pub total: u64,
+    /// Events looked at so far.
+    pub processed: u64,
+    /// Events replayed so far.
+    pub replayed: u64,
+    /// Events passed over (still in progress, or their payload was purged).
+    pub skipped: u64,
+    pub cancel_requested: bool,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub error: Option<String>,
+}
+
+/// Progress a running job reports.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JobProgress {
+    pub processed: u64,
+    pub replayed: u64,
+    pub skipped: u64,
+}
+
+/// A console session (the id itself is never stored, only its digest).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub token_name: String,
+    pub scope: String,
+    pub csrf: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Events that changed state in one time bucket, for the activity chart.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+pub struct ActivityBucket {
+    pub start: DateTime<Utc>,
+    pub received: u64,
+    pub completed: u64,
+    /// Attempts that failed and were scheduled for a retry.
+    pub retried: u64,
+    pub dead_lettered: u64,
+}
+
+/// Events of one provider in one status.
+#[derive(Debug, Clone)]
+pub struct ProviderCount {
+    pub provider: String,
+    pub status: EventStatus,
+    pub count: u64,
+}
+
+/// Operator-facing store operations.
+#[async_trait]
+pub trait AdminStore: Send + Sync {
+    /// Events matching `filter`, newest first, older than the event `before` (the cursor).
+    async fn list_events(
+        &self,
+        filter: &EventFilter,
+        before: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<EventSummary>, StoreError>;
+
+    /// How many events match `filter`.
+    async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError>;
+
+    /// The stored headers and raw body of one event.
+    async fn event_payload(&self, id: EventId) -> Result<Option<EventPayload>, StoreError>;
+
+    /// Start a new attempt cycle for each of `ids` that is in a status `kind` allows and still
+    /// has its payload: status `pending`, attempts 0, the replay generation one up, and a
+    /// transition that says who asked. Returns the ids replayed (the others were left alone).
+    async fn replay(
+        &self,
+        ids: &[EventId],
+        kind: ReplayKind,
+        actor: &str,
+    ) -> Result<Vec<EventId>, StoreError>;
+
+    async fn append_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
+
+    /// Audit entries, newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Store a new running job.
+    async fn create_job(
+        &self,
+        id: Uuid,
+        kind: &str,
+        filter: &EventFilter,
+        total: u64,
+        created_by: &str,
+    ) -> Result<(), StoreError>;
+
+    /// Record progress; returns whether a cancel was requested.
+    async fn job_progress(&self, id: Uuid, progress: JobProgress) -> Result<bool, StoreError>;
+
+    /// Record the end of a job.
+    async fn finish_job(
+        &self,
+        id: Uuid,
+        status: JobStatus,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Ask a running job to stop. False when there is no such running job.
+    async fn cancel_job(&self, id: Uuid) -> Result<bool, StoreError>;
+
+    async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
+
+    /// The most recent jobs, newest first.
+    async fn jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError>;
+
+    /// Purge the payloads of up to `limit` finished events received in `[after, before)` whose
+    /// payload is still there, oldest first. Returns how many, and the latest `received_at`
+    /// purged (where the next batch may start).
+    async fn purge_payloads(
+        &self,
+        after: DateTime<Utc>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError>;
+
+    /// Events received, completed, retried and dead-lettered per bucket since `since`.
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        bucket_secs: u32,
+    ) -> Result<Vec<ActivityBucket>, StoreError>;
+
+    /// Unfinished and dead-lettered events per provider and status.
+    async fn provider_counts(&self) -> Result<Vec<ProviderCount>, StoreError>;
+
+    async fn create_session(&self, digest: &[u8], session: &Session) -> Result<(), StoreError>;
+
+    /// A session that has not expired.
+    async fn session(&self, digest: &[u8]) -> Result<Option<Session>, StoreError>;
+
+    async fn delete_session(&self, digest: &[u8]) -> Result<(), StoreError>;
+}
+
+/// Seconds after which a running job that has not reported is shown as interrupted.
+pub const JOB_STALE_SECS: i64 = 60;
+
+/// A job's status as shown: running jobs whose process stopped reporting are interrupted.
+pub fn shown_status(stored: &str, updated_at: DateTime<Utc>) -> Option<JobStatus> {
+    let status = JobStatus::parse(stored)?;
+    if status == JobStatus::Running && (Utc::now() - updated_at).num_seconds() > JOB_STALE_SECS {
+        return Some(JobStatus::Interrupted);
+    }
+    Some(status)
+}
+
+/// Fill in empty buckets so the chart has one point per bucket, oldest first.
+pub fn fill_buckets(
+    since: DateTime<Utc>,
+    bucket_secs: u32,
+    rows: Vec<(i64, String, i64)>,
+) -> Vec<ActivityBucket> {
+    let size = i64::from(bucket_secs.max(1));
+    let first = since.timestamp().div_euclid(size);
+    let last = Utc::now().timestamp().div_euclid(size);
+    let mut out: Vec<ActivityBucket> = (first..=last)
+        .map(|b| ActivityBucket {
+            start: DateTime::from_timestamp(b * size, 0).unwrap_or_default(),
+            received: 0,
+            completed: 0,
+            retried: 0,
+            dead_lettered: 0,
+        })
+        .collect();
+    for (bucket, what, n) in rows {
+        let Some(slot) = usize::try_from(bucket - first)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        else {
+            continue;
+        };
+        let n = n.max(0) as u64;
+        match what.as_str() {
+            "received" => slot.received += n,
+            "completed" => slot.completed += n,
+            "retry_scheduled" => slot.retried += n,
+            "dead_letter" => slot.dead_lettered += n,
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Turn `(provider, status, count)` rows into typed counts.
+pub(super) fn provider_counts(
+    rows: Vec<(String, String, i64)>,
+) -> Result<Vec<ProviderCount>, StoreError> {
+    rows.into_iter()
+        .map(|(provider, s, n)| {
+            Ok(ProviderCount {
+                provider,
+                status: EventStatus::parse(&s)
+                    .ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))?,
+                count: n as u64,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_become_escaped_like_patterns() {
+        let f = |g: &str| {
+            EventFilter {
+                event_type: Some(g.into()),
+                ..Default::default()
+            }
+            .type_like()
+            .unwrap()
+        };
+        assert_eq!(f("payment_intent.*"), "payment\\_intent.%");
+        assert_eq!(f("100%"), "100\\%");
+        assert_eq!(f("a\\b*"), "a\\\\b%");
+    }
+
+    #[test]
+    fn buckets_are_filled() {
+        let since = Utc::now() - chrono::Duration::seconds(180);
+        let first = since.timestamp().div_euclid(60);
+        let rows = vec![
+            (first, "received".to_owned(), 3),
+            (first + 1, "dead_letter".to_owned(), 1),
+        ];
+        let b = fill_buckets(since, 60, rows);
+        assert!(b.len() >= 4, "{b:?}");
+        assert_eq!(b[0].received, 3);
+        assert_eq!(b[1].dead_lettered, 1);
+        assert_eq!(b[2].received, 0);
+    }
+}
