@@ -50,12 +50,13 @@ if ! command -v promtool >/dev/null; then
     die "cannot install promtool (apt-get install prometheus)"
 fi
 promtool check rules deploy/prometheus/alerts.yml
-# Python tools some tests run: a real SMTP server (aiosmtpd) and the official Standard Webhooks
-# library. Installed from tests/py/requirements.txt into a virtualenv under target/, again only
-# when the requirements change.
+# Python tools some tests run: a real SMTP server (aiosmtpd), the official Standard Webhooks
+# library and schemathesis (the admin API's contract test). Installed from
+# tests/py/requirements.txt into a virtualenv under target/, again only when the requirements
+# change.
 VENV="${CARGO_TARGET_DIR:-target}/test-venv"
 say "Python test tools in $VENV"
-command -v python3 >/dev/null || die "python3 is required for the email and signature tests (apt-get install python3 python3-venv)."
+command -v python3 >/dev/null || die "python3 is required for the email, signature and contract tests (apt-get install python3 python3-venv)."
 want=$(sha256sum tests/py/requirements.txt | cut -d' ' -f1)
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
   python3 -m venv "$VENV" || die "cannot create a virtualenv in $VENV (apt-get install python3-venv)."

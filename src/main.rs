@@ -23,10 +23,16 @@ enum Command {
     Worker,
     /// Apply database migrations and exit.
     Migrate,
+    /// Print the admin API's OpenAPI 3.1 document (as committed in docs/openapi.json).
+    Openapi,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", hookd::http::admin_api::openapi_json());
+        return Ok(());
+    }
     let config = Config::from_env().context("invalid configuration")?;
     // Before the runtime: the OTLP HTTP exporter runs a blocking client on its own thread.
     let telemetry = hookd::telemetry::init(&config.telemetry)?;
@@ -58,6 +64,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
+        Command::Openapi => unreachable!("answered before the configuration is read"),
     };
     let running = app::start(&config, roles).await?;
     shutdown_signal().await;

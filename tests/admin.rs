@@ -173,6 +173,10 @@ async fn events_are_filtered_and_paged_newest_first(b: Backend) {
     .await;
     assert_eq!(count(&window), 6);
 
+    // NUL is in no provider name (PostgreSQL text cannot even hold one): nothing matches.
+    assert_eq!(count(&q("/events?provider=str%00ipe").await.1), 0);
+    assert_eq!(count(&q("/events?q=%00").await.1), 0);
+
     // Pages: newest first, each event once, a cursor until the last page.
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -200,7 +204,7 @@ async fn events_are_filtered_and_paged_newest_first(b: Backend) {
         "/events?limit=0",
         "/events?limit=501",
         "/events?cursor=not-a-cursor",
-        "/events?q=a%00b",
+        "/events?limit=many",
     ] {
         let (s, v) = get(&server, READ_TOKEN, bad).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}: {v}");
@@ -697,5 +701,39 @@ async fn bulk_replay_can_be_cancelled(b: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_reads_go_to_the_read_replica() {
+    // Two databases stand for a primary and its replica; each gets an event of its own, so
+    // what the admin API lists shows where it read.
+    let replica = TestDb::new(Backend::Postgres).await;
+    let on_replica = {
+        let server = start(&replica, "", &[]).await;
+        let (_, body) = stripe_event("charge.succeeded");
+        let id = id_of(server.post_stripe(&body).await).await;
+        server.wait_status(id, EventStatus::Completed, WAIT).await;
+        server.stop().await;
+        id
+    };
+    let primary = TestDb::new(Backend::Postgres).await;
+    let server = start(&primary, "", &[("DATABASE_READ_URL", &replica.url)]).await;
+    let (_, body) = stripe_event("charge.succeeded");
+    let on_primary = id_of(server.post_stripe(&body).await).await;
+    server
+        .wait_status(on_primary, EventStatus::Completed, WAIT)
+        .await;
+    let (_, page) = get(&server, READ_TOKEN, "/events").await;
+    assert_eq!(ids(&page), [on_replica.to_string()]);
+    let (s, _) = get(&server, READ_TOKEN, &format!("/events/{on_primary}")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _) = get(&server, READ_TOKEN, &format!("/events/{on_replica}")).await;
+    assert_eq!(s, StatusCode::OK);
+    // Writes (and the audit log's writes) go to the primary.
+    let (s, _) = post(&server, ADMIN_TOKEN, "/providers/stripe/pause", None).await;
+    assert_eq!(s, StatusCode::OK);
+    let paused = server.store.provider_pauses().await.unwrap();
+    assert_eq!(paused.len(), 1);
     server.stop().await;
 }

@@ -60,8 +60,8 @@ pub struct ProviderView {
     /// Paused automatically because every destination of its routes has an open breaker, in
     /// this process. `null` in a process without workers.
     auto_paused: Option<bool>,
-    /// Destinations of the routes that apply to it.
-    #[schema(value_type = Vec<Object>)]
+    /// Destinations of the routes that apply to it (scheme, host and port; `smtp://...`).
+    #[schema(value_type = Vec<String>)]
     destinations: Vec<Destination>,
     /// Its events waiting or dead-lettered, by status (statuses with none are left out).
     #[schema(value_type = Object)]
@@ -100,7 +100,7 @@ fn view(
 
 /// Every provider: configured (accepting), paused, breakers and event counts.
 #[utoipa::path(get, path = "/admin/providers", tag = "providers",
-    responses((status = 200, body = ProviderList)))]
+    responses((status = 200, body = ProviderList, description = "OK")))]
 pub async fn providers(State(state): State<Arc<AppState>>) -> Result<Json<ProviderList>, ApiError> {
     let pauses = state.store.provider_pauses().await?;
     let counts = state.ops.reads.provider_counts().await?;
@@ -120,6 +120,7 @@ pub async fn providers(State(state): State<Arc<AppState>>) -> Result<Json<Provid
 #[serde(deny_unknown_fields)]
 pub struct PauseRequest {
     /// Why, for the other operators.
+    #[schema(nullable = false, max_length = 1000, pattern = "^[^\\x00]*$")]
     reason: Option<String>,
 }
 
@@ -129,10 +130,10 @@ pub struct PauseRequest {
     params(("name" = String, Path, description = "Provider name")),
     request_body(content = Option<PauseRequest>),
     responses(
-        (status = 200, body = ProviderView),
-        (status = 400, body = super::admin_api::ErrorBody),
+        (status = 200, body = ProviderView, description = "OK"),
+        (status = 400, body = super::admin_api::ErrorBody, description = "A parameter or the body is invalid"),
         (status = 403, body = super::admin_api::ErrorBody, description = "The token has the read scope"),
-        (status = 404, body = super::admin_api::ErrorBody),
+        (status = 404, body = super::admin_api::ErrorBody, description = "No such thing"),
     ))]
 pub async fn pause(
     State(state): State<Arc<AppState>>,
@@ -143,7 +144,9 @@ pub async fn pause(
     let req: PauseRequest = if body.iter().all(u8::is_ascii_whitespace) {
         PauseRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadBody(e.to_string()))?
+        serde_json::from_slice::<Option<PauseRequest>>(&body)
+            .map_err(|e| ApiError::BadBody(e.to_string()))?
+            .unwrap_or_default()
     };
     let reason = req.reason.as_deref().filter(|r| !r.trim().is_empty());
     if reason.is_some_and(|r| r.contains('\0') || r.len() > 1000) {
@@ -161,9 +164,9 @@ pub async fn pause(
 #[utoipa::path(post, path = "/admin/providers/{name}/resume", tag = "providers",
     params(("name" = String, Path, description = "Provider name")),
     responses(
-        (status = 200, body = ProviderView),
+        (status = 200, body = ProviderView, description = "OK"),
         (status = 403, body = super::admin_api::ErrorBody, description = "The token has the read scope"),
-        (status = 404, body = super::admin_api::ErrorBody),
+        (status = 404, body = super::admin_api::ErrorBody, description = "No such thing"),
     ))]
 pub async fn resume(
     State(state): State<Arc<AppState>>,
@@ -196,7 +199,7 @@ async fn provider_now(state: &AppState, name: &str) -> Result<Json<ProviderView>
 
 /// This process's destination breakers and limits.
 #[utoipa::path(get, path = "/admin/destinations", tag = "providers",
-    responses((status = 200, body = Object)))]
+    responses((status = 200, body = Object, description = "OK")))]
 pub async fn destinations(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let list = state
         .destinations

@@ -11,11 +11,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Extension, MatchedPath, Path, Query, RawPathParams, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -91,30 +92,52 @@ pub async fn operate_guard(
 /// Longest text accepted in a filter.
 const MAX_TEXT: usize = 1024;
 
+/// A query string as `T`; a mistake is a JSON 400 like every other.
+fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    Query::<T>::try_from_uri(uri)
+        .map(|q| q.0)
+        .map_err(|e| ApiError::InvalidParam(e.body_text()))
+}
+
 fn text_param(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError> {
     match v.as_deref() {
         None | Some("") => Ok(None),
         Some(s) if s.len() > MAX_TEXT => Err(ApiError::InvalidParam(format!(
             "{name} is longer than {MAX_TEXT} bytes"
         ))),
-        // PostgreSQL text cannot hold NUL, and no stored value contains one.
-        Some(s) if s.contains('\0') => Err(ApiError::InvalidParam(format!(
-            "{name} must not contain NUL characters"
-        ))),
         Some(s) => Ok(Some(s.to_owned())),
     }
+}
+
+/// A body field: like [`text_param`], but NUL is refused (it would be stored with the job).
+fn body_text(name: &str, v: &Option<String>) -> Result<Option<String>, ApiError> {
+    let v = text_param(name, v)?;
+    if v.as_deref().is_some_and(|s| s.contains('\0')) {
+        return Err(ApiError::InvalidParam(format!(
+            "{name} must not contain NUL characters"
+        )));
+    }
+    Ok(v)
+}
+
+/// An RFC 3339 time; one without an offset is taken as UTC.
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Some(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f")
+        .ok()
+        .map(|t| t.and_utc())
 }
 
 fn time_param(name: &str, v: &Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
     match v.as_deref() {
         None | Some("") => Ok(None),
-        Some(s) => DateTime::parse_from_rfc3339(s)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| {
-                ApiError::InvalidParam(format!(
-                    "{name} must be an RFC 3339 time, e.g. 2024-05-01T12:00:00Z"
-                ))
-            }),
+        Some(s) => parse_time(s).map(Some).ok_or_else(|| {
+            ApiError::InvalidParam(format!(
+                "{name} must be an RFC 3339 time, e.g. 2024-05-01T12:00:00Z"
+            ))
+        }),
     }
 }
 
@@ -159,20 +182,30 @@ fn event_cursor(v: &Option<String>) -> Result<Option<EventId>, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct EventQuery {
     /// Provider name, e.g. `stripe`.
+    #[param(max_length = 1024)]
     provider: Option<String>,
     /// Comma-separated statuses, e.g. `dead_letter,retry_scheduled`.
+    #[param(
+        pattern = "^(pending|processing|retry_scheduled|compensating|completed|dead_letter)(,(pending|processing|retry_scheduled|compensating|completed|dead_letter))*$"
+    )]
     status: Option<String>,
     /// Glob on the event type: `*` matches any run of characters, e.g. `payment_intent.*`.
+    #[param(max_length = 1024)]
     event_type: Option<String>,
     /// Received at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     received_after: Option<String>,
     /// Received before this time (RFC 3339).
+    #[param(format = DateTime)]
     received_before: Option<String>,
     /// The provider's idempotency key (e.g. Stripe's `evt_...`), exactly.
+    #[param(max_length = 1024)]
     idempotency_key: Option<String>,
     /// Text that must occur in the raw payload (case-sensitive).
+    #[param(max_length = 1024)]
     q: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// Events per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -207,11 +240,23 @@ async fn page(
     cursor: Option<EventId>,
     limit: u32,
 ) -> Result<EventPage, ApiError> {
-    let mut events = state
-        .ops
-        .reads
-        .list_events(filter, cursor, limit + 1)
-        .await?;
+    // NUL is in no stored provider, type or key (and PostgreSQL text cannot hold one).
+    let impossible = [
+        &filter.provider,
+        &filter.event_type,
+        &filter.idempotency_key,
+    ]
+    .iter()
+    .any(|v| v.as_deref().is_some_and(|s| s.contains('\0')));
+    let mut events = if impossible {
+        Vec::new()
+    } else {
+        state
+            .ops
+            .reads
+            .list_events(filter, cursor, limit + 1)
+            .await?
+    };
     let more = events.len() > limit as usize;
     events.truncate(limit as usize);
     let next_cursor = more
@@ -226,13 +271,14 @@ async fn page(
 /// List events, newest first.
 #[utoipa::path(get, path = "/admin/events", tag = "events", params(EventQuery),
     responses(
-        (status = 200, body = EventPage),
+        (status = 200, body = EventPage, description = "OK"),
         (status = 400, body = ErrorBody, description = "A filter is invalid"),
     ))]
 pub async fn list_events(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<EventQuery>,
+    uri: Uri,
 ) -> Result<Json<EventPage>, ApiError> {
+    let q: EventQuery = query(&uri)?;
     let filter = q.filter()?;
     Ok(Json(
         page(
@@ -266,10 +312,10 @@ fn event_id(id: &str) -> Result<EventId, ApiError> {
 
 /// One event: transitions, step results, audit headers and the raw body.
 #[utoipa::path(get, path = "/admin/events/{id}", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, format = Uuid, description = "Event id")),
     responses(
-        (status = 200, body = EventView),
-        (status = 404, body = ErrorBody),
+        (status = 200, body = EventView, description = "OK"),
+        (status = 404, body = ErrorBody, description = "No such thing"),
     ))]
 pub async fn event(
     State(state): State<Arc<AppState>>,
@@ -301,10 +347,10 @@ pub async fn event(
 
 /// The raw body of one event, byte for byte, as a download (never rendered by a browser).
 #[utoipa::path(get, path = "/admin/events/{id}/raw", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, format = Uuid, description = "Event id")),
     responses(
-        (status = 200, content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 404, body = ErrorBody),
+        (status = 200, content_type = "application/octet-stream", body = Vec<u8>, description = "OK"),
+        (status = 404, body = ErrorBody, description = "No such thing"),
     ))]
 pub async fn event_raw(
     State(state): State<Arc<AppState>>,
@@ -342,11 +388,11 @@ pub async fn event_raw(
 /// Replay one completed or dead-lettered event: a new attempt cycle in which every step runs
 /// again (also those that had succeeded). The replay is recorded as a transition.
 #[utoipa::path(post, path = "/admin/events/{id}/replay", tag = "events",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, format = Uuid, description = "Event id")),
     responses(
         (status = 200, body = EventDetail, description = "Replayed: the event is pending again"),
         (status = 403, body = ErrorBody, description = "The token has the read scope"),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No such thing"),
         (status = 409, body = ErrorBody, description = "Still in progress, or the payload was purged"),
     ))]
 pub async fn replay(
@@ -361,11 +407,11 @@ pub async fn replay(
 
 /// Redrive one dead-lettered event (a replay of a dead letter).
 #[utoipa::path(post, path = "/admin/dlq/{id}/redrive", tag = "dead letters",
-    params(("id" = String, Path, description = "Event id")),
+    params(("id" = String, Path, format = Uuid, description = "Event id")),
     responses(
         (status = 200, body = EventDetail, description = "Redriven: the event is pending again"),
         (status = 403, body = ErrorBody, description = "The token has the read scope"),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No such thing"),
         (status = 409, body = ErrorBody, description = "Not dead-lettered, or the payload was purged"),
     ))]
 pub async fn redrive(
@@ -383,12 +429,16 @@ pub async fn redrive(
 #[into_params(parameter_in = Query)]
 pub struct DlqQuery {
     /// Provider name.
+    #[param(max_length = 1024)]
     provider: Option<String>,
     /// Glob on the event type.
+    #[param(max_length = 1024)]
     event_type: Option<String>,
     /// Text that must occur in the raw payload (case-sensitive).
+    #[param(max_length = 1024)]
     q: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(format = Uuid)]
     cursor: Option<String>,
     /// Events per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -398,13 +448,14 @@ pub struct DlqQuery {
 /// The dead letters, newest first, with the error that put each there (`last_error`).
 #[utoipa::path(get, path = "/admin/dlq", tag = "dead letters", params(DlqQuery),
     responses(
-        (status = 200, body = EventPage),
-        (status = 400, body = ErrorBody),
+        (status = 200, body = EventPage, description = "OK"),
+        (status = 400, body = ErrorBody, description = "A parameter or the body is invalid"),
     ))]
 pub async fn dlq(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<DlqQuery>,
+    uri: Uri,
 ) -> Result<Json<EventPage>, ApiError> {
+    let q: DlqQuery = query(&uri)?;
     let filter = EventFilter {
         provider: text_param("provider", &q.provider)?,
         statuses: vec![EventStatus::DeadLetter],
@@ -423,68 +474,133 @@ pub async fn dlq(
     ))
 }
 
-/// Which events a bulk replay or redrive works through. At least one field must be set for a
-/// replay (to replay everything, say `received_after: "1970-01-01T00:00:00Z"`).
+/// The statuses a replay may start from.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Finished {
+    Completed,
+    DeadLetter,
+}
+
+/// Which events a bulk replay works through: at least one field (to replay every finished
+/// event, give `received_after: "1970-01-01T00:00:00Z"`).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct BulkRequest {
+#[schema(min_properties = 1)]
+pub struct ReplayRequest {
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\x00]*$"
+    )]
     provider: Option<String>,
-    /// Statuses to replay from: `completed`, `dead_letter` (both when left out). Ignored by a
-    /// redrive, which takes dead letters only.
+    /// Replay events in these statuses (both when left out).
     #[serde(default)]
-    statuses: Vec<EventStatus>,
+    #[schema(min_items = 1)]
+    statuses: Vec<Finished>,
     /// Glob on the event type.
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\x00]*$"
+    )]
     event_type: Option<String>,
-    received_after: Option<DateTime<Utc>>,
-    received_before: Option<DateTime<Utc>>,
+    #[schema(nullable = false, format = DateTime)]
+    received_after: Option<String>,
+    #[schema(nullable = false, format = DateTime)]
+    received_before: Option<String>,
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\x00]*$"
+    )]
     idempotency_key: Option<String>,
     /// Text that must occur in the raw payload.
+    #[schema(
+        nullable = false,
+        min_length = 1,
+        max_length = 1024,
+        pattern = "^[^\\x00]*$"
+    )]
     text: Option<String>,
 }
 
-impl BulkRequest {
-    fn parse(body: &[u8]) -> Result<Self, ApiError> {
-        if body.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Self::default());
-        }
-        serde_json::from_slice(body).map_err(|e| ApiError::BadBody(e.to_string()))
-    }
+/// Which dead letters a bulk redrive works through (all of them when left out).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedriveRequest {
+    #[schema(nullable = false, max_length = 1024, pattern = "^[^\\x00]*$")]
+    provider: Option<String>,
+    /// Glob on the event type.
+    #[schema(nullable = false, max_length = 1024, pattern = "^[^\\x00]*$")]
+    event_type: Option<String>,
+    #[schema(nullable = false, format = DateTime)]
+    received_after: Option<String>,
+    #[schema(nullable = false, format = DateTime)]
+    received_before: Option<String>,
+    #[schema(nullable = false, max_length = 1024, pattern = "^[^\\x00]*$")]
+    idempotency_key: Option<String>,
+    /// Text that must occur in the raw payload.
+    #[schema(nullable = false, max_length = 1024, pattern = "^[^\\x00]*$")]
+    text: Option<String>,
+}
 
-    fn filter(self, kind: ReplayKind) -> Result<EventFilter, ApiError> {
+/// A JSON body, where an empty body or `null` means the default.
+fn json_body<T: DeserializeOwned + Default>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice::<Option<T>>(body)
+        .map(Option::unwrap_or_default)
+        .map_err(|e| ApiError::BadBody(e.to_string()))
+}
+
+impl ReplayRequest {
+    fn filter(self) -> Result<EventFilter, ApiError> {
         let mut f = EventFilter {
-            provider: text_param("provider", &self.provider)?,
-            statuses: self.statuses,
-            event_type: text_param("event_type", &self.event_type)?,
-            received_after: self.received_after,
-            received_before: self.received_before,
-            idempotency_key: text_param("idempotency_key", &self.idempotency_key)?,
-            text: text_param("text", &self.text)?,
+            provider: body_text("provider", &self.provider)?,
+            statuses: self
+                .statuses
+                .iter()
+                .map(|s| match s {
+                    Finished::Completed => EventStatus::Completed,
+                    Finished::DeadLetter => EventStatus::DeadLetter,
+                })
+                .collect(),
+            event_type: body_text("event_type", &self.event_type)?,
+            received_after: time_param("received_after", &self.received_after)?,
+            received_before: time_param("received_before", &self.received_before)?,
+            idempotency_key: body_text("idempotency_key", &self.idempotency_key)?,
+            text: body_text("text", &self.text)?,
         };
-        match kind {
-            ReplayKind::Redrive => f.statuses = vec![EventStatus::DeadLetter],
-            ReplayKind::Replay => {
-                if f == EventFilter::default() {
-                    return Err(ApiError::InvalidParam(
-                        "give at least one filter; to replay every event, set received_after \
-                         to 1970-01-01T00:00:00Z"
-                            .into(),
-                    ));
-                }
-                if let Some(s) = f
-                    .statuses
-                    .iter()
-                    .find(|s| !matches!(s, EventStatus::Completed | EventStatus::DeadLetter))
-                {
-                    return Err(ApiError::InvalidParam(format!(
-                        "only completed and dead_letter events can be replayed, not {s}"
-                    )));
-                }
-                if f.statuses.is_empty() {
-                    f.statuses = vec![EventStatus::Completed, EventStatus::DeadLetter];
-                }
-            }
+        if f == EventFilter::default() {
+            return Err(ApiError::InvalidParam(
+                "give at least one filter; to replay every event, set received_after to \
+                 1970-01-01T00:00:00Z"
+                    .into(),
+            ));
+        }
+        if f.statuses.is_empty() {
+            f.statuses = vec![EventStatus::Completed, EventStatus::DeadLetter];
         }
         Ok(f)
+    }
+}
+
+impl RedriveRequest {
+    fn filter(self) -> Result<EventFilter, ApiError> {
+        Ok(EventFilter {
+            provider: body_text("provider", &self.provider)?,
+            statuses: vec![EventStatus::DeadLetter],
+            event_type: body_text("event_type", &self.event_type)?,
+            received_after: time_param("received_after", &self.received_after)?,
+            received_before: time_param("received_before", &self.received_before)?,
+            idempotency_key: body_text("idempotency_key", &self.idempotency_key)?,
+            text: body_text("text", &self.text)?,
+        })
     }
 }
 
@@ -492,9 +608,8 @@ async fn start(
     state: &Arc<AppState>,
     who: &Principal,
     kind: ReplayKind,
-    body: &[u8],
+    filter: EventFilter,
 ) -> Result<Response, ApiError> {
-    let filter = BulkRequest::parse(body)?.filter(kind)?;
     let job = state.ops.start_job(kind, filter, who).await?;
     let mut resp = (StatusCode::ACCEPTED, Json(&job)).into_response();
     resp.extensions_mut().insert(AuditNote(format!(
@@ -506,10 +621,10 @@ async fn start(
 
 /// Replay every completed or dead-lettered event a filter matches, in the background. The
 /// answer is the job; follow it at `/admin/jobs/{id}`.
-#[utoipa::path(post, path = "/admin/replays", tag = "jobs", request_body = BulkRequest,
+#[utoipa::path(post, path = "/admin/replays", tag = "jobs", request_body = ReplayRequest,
     responses(
         (status = 202, body = Job, description = "The job started"),
-        (status = 400, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "A parameter or the body is invalid"),
         (status = 403, body = ErrorBody, description = "The token has the read scope"),
     ))]
 pub async fn replay_many(
@@ -517,15 +632,16 @@ pub async fn replay_many(
     Extension(who): Extension<Principal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    start(&state, &who, ReplayKind::Replay, &body).await
+    let filter = json_body::<ReplayRequest>(&body)?.filter()?;
+    start(&state, &who, ReplayKind::Replay, filter).await
 }
 
 /// Redrive every dead letter (or those a filter matches), in the background.
 #[utoipa::path(post, path = "/admin/dlq/redrive", tag = "dead letters",
-    request_body(content = Option<BulkRequest>, description = "Optional filter; `statuses` is ignored"),
+    request_body(content = Option<RedriveRequest>, description = "Optional filter"),
     responses(
         (status = 202, body = Job, description = "The job started"),
-        (status = 400, body = ErrorBody),
+        (status = 400, body = ErrorBody, description = "A parameter or the body is invalid"),
         (status = 403, body = ErrorBody, description = "The token has the read scope"),
     ))]
 pub async fn redrive_all(
@@ -533,7 +649,8 @@ pub async fn redrive_all(
     Extension(who): Extension<Principal>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    start(&state, &who, ReplayKind::Redrive, &body).await
+    let filter = json_body::<RedriveRequest>(&body)?.filter()?;
+    start(&state, &who, ReplayKind::Redrive, filter).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -543,7 +660,7 @@ pub struct JobList {
 
 /// The 50 most recent bulk jobs.
 #[utoipa::path(get, path = "/admin/jobs", tag = "jobs",
-    responses((status = 200, body = JobList)))]
+    responses((status = 200, body = JobList, description = "OK")))]
 pub async fn jobs(State(state): State<Arc<AppState>>) -> Result<Json<JobList>, ApiError> {
     Ok(Json(JobList {
         jobs: state.ops.store.jobs(50).await?,
@@ -556,8 +673,8 @@ fn job_id(id: &str) -> Result<Uuid, ApiError> {
 
 /// One bulk job and its progress.
 #[utoipa::path(get, path = "/admin/jobs/{id}", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
-    responses((status = 200, body = Job), (status = 404, body = ErrorBody)))]
+    params(("id" = String, Path, format = Uuid, description = "Job id")),
+    responses((status = 200, body = Job, description = "OK"), (status = 404, body = ErrorBody, description = "No such thing")))]
 pub async fn job(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -573,11 +690,11 @@ pub async fn job(
 
 /// Ask a running job to stop after its current batch.
 #[utoipa::path(post, path = "/admin/jobs/{id}/cancel", tag = "jobs",
-    params(("id" = String, Path, description = "Job id")),
+    params(("id" = String, Path, format = Uuid, description = "Job id")),
     responses(
         (status = 200, body = Job, description = "Cancel requested"),
         (status = 403, body = ErrorBody, description = "The token has the read scope"),
-        (status = 404, body = ErrorBody),
+        (status = 404, body = ErrorBody, description = "No such thing"),
         (status = 409, body = ErrorBody, description = "The job is no longer running"),
     ))]
 pub async fn cancel_job(
@@ -600,11 +717,13 @@ pub async fn cancel_job(
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only this actor (token name; console actions end in ` (console)`).
+    #[param(max_length = 1024)]
     actor: Option<String>,
     /// Only this action, e.g. `event.replay`.
+    #[param(max_length = 1024)]
     action: Option<String>,
     /// `next_cursor` of the previous page.
-    cursor: Option<String>,
+    cursor: Option<i64>,
     /// Entries per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
@@ -618,29 +737,27 @@ pub struct AuditPage {
 
 /// The audit log, newest first: every operate action (allowed or refused), who, what, when.
 #[utoipa::path(get, path = "/admin/audit", tag = "audit", params(AuditQuery),
-    responses((status = 200, body = AuditPage), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = AuditPage, description = "OK"), (status = 400, body = ErrorBody, description = "A parameter or the body is invalid")))]
 pub async fn audit(
     State(state): State<Arc<AppState>>,
-    Query(q): Query<AuditQuery>,
+    uri: Uri,
 ) -> Result<Json<AuditPage>, ApiError> {
+    let q: AuditQuery = query(&uri)?;
     let limit = limit_param(q.limit)?;
-    let before =
-        match q.cursor.as_deref() {
-            None | Some("") => None,
-            Some(c) => Some(c.parse::<i64>().map_err(|_| {
-                ApiError::InvalidParam("cursor is not one this API gave out".into())
-            })?),
-        };
-    let mut entries = state
-        .ops
-        .reads
-        .audit(&AuditFilter {
-            actor: text_param("actor", &q.actor)?,
-            action: text_param("action", &q.action)?,
-            before,
-            limit: limit + 1,
-        })
-        .await?;
+    let filter = AuditFilter {
+        actor: text_param("actor", &q.actor)?,
+        action: text_param("action", &q.action)?,
+        before: q.cursor,
+        limit: limit + 1,
+    };
+    let impossible = [&filter.actor, &filter.action]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|s| s.contains('\0')));
+    let mut entries = if impossible {
+        Vec::new()
+    } else {
+        state.ops.reads.audit(&filter).await?
+    };
     let more = entries.len() > limit as usize;
     entries.truncate(limit as usize);
     let next_cursor = more
@@ -652,11 +769,56 @@ pub async fn audit(
     }))
 }
 
+/// The time a chart covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
+pub enum Window {
+    /// One-minute buckets.
+    #[default]
+    #[serde(rename = "1h")]
+    Hour,
+    /// Five-minute buckets.
+    #[serde(rename = "6h")]
+    SixHours,
+    /// Half-hour buckets.
+    #[serde(rename = "24h")]
+    Day,
+    /// Four-hour buckets.
+    #[serde(rename = "7d")]
+    Week,
+}
+
+impl Window {
+    pub const ALL: [Self; 4] = [Self::Hour, Self::SixHours, Self::Day, Self::Week];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hour => "1h",
+            Self::SixHours => "6h",
+            Self::Day => "24h",
+            Self::Week => "7d",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|w| w.name() == s)
+    }
+
+    /// The span and the bucket size, in seconds.
+    fn spans(self) -> (i64, u32) {
+        match self {
+            Self::Hour => (3600, 60),
+            Self::SixHours => (6 * 3600, 300),
+            Self::Day => (24 * 3600, 1800),
+            Self::Week => (7 * 24 * 3600, 4 * 3600),
+        }
+    }
+}
+
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
     /// `1h` (default, one-minute buckets), `6h`, `24h` or `7d`.
-    window: Option<String>,
+    window: Option<Window>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -672,29 +834,15 @@ pub struct Stats {
 
 /// Throughput and failures over time, and the backlog now.
 #[utoipa::path(get, path = "/admin/stats", tag = "events", params(StatsQuery),
-    responses((status = 200, body = Stats), (status = 400, body = ErrorBody)))]
-pub async fn stats(
-    State(state): State<Arc<AppState>>,
-    Query(q): Query<StatsQuery>,
-) -> Result<Json<Stats>, ApiError> {
-    Ok(Json(
-        activity(&state, q.window.as_deref().unwrap_or("1h")).await?,
-    ))
+    responses((status = 200, body = Stats, description = "OK"), (status = 400, body = ErrorBody, description = "A parameter or the body is invalid")))]
+pub async fn stats(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Json<Stats>, ApiError> {
+    let q: StatsQuery = query(&uri)?;
+    Ok(Json(activity(&state, q.window.unwrap_or_default()).await?))
 }
 
 /// The activity over `window`, shared with the console's chart.
-pub async fn activity(state: &AppState, window: &str) -> Result<Stats, ApiError> {
-    let (span, bucket_secs) = match window {
-        "1h" => (3600, 60),
-        "6h" => (6 * 3600, 300),
-        "24h" => (24 * 3600, 1800),
-        "7d" => (7 * 24 * 3600, 4 * 3600),
-        _ => {
-            return Err(ApiError::InvalidParam(
-                "window must be 1h, 6h, 24h or 7d".into(),
-            ));
-        }
-    };
+pub async fn activity(state: &AppState, window: Window) -> Result<Stats, ApiError> {
+    let (span, bucket_secs) = window.spans();
     let since = Utc::now() - chrono::Duration::seconds(span - i64::from(bucket_secs));
     let buckets = state.ops.reads.activity(since, bucket_secs).await?;
     let backlog = state.ops.reads.backlog().await?;
@@ -704,7 +852,7 @@ pub async fn activity(state: &AppState, window: &str) -> Result<Stats, ApiError>
         .map(|(s, n)| (s.as_str().to_owned(), (*n).into()))
         .collect();
     Ok(Stats {
-        window: window.to_owned(),
+        window: window.name().to_owned(),
         bucket_secs,
         buckets,
         backlog: by_status.into(),
@@ -719,7 +867,7 @@ pub struct WhoAmI {
 
 /// The token's name and scope.
 #[utoipa::path(get, path = "/admin/whoami", tag = "audit",
-    responses((status = 200, body = WhoAmI)))]
+    responses((status = 200, body = WhoAmI, description = "OK")))]
 pub async fn whoami(Extension(who): Extension<Principal>) -> Json<WhoAmI> {
     Json(WhoAmI {
         name: who.name,
@@ -742,6 +890,23 @@ struct BearerAuth;
 impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let unauthorized = ResponseBuilder::new()
+            .description("Missing or unknown admin token")
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+                op.responses
+                    .responses
+                    .insert("401".into(), unauthorized.clone().into());
+            }
+        }
         if let Some(c) = openapi.components.as_mut() {
             c.add_security_scheme(
                 "bearer",
@@ -774,7 +939,7 @@ impl utoipa::Modify for BearerAuth {
         super::admin::providers, super::admin::pause, super::admin::resume,
         super::admin::destinations,
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, Window)),
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
@@ -798,7 +963,7 @@ pub fn openapi_json() -> String {
 
 /// This document (OpenAPI 3.1).
 #[utoipa::path(get, path = "/admin/openapi.json", tag = "audit",
-    responses((status = 200, content_type = "application/json", body = Object)))]
+    responses((status = 200, content_type = "application/json", body = Object, description = "OK")))]
 pub async fn openapi_doc() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
