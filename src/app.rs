@@ -172,6 +172,13 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             },
         ));
         tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
+        if let Some(keep) = config.operator.retention {
+            tasks.push(tokio::spawn(crate::ops::retention::run(
+                store.clone(),
+                keep,
+                shutdown_rx.clone(),
+            )));
+        }
     }
 
     if let Some((listener, local)) = listener {

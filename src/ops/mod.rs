@@ -1,6 +1,6 @@
 //! Operator actions, shared by the admin API, the console and the CLI's server side: who is
 //! asking (tokens and scopes), replays and redrives (one, or many in a background job), the
-//! audit log.
+//! audit log, and payload retention.
 //!
 //! Owns the rules of an operator action: a replay starts a new attempt cycle that runs every
 //! step again (a new replay generation, recorded as a transition), and is enqueued so that
@@ -8,6 +8,7 @@
 //! It must never replay an event that is still being processed or whose payload was purged.
 
 pub mod jobs;
+pub mod retention;
 
 use std::sync::Arc;
 
