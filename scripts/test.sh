@@ -69,6 +69,7 @@ else
 fi
 HOOKD_TEST_PYTHON="$(cd "$VENV" && pwd)/bin/python"
 export HOOKD_TEST_PYTHON
+command -v curl >/dev/null || die "the curl command is required: the CLI test runs the command line 'hookd sign --curl' prints (apt-get install curl)."
 command -v openssl >/dev/null || die "the openssl command is required to make the TLS test certificates (apt-get install openssl)."
 
 say "cargo fmt --check"

@@ -6,6 +6,7 @@
 
 pub mod actions;
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod event;
 pub mod http;

@@ -1,6 +1,9 @@
 //! The `hookd` command.
 
-use anyhow::Context;
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use hookd::app::{self, Roles};
@@ -25,13 +28,65 @@ enum Command {
     Migrate,
     /// Print the admin API's OpenAPI 3.1 document (as committed in docs/openapi.json).
     Openapi,
+    #[command(flatten)]
+    Operator(hookd::cli::Command),
+    /// Print the headers (or a curl command) of a test webhook signed as <provider> signs it,
+    /// with the secret hookd is configured with.
+    Sign {
+        /// Provider name, e.g. stripe.
+        provider: String,
+        /// Payload file ('-' or nothing: standard input).
+        file: Option<PathBuf>,
+        /// Print a complete curl command instead of the headers.
+        #[arg(long)]
+        curl: bool,
+        #[command(flatten)]
+        test: TestEvent,
+    },
+    /// Post a test webhook, signed as <provider> signs it, to a running hookd.
+    Send {
+        /// Provider name, e.g. stripe.
+        provider: String,
+        /// Payload file ('-': standard input).
+        file: PathBuf,
+        #[command(flatten)]
+        test: TestEvent,
+    },
+}
+
+#[derive(clap::Args)]
+struct TestEvent {
+    /// Event type, for providers that send it in a header (GitHub, GitLab, Shopify, generic).
+    #[arg(long = "type")]
+    event_type: Option<String>,
+    /// Where hookd is.
+    #[arg(long, env = "HOOKD_URL", default_value = "http://127.0.0.1:3001")]
+    url: String,
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Some(Command::Openapi) = cli.command {
-        print!("{}", hookd::http::admin_api::openapi_json());
-        return Ok(());
+    match cli.command {
+        Some(Command::Openapi) => {
+            print!("{}", hookd::http::admin_api::openapi_json());
+            return Ok(());
+        }
+        // Clients of a running hookd: no configuration, no telemetry.
+        Some(Command::Operator(command)) => {
+            return client_runtime()?.block_on(hookd::cli::run(command, &mut std::io::stdout()));
+        }
+        Some(Command::Sign {
+            provider,
+            file,
+            curl,
+            test,
+        }) => return sign(&provider, file, curl, &test),
+        Some(Command::Send {
+            provider,
+            file,
+            test,
+        }) => return client_runtime()?.block_on(send(&provider, file, &test)),
+        _ => {}
     }
     let config = Config::from_env().context("invalid configuration")?;
     // Before the runtime: the OTLP HTTP exporter runs a blocking client on its own thread.
@@ -64,7 +119,9 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
-        Command::Openapi => unreachable!("answered before the configuration is read"),
+        Command::Openapi | Command::Operator(_) | Command::Sign { .. } | Command::Send { .. } => {
+            unreachable!("answered before the configuration is read")
+        }
     };
     let running = app::start(&config, roles).await?;
     shutdown_signal().await;
@@ -72,6 +129,89 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     running.shutdown();
     running.wait().await;
     tracing::info!("stopped");
+    Ok(())
+}
+
+fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn read_payload(file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    match file {
+        Some(path) if path.as_os_str() != "-" => {
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))
+        }
+        _ => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .context("cannot read the payload from standard input")?;
+            Ok(buf)
+        }
+    }
+}
+
+/// The provider's configuration (secrets from the environment and hookd.toml, as `serve` reads them).
+fn signed(
+    provider: &str,
+    file: Option<PathBuf>,
+    test: &TestEvent,
+) -> anyhow::Result<hookd::cli::sign::Signed> {
+    let config = Config::from_env().context("invalid configuration")?;
+    let p = config.provider(provider).with_context(|| {
+        let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
+        format!(
+            "unknown provider {provider:?}; hookd knows {}",
+            names.join(", ")
+        )
+    })?;
+    let body = read_payload(file)?;
+    hookd::cli::sign::sign(
+        p,
+        &test.url,
+        config.public_url.as_deref(),
+        body,
+        test.event_type.as_deref(),
+        chrono::Utc::now().timestamp(),
+    )
+    .map_err(anyhow::Error::msg)
+}
+
+fn sign(provider: &str, file: Option<PathBuf>, curl: bool, test: &TestEvent) -> anyhow::Result<()> {
+    let s = signed(provider, file, test)?;
+    if curl {
+        println!("{}", s.curl());
+        return Ok(());
+    }
+    for (k, v) in &s.headers {
+        println!("{k}: {v}");
+    }
+    if s.body_changed {
+        // The scheme signs a time inside the body: this body, not the file's, goes with them.
+        println!("\n{}", String::from_utf8_lossy(&s.body));
+    }
+    Ok(())
+}
+
+async fn send(provider: &str, file: PathBuf, test: &TestEvent) -> anyhow::Result<()> {
+    let s = signed(provider, Some(file), test)?;
+    let mut req = reqwest::Client::new().post(&s.url).body(s.body);
+    for (k, v) in &s.headers {
+        req = req.header(k, v);
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach hookd at {}", test.url))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    println!("{status} {body}");
+    if !status.is_success() {
+        bail!("hookd did not accept the event");
+    }
     Ok(())
 }
 

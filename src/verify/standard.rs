@@ -37,6 +37,12 @@ impl fmt::Debug for StandardKeys {
 }
 
 impl StandardKeys {
+    /// The decoded HMAC keys (`whsec_` secrets), for `hookd sign`; empty when only public keys
+    /// are configured.
+    pub fn hmac_keys(&self) -> &[Vec<u8>] {
+        &self.hmac
+    }
+
     /// Decode each configured key. The error says which entry (by position) is wrong and why,
     /// never what it holds.
     pub fn parse(secrets: &Secrets) -> Result<Self, String> {
