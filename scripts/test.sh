@@ -72,11 +72,43 @@ export HOOKD_TEST_PYTHON
 command -v curl >/dev/null || die "the curl command is required: the CLI test runs the command line 'hookd sign --curl' prints (apt-get install curl)."
 command -v openssl >/dev/null || die "the openssl command is required to make the TLS test certificates (apt-get install openssl)."
 
+# The console test drives hookd's web console in a real headless Chromium: Debian's chromium
+# package, driven by playwright-core (pinned in tests/browser/package-lock.json, installed with
+# npm ci again only when the lock file changes). No browser is downloaded from elsewhere.
+say "Headless Chromium and its driver for the console test"
+command -v node >/dev/null && command -v npm >/dev/null ||
+  die "node and npm are required to drive the browser in the console test (apt-get install nodejs npm)."
+CHROMIUM="${HOOKD_TEST_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  echo "chromium not installed; installing Debian's chromium package"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium; } >/dev/null ||
+    die "cannot install chromium (apt-get install chromium), needed by the console test; or set HOOKD_TEST_CHROMIUM"
+  [ -x "$CHROMIUM" ] || die "chromium was installed but $CHROMIUM does not exist; set HOOKD_TEST_CHROMIUM"
+fi
+"$CHROMIUM" --version
+want=$(sha256sum tests/browser/package-lock.json | cut -d' ' -f1)
+stamp=tests/browser/node_modules/.lock.sha256
+if [ ! -d tests/browser/node_modules/playwright-core ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) ||
+    die "cannot install tests/browser/package-lock.json from npm (playwright-core)."
+  echo "$want" >"$stamp"
+  echo "playwright-core installed"
+else
+  echo "playwright-core up to date"
+fi
+export HOOKD_TEST_CHROMIUM="$CHROMIUM"
+
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
 say "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets --locked -- -D warnings
+
+# The binary alone, without the features only the tests' dev-dependencies turn on (they are
+# unified into every --all-targets build, so a missing feature shows only here).
+say "cargo check --bin hookd"
+cargo check --bin hookd --locked
 
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then

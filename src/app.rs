@@ -200,6 +200,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             queue.clone(),
             &config.operator.tokens,
             config.operator.session_ttl,
+            config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
             shutdown_rx.clone(),
         ));
         let names: Vec<&str> = providers.names().collect();

@@ -93,7 +93,7 @@ pub async fn operate_guard(
 const MAX_TEXT: usize = 1024;
 
 /// A query string as `T`; a mistake is a JSON 400 like every other.
-fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+pub(crate) fn query<T: DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
     Query::<T>::try_from_uri(uri)
         .map(|q| q.0)
         .map_err(|e| ApiError::InvalidParam(e.body_text()))
@@ -157,7 +157,7 @@ fn statuses_param(v: &Option<String>) -> Result<Vec<EventStatus>, ApiError> {
         .collect()
 }
 
-fn limit_param(v: Option<u32>) -> Result<u32, ApiError> {
+pub(crate) fn limit_param(v: Option<u32>) -> Result<u32, ApiError> {
     match v {
         None => Ok(50),
         Some(n @ 1..=500) => Ok(n),
@@ -167,7 +167,7 @@ fn limit_param(v: Option<u32>) -> Result<u32, ApiError> {
     }
 }
 
-fn event_cursor(v: &Option<String>) -> Result<Option<EventId>, ApiError> {
+pub(crate) fn event_cursor(v: &Option<String>) -> Result<Option<EventId>, ApiError> {
     match v.as_deref() {
         None | Some("") => Ok(None),
         Some(s) => s
@@ -183,37 +183,37 @@ fn event_cursor(v: &Option<String>) -> Result<Option<EventId>, ApiError> {
 pub struct EventQuery {
     /// Provider name, e.g. `stripe`.
     #[param(max_length = 1024)]
-    provider: Option<String>,
+    pub(crate) provider: Option<String>,
     /// Comma-separated statuses, e.g. `dead_letter,retry_scheduled`.
     #[param(
         pattern = "^(pending|processing|retry_scheduled|compensating|completed|dead_letter)(,(pending|processing|retry_scheduled|compensating|completed|dead_letter))*$"
     )]
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// Glob on the event type: `*` matches any run of characters, e.g. `payment_intent.*`.
     #[param(max_length = 1024)]
-    event_type: Option<String>,
+    pub(crate) event_type: Option<String>,
     /// Received at or after this time (RFC 3339).
     #[param(format = DateTime)]
-    received_after: Option<String>,
+    pub(crate) received_after: Option<String>,
     /// Received before this time (RFC 3339).
     #[param(format = DateTime)]
-    received_before: Option<String>,
+    pub(crate) received_before: Option<String>,
     /// The provider's idempotency key (e.g. Stripe's `evt_...`), exactly.
     #[param(max_length = 1024)]
-    idempotency_key: Option<String>,
+    pub(crate) idempotency_key: Option<String>,
     /// Text that must occur in the raw payload (case-sensitive).
     #[param(max_length = 1024)]
-    q: Option<String>,
+    pub(crate) q: Option<String>,
     /// `next_cursor` of the previous page.
     #[param(format = Uuid)]
-    cursor: Option<String>,
+    pub(crate) cursor: Option<String>,
     /// Events per page, 1 to 500 (default 50).
     #[param(minimum = 1, maximum = 500)]
-    limit: Option<u32>,
+    pub(crate) limit: Option<u32>,
 }
 
 impl EventQuery {
-    fn filter(&self) -> Result<EventFilter, ApiError> {
+    pub(crate) fn filter(&self) -> Result<EventFilter, ApiError> {
         Ok(EventFilter {
             provider: text_param("provider", &self.provider)?,
             statuses: statuses_param(&self.status)?,
@@ -234,7 +234,7 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
-async fn page(
+pub(crate) async fn page(
     state: &AppState,
     filter: &EventFilter,
     cursor: Option<EventId>,
@@ -306,7 +306,7 @@ pub struct EventView {
     pub body_encoding: String,
 }
 
-fn event_id(id: &str) -> Result<EventId, ApiError> {
+pub(crate) fn event_id(id: &str) -> Result<EventId, ApiError> {
     id.parse().map_err(|_| ApiError::NotFound)
 }
 
@@ -772,6 +772,9 @@ pub async fn audit(
 /// The time a chart covers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, ToSchema)]
 pub enum Window {
+    /// Fifteen-second buckets.
+    #[serde(rename = "15m")]
+    Quarter,
     /// One-minute buckets.
     #[default]
     #[serde(rename = "1h")]
@@ -788,10 +791,17 @@ pub enum Window {
 }
 
 impl Window {
-    pub const ALL: [Self; 4] = [Self::Hour, Self::SixHours, Self::Day, Self::Week];
+    pub const ALL: [Self; 5] = [
+        Self::Quarter,
+        Self::Hour,
+        Self::SixHours,
+        Self::Day,
+        Self::Week,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
+            Self::Quarter => "15m",
             Self::Hour => "1h",
             Self::SixHours => "6h",
             Self::Day => "24h",
@@ -806,6 +816,7 @@ impl Window {
     /// The span and the bucket size, in seconds.
     fn spans(self) -> (i64, u32) {
         match self {
+            Self::Quarter => (900, 15),
             Self::Hour => (3600, 60),
             Self::SixHours => (6 * 3600, 300),
             Self::Day => (24 * 3600, 1800),
@@ -817,7 +828,7 @@ impl Window {
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
-    /// `1h` (default, one-minute buckets), `6h`, `24h` or `7d`.
+    /// `15m`, `1h` (default, one-minute buckets), `6h`, `24h` or `7d`.
     window: Option<Window>,
 }
 

@@ -9,6 +9,7 @@ pub mod admin_api;
 mod error;
 mod health;
 mod trace_layer;
+mod ui;
 mod webhooks;
 
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics_page))
         .nest("/admin", admin)
+        .nest("/ui", ui::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
         .with_state(state)
 }

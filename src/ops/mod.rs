@@ -128,6 +128,8 @@ pub struct Ops {
     pub queue: Arc<dyn Queue>,
     pub tokens: Tokens,
     pub session_ttl: std::time::Duration,
+    /// Console cookies are `Secure` (hookd is reached over https: `HOOKD_PUBLIC_URL`).
+    pub secure_cookies: bool,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -138,6 +140,7 @@ impl Ops {
         queue: Arc<dyn Queue>,
         tokens: &[AdminToken],
         session_ttl: std::time::Duration,
+        secure_cookies: bool,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let tokens = Tokens::new(tokens);
@@ -147,6 +150,7 @@ impl Ops {
             queue,
             tokens,
             session_ttl,
+            secure_cookies,
             shutdown,
         }
     }
