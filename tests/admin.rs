@@ -737,3 +737,48 @@ async fn admin_reads_go_to_the_read_replica() {
     assert_eq!(paused.len(), 1);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_and_redrives_reach_redis_workers() {
+    // With the Redis queue, workers learn of work from the stream only (the sweeper is made too
+    // slow to matter here): a replay that was not enqueued would never run in time.
+    let db = TestDb::new(Backend::Postgres).await;
+    let target = Target::start(Behaviour {
+        fail_first: 1,
+        ..Default::default()
+    })
+    .await;
+    let prefix = unique_prefix();
+    let redis = redis_url();
+    let server = start(
+        &db,
+        &forward_route(&target.url),
+        &[
+            ("REDIS_URL", &redis),
+            ("HOOKD_REDIS_PREFIX", &prefix),
+            ("HOOKD_SWEEP_GRACE_SECS", "3600"),
+            ("HOOKD_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let (_, body) = stripe_event("invoice.payment_failed");
+    let id = id_of(server.post_stripe(&body).await).await;
+    server.wait_status(id, EventStatus::DeadLetter, WAIT).await;
+    let (s, _) = post(&server, ADMIN_TOKEN, &format!("/dlq/{id}/redrive"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let wait = Duration::from_secs(10);
+    server.wait_status(id, EventStatus::Completed, wait).await;
+    let (s, _) = post(&server, ADMIN_TOKEN, &format!("/events/{id}/replay"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let deadline = Instant::now() + wait;
+    while target.succeeded().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the replay never reached a worker"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let e = server.wait_status(id, EventStatus::Completed, wait).await;
+    assert_eq!(e.replays, 2);
+    server.stop().await;
+}

@@ -115,7 +115,7 @@ async fn contract_test_finds_no_server_error() {
             ])
             .args([
                 "--max-examples",
-                "15",
+                "10",
                 "--no-shrink",
                 "--request-timeout",
                 "10",
