@@ -73,13 +73,14 @@ command -v openssl >/dev/null || die "the openssl command is required to make th
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+# The workspace: hookd and the load generator (bench/).
+say "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --all-targets --locked
+  cargo nextest run --workspace --all-targets --locked
 else
   echo "(cargo-nextest not installed; using cargo test)"
-  cargo test --all-targets --locked
+  cargo test --workspace --all-targets --locked
 fi
