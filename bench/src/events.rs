@@ -19,9 +19,58 @@ pub fn stripe_signature(secret: &str, t: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// The event id of unique event `seq` in run `run`: unique across runs against one database.
+/// splitmix64's finaliser: a bijection on `u64`, so distinct inputs give distinct outputs.
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn base62(mut v: u64, len: usize) -> String {
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    (0..len)
+        .map(|_| {
+            let d = DIGITS[(v % 62) as usize] as char;
+            v /= 62;
+            d
+        })
+        .collect()
+}
+
+/// The event id of unique event `seq` in run `run`. Stripe's ids look random
+/// (`evt_1PqR...`, 28 characters), and so do these: in the database they land all over the
+/// unique index, as real ones do, rather than at its end. Unique within a run (the mix is a
+/// bijection of `seq`); the run tag's hash keeps runs against one database apart.
 pub fn event_id(run: &str, seq: usize) -> String {
-    format!("evt_{run}_{seq:08}")
+    let run_hash = run.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let a = mix(seq as u64 ^ run_hash);
+    let b = mix(a ^ 0x5851_F42D_4C95_7F2D);
+    format!("evt_1{}{}", base62(a, 11), base62(b, 12))
+}
+
+/// The headers hookd keeps for audit from [`http_request`]'s request, as the JSON it stores.
+pub fn stored_headers_json() -> &'static str {
+    r#"{"accept":"*/*; q=0.5, application/xml","cache-control":"no-cache","content-type":"application/json; charset=utf-8","stripe-signature":"[redacted]","user-agent":"Stripe/1.0 (+https://stripe.com/docs/webhooks)"}"#
+}
+
+/// A `pgbench` script inserting one row per transaction into hookd's own `events` table, shaped
+/// like the rows hookd writes for [`stripe_body`] events: a time-ordered id (hookd uses
+/// UUIDv7), a random Stripe-like key, the same headers and a body of the same size and content.
+pub fn pgbench_script(body_len: usize) -> String {
+    let body = stripe_body("pgbench", 1, 1_700_000_000, body_len).replace('\'', "''");
+    format!(
+        "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body) \
+         VALUES ((lpad(to_hex((extract(epoch FROM clock_timestamp()) * 1000)::bigint), 12, '0') \
+         || substr(md5(random()::text), 1, 20))::uuid, 'stripe', \
+         'evt_1' || substr(md5(random()::text), 1, 23), 'payment_intent.succeeded', \
+         'application/json; charset=utf-8', '{}', convert_to('{}', 'UTF8')) \
+         ON CONFLICT (provider, idempotency_key) DO NOTHING;\n",
+        stored_headers_json(),
+        // pgbench reads one command per line.
+        body.replace('\n', " ")
+    )
 }
 
 /// A `payment_intent.succeeded` event as Stripe sends it (pretty-printed, the same fields),
@@ -60,7 +109,7 @@ pub fn stripe_body(run: &str, seq: usize, created: i64, target_len: usize) -> St
       "latest_charge": "ch_{run}{seq:08}",
       "livemode": false,
       "metadata": {{
-        "order_id": "{seq}"PAD
+        "order_id": "{seq}"@PAD@
       }},
       "payment_method": "pm_1Q{seq:08}",
       "payment_method_options": {{
@@ -92,13 +141,14 @@ pub fn stripe_body(run: &str, seq: usize, created: i64, target_len: usize) -> St
 }}"#
     );
     let pad = const { ",\n        \"note\": \"\"".len() };
-    let missing = target_len.saturating_sub(body.len() - "PAD".len());
+    // `@` occurs nowhere else in the body (ids are base62), so the marker is unambiguous.
+    let missing = target_len.saturating_sub(body.len() - "@PAD@".len());
     let padding = if missing > pad {
         format!(",\n        \"note\": \"{}\"", "x".repeat(missing - pad))
     } else {
         String::new()
     };
-    body = body.replacen("PAD", &padding, 1);
+    body = body.replacen("@PAD@", &padding, 1);
     body
 }
 
@@ -220,7 +270,9 @@ mod tests {
     fn body_is_json_of_the_asked_size_with_a_unique_id() {
         let a = stripe_body("r1", 7, 1_700_000_000, 1500);
         let v: serde_json::Value = serde_json::from_str(&a).unwrap();
-        assert_eq!(v["id"], "evt_r1_00000007");
+        assert_eq!(v["id"], event_id("r1", 7));
+        assert!(v["id"].as_str().unwrap().starts_with("evt_1"));
+        assert_eq!(v["id"].as_str().unwrap().len(), 28);
         assert_eq!(v["type"], "payment_intent.succeeded");
         assert_eq!(v["data"]["object"]["description"], "Order 7 (café ☕)");
         assert!((1500..1700).contains(&a.len()), "{}", a.len());
@@ -232,6 +284,38 @@ mod tests {
         // A smaller target never truncates.
         let small = stripe_body("r1", 7, 1_700_000_000, 10);
         assert!(serde_json::from_str::<serde_json::Value>(&small).is_ok());
+    }
+
+    #[test]
+    fn every_body_of_a_large_run_is_valid_json() {
+        for seq in 0..20_000 {
+            let b = stripe_body("sqlite-max-12345", seq, 1_700_000_000, 1500);
+            assert!(
+                serde_json::from_str::<serde_json::Value>(&b).is_ok(),
+                "{seq}: {b}"
+            );
+        }
+    }
+
+    #[test]
+    fn event_ids_are_unique_per_run_and_differ_between_runs() {
+        let ids: std::collections::HashSet<String> =
+            (0..100_000).map(|i| event_id("run-a", i)).collect();
+        assert_eq!(ids.len(), 100_000);
+        assert_ne!(event_id("run-a", 0), event_id("run-b", 0));
+    }
+
+    #[test]
+    fn pgbench_script_is_one_insert_with_a_body_of_the_asked_size() {
+        let sql = pgbench_script(1500);
+        assert_eq!(sql.lines().count(), 1);
+        assert!(sql.starts_with("INSERT INTO events"));
+        assert!(sql.contains(stored_headers_json()));
+        let body_start = sql.find("convert_to('").unwrap() + "convert_to('".len();
+        let body_end = sql.rfind("', 'UTF8')").unwrap();
+        let body = &sql[body_start..body_end];
+        assert!(body.len() >= 1500, "{}", body.len());
+        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
     }
 
     #[test]

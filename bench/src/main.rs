@@ -27,6 +27,12 @@ enum Command {
     Load(LoadArgs),
     /// Write BENCHMARKS.md and its chart from the output directory of bench/run.sh.
     Report(ReportArgs),
+    /// Print a pgbench script that inserts rows shaped like the ones hookd stores for `load`.
+    PgbenchScript {
+        /// Minimum body size in bytes (as for `load`).
+        #[arg(long, default_value_t = 1500)]
+        body_bytes: usize,
+    },
 }
 
 #[derive(Args)]
@@ -198,6 +204,10 @@ fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Load(a) => load_cmd(a),
         Command::Report(a) => report_cmd(a),
+        Command::PgbenchScript { body_bytes } => {
+            print!("{}", hookd_bench::events::pgbench_script(body_bytes));
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

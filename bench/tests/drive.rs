@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use bytes::Bytes;
 use hookd::verify::{RawRequest, Secrets, StripeVerifier, Verifier};
-use hookd_bench::events::Prepared;
+use hookd_bench::events::{Prepared, stored_headers_json};
 use hookd_bench::load::{self, Mode, Settings};
 
 const SECRET: &str = "whsec_bench_test";
@@ -31,6 +31,10 @@ async fn receive(State(s): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
         now_unix: now,
     };
     match s.verifier.verify("stripe", &req) {
+        // The pgbench ceiling inserts these headers as hookd would store them.
+        Ok(w) if serde_json::to_string(w.headers()).unwrap() != stored_headers_json() => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
         Ok(w) if s.ids.lock().unwrap().insert(w.idempotency_key().to_owned()) => {
             StatusCode::ACCEPTED
         }
