@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use bytes::Bytes;
 use hookd::verify::{RawRequest, Secrets, StripeVerifier, Verifier};
 use hookd_bench::events::{Prepared, stored_headers_json};
@@ -20,7 +20,12 @@ struct Seen {
     ids: Mutex<HashSet<String>>,
 }
 
-async fn receive(State(s): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+async fn receive(
+    State(s): State<Arc<Seen>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -28,9 +33,10 @@ async fn receive(State(s): State<Arc<Seen>>, headers: HeaderMap, body: Bytes) ->
     let req = RawRequest {
         headers: &headers,
         body: &body,
+        uri: &uri,
         now_unix: now,
     };
-    match s.verifier.verify("stripe", &req) {
+    match s.verifier.verify("stripe", &req).await {
         // The pgbench ceiling inserts these headers as hookd would store them.
         Ok(w) if serde_json::to_string(w.headers()).unwrap() != stored_headers_json() => {
             StatusCode::INTERNAL_SERVER_ERROR
