@@ -2,6 +2,10 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+# The workspace's other member (the load generator) must be present for cargo to load the
+# workspace; only hookd is built.
+COPY bench/Cargo.toml bench/Cargo.toml
+COPY bench/src bench/src
 COPY src src
 COPY migrations migrations
 RUN cargo build --release --locked --bin hookd

@@ -11,36 +11,14 @@ export HOOKD_TEST_PG_URL="$PG_URL" HOOKD_TEST_REDIS_URL="$REDIS_URL_T"
 say() { printf '\n==> %s\n' "$*"; }
 die() { printf '\nERROR: %s\n' "$*" >&2; exit 1; }
 
-pg_up() { psql "$PG_URL" -Atqc 'select 1' >/dev/null 2>&1; }
-
-say "PostgreSQL at $PG_URL"
-if ! pg_up; then
-  command -v pg_ctlcluster >/dev/null || die "PostgreSQL is not answering at $PG_URL and pg_ctlcluster is not installed (apt-get install postgresql)."
-  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
-  [ -n "$version" ] || die "PostgreSQL is not answering at $PG_URL and no cluster exists under /etc/postgresql."
-  echo "not answering; starting cluster $version/main"
-  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  for _ in $(seq 1 60); do pg_up && break; sleep 0.5; done
-  pg_up || die "PostgreSQL did not come up at $PG_URL."
-fi
-echo "up"
+# shellcheck source=scripts/services.sh
+. scripts/services.sh
+ensure_postgres
 # Databases left behind by an earlier, interrupted run.
 psql "$PG_URL" -Atqc "select datname from pg_database where datname like 'hookd_test_%'" |
   while read -r db; do psql "$PG_URL" -qc "drop database if exists \"$db\" with (force)" >/dev/null; done
-
-say "Redis at $REDIS_URL_T"
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null ||
-  die "redis-server and redis-cli are needed (the tests also start private servers and a local cluster): apt-get install redis-server"
-redis_up() { redis-cli -u "$REDIS_URL_T" ping 2>/dev/null | grep -q PONG; }
-if ! redis_up; then
-  echo "not answering; starting redis-server"
-  mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
-  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port "${REDIS_URL_T##*:}" --save "" --appendonly no \
-    --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
-  for _ in $(seq 1 40); do redis_up && break; sleep 0.25; done
-  redis_up || die "Redis did not come up at $REDIS_URL_T."
-fi
-echo "up"
+# The tests also start private servers and a local cluster.
+ensure_redis
 
 say "Prometheus alert rules (promtool)"
 if ! command -v promtool >/dev/null; then
@@ -102,8 +80,9 @@ export HOOKD_TEST_CHROMIUM="$CHROMIUM"
 say "cargo fmt --check"
 cargo fmt --all -- --check
 
-say "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+# The workspace: hookd and the load generator (bench/).
+say "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # The binary alone, without the features only the tests' dev-dependencies turn on (they are
 # unified into every --all-targets build, so a missing feature shows only here).
@@ -112,8 +91,8 @@ cargo check --bin hookd --locked
 
 say "tests"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --all-targets --locked
+  cargo nextest run --workspace --all-targets --locked
 else
   echo "(cargo-nextest not installed; using cargo test)"
-  cargo test --all-targets --locked
+  cargo test --workspace --all-targets --locked
 fi

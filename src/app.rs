@@ -15,7 +15,7 @@ use crate::config::{Config, ConfigError, redact_url};
 use crate::http::{self, AppState};
 use crate::ops::Ops;
 use crate::queue::{Queue, RedisQueue, StoreQueue};
-use crate::store::{self, EventStore, StoreError};
+use crate::store::{self, EventStore, GroupCommit, GroupCommitSettings, StoreError};
 use crate::worker::{Worker, WorkerSettings};
 
 /// Which parts of hookd this process runs.
@@ -62,7 +62,27 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
         source,
     })?;
     store.migrate().await.map_err(StartError::Migrate)?;
-    Ok(store)
+    let settings = GroupCommitSettings {
+        window: config.batch_window,
+        max_batch: config.batch_max,
+        concurrency: group_concurrency(store.backend(), config.db_pool_size),
+        max_queued: config.store_timeout,
+    };
+    let store = GroupCommit::new(store, settings).map_err(|source| StartError::Store {
+        url: redact_url(&config.database_url),
+        source,
+    })?;
+    Ok(Arc::new(store))
+}
+
+/// Batches committing at once. SQLite has one writer, so a second batch would only wait for
+/// the lock while it could be growing. PostgreSQL commits several at once (and flushes their
+/// WAL together); a quarter of the pool leaves the rest to the workers.
+fn group_concurrency(backend: &str, pool_size: u32) -> usize {
+    match backend {
+        "sqlite" => 1,
+        _ => (pool_size as usize / 4).max(1),
+    }
 }
 
 /// A started hookd: its address, and the handle to stop it.

@@ -36,6 +36,10 @@ pub struct Config {
     pub db_pool_size: u32,
     /// How long a request waits for the store (pool acquire, SQLite lock) before answering 503.
     pub store_timeout: Duration,
+    /// Group commit: how long a batch of inserts waits for more after its first one.
+    pub batch_window: Duration,
+    /// Group commit: most inserts per transaction (1 turns group commit off).
+    pub batch_max: usize,
     pub max_body_bytes: usize,
     /// Where providers reach hookd (`https://hooks.example.com`), for schemes that sign the URL
     /// they called; `None`: `http://` and the request's `Host`.
@@ -310,6 +314,8 @@ struct FileStore {
     pool_size: Option<u32>,
     timeout_ms: Option<u64>,
     read_url: Option<String>,
+    batch_window_us: Option<u64>,
+    batch_max: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -463,6 +469,28 @@ impl Source<'_> {
         }
     }
 
+    /// A whole number in `lo..=hi`.
+    fn within<T: FromStr + PartialOrd + Copy + std::fmt::Display>(
+        &self,
+        name: &str,
+        file: Option<T>,
+        default: T,
+        (lo, hi): (T, T),
+    ) -> Result<T, ConfigError> {
+        let expected = format!("a whole number from {lo} to {hi}");
+        let v = self.get(name, file, default, &expected)?;
+        if v < lo || v > hi {
+            return Err(ConfigError::Invalid {
+                setting: name.to_owned(),
+                value: self
+                    .raw(name)
+                    .map_or_else(|| format!("{v} (from the config file)"), str::to_owned),
+                expected,
+            });
+        }
+        Ok(v)
+    }
+
     fn positive<T: FromStr + PartialOrd + Default>(
         &self,
         name: &str,
@@ -537,6 +565,13 @@ impl Config {
                 file.store.timeout_ms,
                 5000,
             )?),
+            batch_window: Duration::from_micros(src.within(
+                "HOOKD_BATCH_WINDOW_US",
+                file.store.batch_window_us,
+                200,
+                (0, 1_000_000),
+            )?),
+            batch_max: src.within("HOOKD_BATCH_MAX", file.store.batch_max, 256, (1, 10_000))?,
             max_body_bytes: src.positive(
                 "HOOKD_MAX_BODY_BYTES",
                 file.server.max_body_bytes,
@@ -1268,6 +1303,8 @@ mod tests {
         assert_eq!(c.workers, 8);
         assert_eq!(c.retry.max_attempts, 3);
         assert_eq!(c.lease, Duration::from_secs(30));
+        assert_eq!(c.batch_window, Duration::from_micros(200));
+        assert_eq!(c.batch_max, 256);
         assert!(c.admin_token.is_none() && c.public_url.is_none());
         // Every built-in is known, and off until its setting is set.
         for scheme in Scheme::ALL.iter().filter(|s| s.is_built_in()) {
@@ -1304,6 +1341,23 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("DATABASE_URL") && !err.contains("pw"), "{err}");
+        let err = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("HOOKD_BATCH_MAX", "0"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("HOOKD_BATCH_MAX") && err.contains("1 to 10000"),
+            "{err}"
+        );
+        let err = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("HOOKD_BATCH_WINDOW_US", "2000000"),
+        ]))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("HOOKD_BATCH_WINDOW_US"), "{err}");
     }
 
     #[test]
@@ -1325,6 +1379,9 @@ mod tests {
         std::fs::write(
             &path,
             r#"
+            [store]
+            batch_window_us = 0
+            batch_max = 32
             [worker]
             workers = 2
             max_attempts = 5
@@ -1345,6 +1402,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.workers, 4);
         assert_eq!(c.retry.max_attempts, 5);
+        assert_eq!((c.batch_window, c.batch_max), (Duration::ZERO, 32));
         let Some(VerifierConfig::Stripe { tolerance_secs, .. }) =
             &c.provider("stripe").unwrap().verifier
         else {

@@ -6,6 +6,7 @@
 //! never change an event's status without writing the transition that explains it.
 
 pub mod admin;
+mod group;
 mod postgres;
 mod sqlite;
 
@@ -14,8 +15,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 
 pub use admin::AdminStore;
+pub use group::{GroupCommit, GroupCommitSettings};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
@@ -53,6 +56,56 @@ impl Backlog {
     ];
 }
 
+impl Inserted {
+    /// The id of the stored event, new or not.
+    pub fn id(self) -> EventId {
+        match self {
+            Self::New(id) | Self::Duplicate(id) => id,
+        }
+    }
+}
+
+/// A verified webhook as a row to insert: its id is chosen up front and its audit headers are
+/// already JSON. Only [`NewEvent::new`] makes one, from a [`VerifiedWebhook`]; the body is the
+/// request's own buffer, shared, never copied.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    id: EventId,
+    provider: String,
+    idempotency_key: String,
+    event_type: String,
+    content_type: Option<String>,
+    headers_json: String,
+    body: Bytes,
+    /// The W3C trace context the worker continues.
+    traceparent: Option<String>,
+}
+
+impl NewEvent {
+    pub fn new(w: &VerifiedWebhook, traceparent: Option<&str>) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: EventId::new(),
+            provider: w.provider().to_owned(),
+            idempotency_key: w.idempotency_key().to_owned(),
+            event_type: w.event_type().to_owned(),
+            content_type: w.content_type().map(str::to_owned),
+            headers_json: serde_json::to_string(w.headers())
+                .map_err(|e| StoreError::Other(format!("cannot encode headers: {e}")))?,
+            body: w.body().clone(),
+            traceparent: traceparent.map(str::to_owned),
+        })
+    }
+
+    pub fn id(&self) -> EventId {
+        self.id
+    }
+
+    /// The uniqueness key: `(provider, idempotency key)`.
+    pub fn key(&self) -> (&str, &str) {
+        (&self.provider, &self.idempotency_key)
+    }
+}
+
 /// Which events a claim may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
@@ -86,13 +139,16 @@ impl From<sqlx::Error> for StoreError {
                 // PostgreSQL: 08 connection, 28 authorization, 3D no such database, 40 transaction
                 // rollback (deadlock, serialization), 53 resources, 55 not accepting connections,
                 // 57 operator intervention (shutdown, terminated), 58 system (I/O).
-                let sqlite_busy = code
-                    .parse::<i32>()
-                    .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14));
-                let pg_down = ["08", "28", "3D", "40", "53", "55", "57", "58"]
-                    .iter()
-                    .any(|class| code.starts_with(class));
-                if sqlite_busy || pg_down {
+                // Which engine matters: many SQLSTATEs are numeric too (22021 & 0xff is 5).
+                let down = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                    code.parse::<i32>()
+                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
+                } else {
+                    ["08", "28", "3D", "40", "53", "55", "57", "58"]
+                        .iter()
+                        .any(|class| code.starts_with(class))
+                };
+                if down {
                     Self::Unavailable(e.to_string())
                 } else {
                     Self::Other(e.to_string())
@@ -127,7 +183,19 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
         &self,
         webhook: &VerifiedWebhook,
         traceparent: Option<&str>,
-    ) -> Result<Inserted, StoreError>;
+    ) -> Result<Inserted, StoreError> {
+        let mut done = self
+            .insert_batch(&[NewEvent::new(webhook, traceparent)?])
+            .await?;
+        done.pop()
+            .ok_or_else(|| StoreError::Other("insert_batch returned nothing".into()))
+    }
+
+    /// Store several events, each with its first transition, in **one** transaction: all of
+    /// them commit or none does. Their keys are distinct. Returns, in input order, `New(id)` for
+    /// each event inserted and `Duplicate(stored id)` for each whose key was already stored.
+    /// Returns only after the commit.
+    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
 
     /// Claim due events for `owner`: pending or retry-scheduled events whose time has come, and
     /// processing events whose lease expired (their worker died). Each claim starts a new

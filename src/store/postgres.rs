@@ -2,25 +2,23 @@
 //! processes can share one database; every write is a single statement (its own transaction),
 //! and the database clock is the only clock used for leases.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::{
-    Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts,
+    Backlog, Claim, EventStore, Inserted, NewEvent, RELEASED, StoreError, count_map, outcome_texts,
     step_outcomes,
 };
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
     StepResultRow, Transition,
 };
-use crate::verify::VerifiedWebhook;
 
 mod admin;
 
@@ -76,46 +74,113 @@ impl EventStore for PgStore {
         Ok(())
     }
 
-    async fn insert(
-        &self,
-        w: &VerifiedWebhook,
-        traceparent: Option<&str>,
-    ) -> Result<Inserted, StoreError> {
-        // One statement: the event and its first transition commit together or not at all.
-        let new_id = EventId::new();
-        let row = sqlx::query(
-            "WITH ins AS (
-                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body, traceparent)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        // Rows go in key order: two batches that share keys then take their unique-index locks
+        // in the same order and cannot deadlock.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_unstable_by(|&a, &b| events[a].key().cmp(&events[b].key()));
+        let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> {
+            order.iter().map(|&i| f(&events[i])).collect()
+        };
+        // One statement, so one transaction: every new event and its first transition commit
+        // together or not at all. Arrays keep the statement text (and so its prepared form,
+        // cached per connection) the same whatever the batch size. Each row returned pairs an
+        // input id with the stored id: the same for an inserted event, the earlier event's for
+        // a key stored before this statement began.
+        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "WITH n AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                     $6::text[], $7::bytea[], $8::text[])
+                    AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
+                         traceparent)
+             ), ins AS (
+                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
+                                    traceparent)
+                SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
+                       traceparent
+                FROM n
                 ON CONFLICT (provider, idempotency_key) DO NOTHING
                 RETURNING id
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
                 SELECT id, NULL, 'pending', 'received' FROM ins
              )
-             SELECT id FROM ins",
+             SELECT id, id FROM ins
+             UNION ALL
+             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)",
         )
-        .bind(new_id.0)
-        .bind(w.provider())
-        .bind(w.idempotency_key())
-        .bind(w.event_type())
-        .bind(w.content_type())
-        .bind(Json(w.headers()))
-        .bind(w.body().as_ref())
-        .bind(traceparent)
-        .fetch_optional(&self.pool)
+        .bind(order.iter().map(|&i| events[i].id.0).collect::<Vec<_>>())
+        .bind(col(|e| &e.provider))
+        .bind(col(|e| &e.idempotency_key))
+        .bind(col(|e| &e.event_type))
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].content_type.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(col(|e| &e.headers_json))
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].body.as_ref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].traceparent.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(&self.pool)
         .await?;
-        if row.is_some() {
-            return Ok(Inserted::New(new_id));
+        let stored: HashMap<Uuid, Uuid> = rows.into_iter().collect();
+        let mut out: Vec<Option<Inserted>> = events
+            .iter()
+            .map(|e| {
+                stored.get(&e.id.0).map(|&s| {
+                    if s == e.id.0 {
+                        Inserted::New(e.id)
+                    } else {
+                        Inserted::Duplicate(EventId(s))
+                    }
+                })
+            })
+            .collect();
+        if out.iter().all(Option::is_some) {
+            return Ok(out.into_iter().flatten().collect());
         }
-        let existing: Uuid = sqlx::query_scalar(
-            "SELECT id FROM events WHERE provider = $1 AND idempotency_key = $2",
+        // A key that conflicted with a row committed while this statement ran: its snapshot
+        // could not see that row, but ON CONFLICT waited for the commit, so a new statement does.
+        let (providers, keys): (Vec<&str>, Vec<&str>) = events
+            .iter()
+            .zip(&out)
+            .filter(|(_, o)| o.is_none())
+            .map(|(e, _)| e.key())
+            .unzip();
+        let raced: Vec<(String, String, Uuid)> = sqlx::query_as(
+            "SELECT provider, idempotency_key, e.id FROM events e
+             JOIN unnest($1::text[], $2::text[]) AS k(provider, idempotency_key)
+             USING (provider, idempotency_key)",
         )
-        .bind(w.provider())
-        .bind(w.idempotency_key())
-        .fetch_one(&self.pool)
+        .bind(&providers)
+        .bind(&keys)
+        .fetch_all(&self.pool)
         .await?;
-        Ok(Inserted::Duplicate(EventId(existing)))
+        let raced: HashMap<(&str, &str), Uuid> = raced
+            .iter()
+            .map(|(p, k, id)| ((p.as_str(), k.as_str()), *id))
+            .collect();
+        for (e, o) in events.iter().zip(out.iter_mut()) {
+            if o.is_none() {
+                *o = raced
+                    .get(&e.key())
+                    .map(|id| Inserted::Duplicate(EventId(*id)));
+            }
+        }
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::Other("a conflicting event vanished".into())))
+            .collect()
     }
 
     async fn claim(

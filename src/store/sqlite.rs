@@ -3,7 +3,7 @@
 //! serialised in-process, which is the single-writer equivalent of `SKIP LOCKED`. Reads use a
 //! separate pool and run beside the writer (WAL mode). One process per database file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -17,14 +17,13 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::{
-    Backlog, Claim, EventStore, Inserted, RELEASED, StoreError, count_map, outcome_texts,
+    Backlog, Claim, EventStore, Inserted, NewEvent, RELEASED, StoreError, count_map, outcome_texts,
     step_outcomes,
 };
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
     StepResultRow, Transition,
 };
-use crate::verify::VerifiedWebhook;
 
 mod admin;
 
@@ -55,6 +54,120 @@ fn since_replay(event_id: &str) -> String {
 fn status(row: &SqliteRow, col: &str) -> Result<EventStatus, StoreError> {
     let s: String = row.try_get(col)?;
     EventStatus::parse(&s).ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))
+}
+
+/// Rows per multi-row statement. Every statement costs a round trip to the connection's
+/// thread, so rows go many to a statement; a few fixed sizes keep the number of distinct
+/// statement texts (each prepared once per connection) small.
+const CHUNK_SIZES: [usize; 4] = [64, 16, 4, 1];
+
+fn chunk_size(left: usize) -> usize {
+    CHUNK_SIZES.into_iter().find(|&c| c <= left).unwrap_or(1)
+}
+
+/// `(?a, ?b, ...), (...)`: `rows` groups of `cols` numbered parameters, starting at `first`.
+fn placeholders(rows: usize, cols: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let ps: Vec<String> = (0..cols)
+                .map(|c| format!("?{}", first + r * cols + c))
+                .collect();
+            format!("({})", ps.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Insert one chunk of new events and their first transitions inside `tx`; returns each
+/// event's result in order. Two statements when every key is new, three otherwise.
+async fn insert_chunk(
+    tx: &mut sqlx::SqliteConnection,
+    chunk: &[NewEvent],
+    now: i64,
+) -> Result<Vec<Inserted>, StoreError> {
+    let n = chunk.len();
+    let sql = format!(
+        "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
+                             traceparent, received_at, next_attempt_at, updated_at)
+         VALUES {}
+         ON CONFLICT (provider, idempotency_key) DO NOTHING",
+        // The time is parameter 1, shared by every row.
+        (0..n)
+            .map(|r| {
+                let b = 2 + r * 8;
+                format!(
+                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?1, ?1, ?1)",
+                    b,
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+    for e in chunk {
+        q = q
+            .bind(e.id.0)
+            .bind(e.provider.as_str())
+            .bind(e.idempotency_key.as_str())
+            .bind(e.event_type.as_str())
+            .bind(e.content_type.as_deref())
+            .bind(e.headers_json.as_str())
+            .bind(e.body.as_ref())
+            .bind(e.traceparent.as_deref());
+    }
+    let inserted = q.execute(&mut *tx).await?.rows_affected() as usize;
+    if inserted > 0 {
+        // Our ids are fresh, so only the rows this statement inserted match them.
+        let sql = format!(
+            "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+             SELECT id, NULL, 'pending', ?1, 'received' FROM events WHERE id IN ({})",
+            (0..n)
+                .map(|i| format!("?{}", i + 2))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for e in chunk {
+            q = q.bind(e.id.0);
+        }
+        q.execute(&mut *tx).await?;
+    }
+    if inserted == n {
+        return Ok(chunk.iter().map(|e| Inserted::New(e.id)).collect());
+    }
+    let sql = format!(
+        "SELECT provider, idempotency_key, id FROM events
+         WHERE (provider, idempotency_key) IN (VALUES {})",
+        placeholders(n, 2, 1)
+    );
+    let mut q = sqlx::query_as::<_, (String, String, Uuid)>(AssertSqlSafe(sql));
+    for e in chunk {
+        q = q.bind(e.provider.as_str()).bind(e.idempotency_key.as_str());
+    }
+    let stored: HashMap<(String, String), Uuid> = q
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|(p, k, id)| ((p, k), id))
+        .collect();
+    chunk
+        .iter()
+        .map(|e| {
+            let key = (e.provider.clone(), e.idempotency_key.clone());
+            match stored.get(&key) {
+                Some(&id) if id == e.id.0 => Ok(Inserted::New(e.id)),
+                Some(&id) => Ok(Inserted::Duplicate(EventId(id))),
+                None => Err(StoreError::Other("an event of the batch is missing".into())),
+            }
+        })
+        .collect()
 }
 
 impl SqliteStore {
@@ -103,56 +216,25 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
-    async fn insert(
-        &self,
-        w: &VerifiedWebhook,
-        traceparent: Option<&str>,
-    ) -> Result<Inserted, StoreError> {
-        let new_id = EventId::new();
+    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        // One write transaction for the whole batch: one lock, one fsync of the WAL.
         let now = now_ms();
-        let headers =
-            serde_json::to_string(w.headers()).map_err(|e| StoreError::Other(e.to_string()))?;
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let inserted = sqlx::query(
-            "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                                 received_at, next_attempt_at, updated_at, traceparent)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8, ?9)
-             ON CONFLICT (provider, idempotency_key) DO NOTHING",
-        )
-        .bind(new_id.0)
-        .bind(w.provider())
-        .bind(w.idempotency_key())
-        .bind(w.event_type())
-        .bind(w.content_type())
-        .bind(headers)
-        .bind(w.body().as_ref())
-        .bind(now)
-        .bind(traceparent)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            let existing: Uuid = sqlx::query_scalar(
-                "SELECT id FROM events WHERE provider = ?1 AND idempotency_key = ?2",
-            )
-            .bind(w.provider())
-            .bind(w.idempotency_key())
-            .fetch_one(&mut *tx)
-            .await?;
-            tx.rollback().await?;
-            return Ok(Inserted::Duplicate(EventId(existing)));
+        let mut out = Vec::with_capacity(events.len());
+        let mut rest = events;
+        while !rest.is_empty() {
+            let size = chunk_size(rest.len());
+            let (chunk, tail) = rest.split_at(size);
+            rest = tail;
+            out.extend(insert_chunk(&mut tx, chunk, now).await?);
         }
-        sqlx::query(
-            "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
-             VALUES (?1, NULL, 'pending', ?2, 'received')",
-        )
-        .bind(new_id.0)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Inserted::New(new_id))
+        if out.iter().any(|o| matches!(o, Inserted::New(_))) {
+            tx.commit().await?;
+        } else {
+            // Only duplicates: nothing to make durable, so no fsync.
+            tx.rollback().await?;
+        }
+        Ok(out)
     }
 
     async fn claim(
