@@ -23,6 +23,10 @@ use crate::verify::{
 };
 use crate::worker::RetryPolicy;
 
+mod hardening;
+
+pub use hardening::{AdminAccess, Limits, RateQuota, TlsConfig, parse_net};
+
 /// Everything hookd needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -60,6 +64,14 @@ pub struct Config {
     pub breaker: BreakerPolicy,
     /// Steps in flight to one destination at once, per process.
     pub destination_concurrency: usize,
+    /// How long start-up waits for the store to answer before giving up.
+    pub store_wait: Duration,
+    /// Rate limits, overload bound, request limits and timeouts.
+    pub limits: Limits,
+    /// Who may reach `/admin` and `/ui`.
+    pub admin_access: AdminAccess,
+    /// TLS on the listener; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 /// Logs and traces.
@@ -254,6 +266,12 @@ struct FileConfig {
     smtp: FileSmtp,
     #[serde(default)]
     destinations: FileDestinations,
+    #[serde(default)]
+    limits: hardening::FileLimits,
+    #[serde(default)]
+    admin: hardening::FileAdmin,
+    #[serde(default)]
+    tls: hardening::FileTls,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -300,6 +318,7 @@ struct FileStore {
     database_url: Option<String>,
     pool_size: Option<u32>,
     timeout_ms: Option<u64>,
+    wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -496,6 +515,7 @@ impl Config {
             None => None,
         };
         let providers = load_providers(&src, &file.providers, public_url.as_deref())?;
+        let provider_names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
 
         let w = &file.worker;
         let ms = Duration::from_millis;
@@ -572,6 +592,15 @@ impl Config {
                 file.destinations.concurrency,
                 4,
             )?,
+            store_wait: Duration::from_secs(src.get(
+                "HOOKD_STORE_WAIT_SECS",
+                file.store.wait_secs,
+                60,
+                "whole seconds (0: do not wait)",
+            )?),
+            limits: hardening::limits(&src, &file.limits, &provider_names)?,
+            admin_access: hardening::admin_access(&src, &file.admin)?,
+            tls: hardening::tls(&src, &file.tls)?,
         };
         config.validate()?;
         Ok(config)

@@ -7,7 +7,11 @@
 mod admin;
 mod error;
 mod health;
+pub mod limits;
+pub mod server;
+pub mod tls;
 mod trace_layer;
+pub mod validate;
 mod webhooks;
 
 use std::sync::Arc;
@@ -22,6 +26,7 @@ use axum::routing::{get, post};
 pub use error::ApiError;
 
 use crate::actions::breaker::Destinations;
+use crate::config::Limits;
 use crate::queue::Queue;
 use crate::store::{Backlog, EventStore};
 use crate::verify::{Providers, Secret};
@@ -39,6 +44,10 @@ pub struct AppState {
     pub backlog: BacklogCache,
     /// This process's destination breakers (`None` without the worker role).
     pub destinations: Option<Arc<Destinations>>,
+    /// Request limits (ids, event types) checked after verification.
+    pub limits: Limits,
+    /// In-flight bound and per-provider rate limits of the webhook route.
+    pub admission: limits::Admission,
 }
 
 /// The store backlog as last read, for `/metrics` and `/health` (see `health.rs`).
@@ -63,6 +72,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/webhooks/{provider}",
             post(webhooks::receive).layer(DefaultBodyLimit::max(state.max_body_bytes)),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::admit,
+        ))
         .route_layer(axum::middleware::from_fn(trace_layer::trace_requests));
     Router::new()
         .merge(webhooks)

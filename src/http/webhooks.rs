@@ -65,6 +65,8 @@ async fn accept(
             ApiError::BodyTooLarge {
                 limit: state.max_body_bytes,
             }
+        } else if super::limits::is_body_timeout(&r) {
+            ApiError::BodyTimeout
         } else {
             ApiError::BadBody(r.body_text())
         }
@@ -82,6 +84,9 @@ async fn accept(
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;
+    super::validate::check(&state.limits, &verified).inspect_err(|e| {
+        tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
+    })?;
     // A signed URL handshake (Slack): echo the challenge; there is no event to store.
     if let Some(challenge) = verified.challenge() {
         tracing::info!(provider, "answered a URL verification challenge");
