@@ -257,3 +257,196 @@ async fn ids_and_event_types_must_be_short_and_printable() {
     assert_eq!(server.post_stripe(body).await.status(), 202);
     server.stop().await;
 }
+
+/// A small deterministic generator (the test must be reproducible, and fails with its seed).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// One hostile request, as raw bytes, and whether it is well-formed HTTP (so an answer is due).
+fn garbage(rng: &mut Rng) -> (Vec<u8>, bool) {
+    let deep = |open: &str, close: &str, n: usize| format!("{}{}", open.repeat(n), close.repeat(n));
+    let body: Vec<u8> = match rng.below(9) {
+        0 => {
+            let n = rng.below(4096);
+            rng.bytes(n)
+        }
+        1 => b"\xff\xfe{\"id\":\"\xc3\x28\",\"type\":\"\xed\xa0\x80\"}".to_vec(),
+        2 => deep("[", "]", 100_000).into_bytes(),
+        3 => deep("{\"a\":", "}", 50_000).into_bytes(),
+        4 => format!(
+            r#"{{"id":"evt_{}","type":{}}}"#,
+            "\\u0000".repeat(rng.below(50)),
+            rng.below(1000)
+        )
+        .into_bytes(),
+        5 => format!(r#"{{"id":{},"type":"t"}}"#, "9".repeat(400)).into_bytes(),
+        6 => stripe_event("charge.succeeded").1.into_bytes(),
+        7 => Vec::new(),
+        _ => String::from_utf8_lossy(&rng.bytes(2000))
+            .into_owned()
+            .into_bytes(),
+    };
+    let path = *rng.pick(&[
+        "/webhooks/stripe",
+        "/webhooks/github",
+        "/webhooks/%00%ff",
+        "/webhooks/../../etc/passwd",
+        "/webhooks/",
+        "/admin/events/x",
+        "/webhooks/stripe?x=%zz",
+        "/health",
+    ]);
+    let method = *rng.pick(&["POST", "POST", "POST", "GET", "PUT", "DELETE", "OPTIONS"]);
+    let mut headers: Vec<(String, Vec<u8>)> = vec![("host".into(), b"x".to_vec())];
+    // A valid signature over garbage, so the parsers behind verification see it too.
+    if rng.below(2) == 0 {
+        let t = now();
+        let mut mac =
+            <hmac::Hmac<sha2::Sha256> as hmac::KeyInit>::new_from_slice(STRIPE_SECRET.as_bytes())
+                .unwrap();
+        hmac::Mac::update(&mut mac, format!("{t}.").as_bytes());
+        hmac::Mac::update(&mut mac, &body);
+        let sig = hex::encode(hmac::Mac::finalize(mac).into_bytes());
+        headers.push((
+            "stripe-signature".into(),
+            format!("t={t},v1={sig}").into_bytes(),
+        ));
+    } else {
+        let n = rng.below(200);
+        headers.push((
+            "stripe-signature".into(),
+            rng.bytes(n)
+                .into_iter()
+                .filter(|b| *b >= 0x20 && *b != 0x7f)
+                .collect(),
+        ));
+    }
+    for _ in 0..rng.below(6) {
+        let value = match rng.below(4) {
+            0 => "a".repeat(rng.below(20_000)).into_bytes(),
+            1 => b"\xc3\x28\xa0\xa1 latin-1 \xe9".to_vec(),
+            2 => b"gzip, br, deflate, identity;q=0".to_vec(),
+            _ => rng
+                .bytes(30)
+                .into_iter()
+                .filter(|b| *b >= 0x20 && *b != 0x7f)
+                .collect(),
+        };
+        let name = *rng.pick(&[
+            "x-github-event",
+            "x-github-delivery",
+            "content-encoding",
+            "transfer-encoding-x",
+            "content-type",
+            "x-hub-signature-256",
+            "traceparent",
+            "authorization",
+        ]);
+        headers.push((name.into(), value));
+    }
+    let mut well_formed = true;
+    let mut req = format!("{method} {path} HTTP/1.1\r\n").into_bytes();
+    match rng.below(10) {
+        // Broken framing: hyper must refuse it without a 5xx.
+        0 => {
+            req = rng.bytes(200);
+            well_formed = false;
+        }
+        1 => {
+            req.extend_from_slice(b"content-length: 5\r\ncontent-length: 7\r\n");
+            well_formed = false;
+        }
+        2 => {
+            req.extend_from_slice(b"transfer-encoding: chunked\r\n\r\nzz\r\n");
+            well_formed = false;
+        }
+        _ => {}
+    }
+    for (k, v) in headers {
+        req.extend_from_slice(k.as_bytes());
+        req.extend_from_slice(b": ");
+        req.extend_from_slice(&v);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(
+        format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    req.extend_from_slice(&body);
+    (req, well_formed)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_garbage_requests_never_get_a_5xx() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db, "", &[("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)]).await;
+    let seed = 0x5eed_0000_0000_0001u64 ^ now() as u64;
+    let mut rng = Rng(seed);
+    let requests: Vec<_> = (0..1000).map(|_| garbage(&mut rng)).collect();
+    let addr = addr(&server);
+    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(8));
+    let mut handles = Vec::new();
+    for (i, (req, well_formed)) in requests.into_iter().enumerate() {
+        let permit = permits.clone().acquire_owned().await.unwrap();
+        let addr = addr.clone();
+        handles.push(tokio::spawn(async move {
+            let mut s = TcpStream::connect(&addr).await.unwrap();
+            // The server may answer and close before it has read everything (413, 431).
+            let _ = s.write_all(&req).await;
+            let answer = read_until_closed(&mut s, Duration::from_secs(20)).await;
+            drop(permit);
+            (i, well_formed, answer)
+        }));
+    }
+    let mut codes = std::collections::BTreeMap::new();
+    for h in handles {
+        let (i, well_formed, answer) = h.await.unwrap();
+        let answer =
+            answer.unwrap_or_else(|| panic!("request {i} (seed {seed:#x}): no answer in 20 s"));
+        let code: u16 = answer
+            .strip_prefix("HTTP/1.1 ")
+            .and_then(|r| r.get(..3))
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        assert!(
+            code < 500,
+            "request {i} (seed {seed:#x}) got {code}: {answer}"
+        );
+        assert!(
+            code > 0 || !well_formed,
+            "request {i} (seed {seed:#x}): no answer: {answer:?}"
+        );
+        *codes.entry(code).or_insert(0) += 1;
+    }
+    eprintln!("garbage answers by status: {codes:?}");
+    // Still serving, and nothing hostile was stored except well-signed, well-formed events.
+    let r = server
+        .http
+        .get(format!("{}/health", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    server.stop().await;
+}
