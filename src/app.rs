@@ -254,6 +254,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             destinations,
             limits: config.limits.clone(),
             admission,
+            access: http::AccessGuard::new(config.admin_access.clone()),
         });
         let app = http::router(state);
         if let Some(tls) = &tls {

@@ -4,6 +4,7 @@
 //! It must never answer 2xx to a webhook before the store has committed it, and never hand
 //! unverified bytes to anything but a verifier.
 
+mod access;
 mod admin;
 mod error;
 mod health;
@@ -48,7 +49,11 @@ pub struct AppState {
     pub limits: Limits,
     /// In-flight bound and per-provider rate limits of the webhook route.
     pub admission: limits::Admission,
+    /// Allow-list and failed-login limit of `/admin` and `/ui`.
+    pub access: access::AccessGuard,
 }
+
+pub use access::AccessGuard;
 
 /// The store backlog as last read, for `/metrics` and `/health` (see `health.rs`).
 #[derive(Default)]
@@ -85,5 +90,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(health::metrics_page))
         .nest("/admin", admin)
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
         .with_state(state)
 }
