@@ -217,7 +217,11 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             store.clone(),
             queue.clone(),
             router,
-            Actions::new(config.forward_timeout, config.smtp.as_ref())?,
+            Actions::new(
+                config.forward_timeout,
+                config.smtp.as_ref(),
+                Arc::new(config.egress.clone()),
+            )?,
             dests,
             instance.clone(),
             WorkerSettings {

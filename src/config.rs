@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::actions::RouteConfig;
 use crate::actions::breaker::BreakerPolicy;
+use crate::actions::egress::EgressPolicy;
 use crate::actions::email::{Recipient, SmtpSettings};
 use crate::verify::paypal_certs::{self, CertUrlPrefix, TrustRoots};
 use crate::verify::{
@@ -72,6 +73,8 @@ pub struct Config {
     pub admin_access: AdminAccess,
     /// TLS on the listener; `None`: plain HTTP.
     pub tls: Option<TlsConfig>,
+    /// Where forwards may go.
+    pub egress: EgressPolicy,
 }
 
 /// Logs and traces.
@@ -298,6 +301,8 @@ struct FileSmtp {
 #[serde(deny_unknown_fields)]
 struct FileDestinations {
     concurrency: Option<usize>,
+    forward_allow: Option<Vec<String>>,
+    allow_private: Option<bool>,
     breaker_failures: Option<u32>,
     breaker_cooldown_ms: Option<u64>,
 }
@@ -601,6 +606,7 @@ impl Config {
             limits: hardening::limits(&src, &file.limits, &provider_names)?,
             admin_access: hardening::admin_access(&src, &file.admin)?,
             tls: hardening::tls(&src, &file.tls)?,
+            egress: hardening::egress(&src, &file.destinations)?,
         };
         config.validate()?;
         Ok(config)
@@ -635,6 +641,15 @@ impl Config {
                     route: route.display_name(i),
                     message,
                 })?;
+            for url in route.forward_urls() {
+                let checked = reqwest::Url::parse(url)
+                    .map_err(|e| e.to_string())
+                    .and_then(|u| self.egress.check_url(&u));
+                checked.map_err(|message| ConfigError::Route {
+                    route: route.display_name(i),
+                    message,
+                })?;
+            }
         }
         Ok(())
     }
@@ -1350,6 +1365,7 @@ mod tests {
         let c = Config::from_vars(vars(&[
             ("HOOKD_CONFIG", path.to_str().unwrap()),
             ("HOOKD_WORKERS", "4"),
+            ("HOOKD_FORWARD_ALLOW_PRIVATE", "true"),
         ]))
         .unwrap();
         assert_eq!(c.workers, 4);

@@ -185,3 +185,66 @@ async fn tls_listener_reloads_a_replaced_certificate() {
     assert!(tls_client(&[&first]).get(&https).send().await.is_err());
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_to_private_addresses_must_be_allowed() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::default()).await;
+    // A literal loopback address stops start-up, naming what to set.
+    let mut vars = base_vars(&db, &forward_route(&target.url));
+    vars.push(("HOOKD_FORWARD_ALLOW_PRIVATE".into(), "false".into()));
+    let err = hookd::config::Config::from_vars(vars)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("127.0.0.1") && err.contains("HOOKD_FORWARD_ALLOW"),
+        "{err}"
+    );
+    // A name is checked address by address when it is resolved: `localhost` is not on a list
+    // that names only 10.0.0.0/8, so nothing is sent.
+    let by_name = forward_route(&target.url.replace("127.0.0.1", "localhost"));
+    let server = TestServer::start(
+        &db,
+        &by_name,
+        &[
+            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
+            ("HOOKD_FORWARD_ALLOW", "10.0.0.0/8"),
+            ("HOOKD_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let (_, body) = stripe_event("charge.succeeded");
+    let id = id_of(server.post_stripe(&body).await).await;
+    let e = server
+        .wait_status(
+            id,
+            hookd::event::EventStatus::DeadLetter,
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(target.hits(), 0, "nothing reached the refused address");
+    let detail = format!("{e:?}");
+    assert!(detail.contains("forward policy"), "{detail}");
+    server.stop().await;
+    // Listed by name, it is allowed.
+    let server = TestServer::start(
+        &db,
+        &by_name,
+        &[
+            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
+            ("HOOKD_FORWARD_ALLOW", "localhost"),
+        ],
+    )
+    .await;
+    let (_, body) = stripe_event("charge.succeeded");
+    let id = id_of(server.post_stripe(&body).await).await;
+    server
+        .wait_status(
+            id,
+            hookd::event::EventStatus::Completed,
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(target.hits(), 1);
+    server.stop().await;
+}

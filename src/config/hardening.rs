@@ -10,7 +10,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{ConfigError, Source, env_prefix};
+use super::{ConfigError, FileDestinations, Source, env_prefix};
+use crate::actions::egress::EgressPolicy;
 
 /// `[limits]` in the TOML file.
 #[derive(Debug, Default, Deserialize)]
@@ -304,4 +305,25 @@ pub(super) fn tls(src: &Source<'_>, file: &FileTls) -> Result<Option<TlsConfig>,
         key,
         reload: Duration::from_secs(src.positive("HOOKD_TLS_RELOAD_SECS", file.reload_secs, 10)?),
     }))
+}
+
+pub(super) fn egress(
+    src: &Source<'_>,
+    file: &FileDestinations,
+) -> Result<EgressPolicy, ConfigError> {
+    let list: Option<Vec<String>> = match src.raw("HOOKD_FORWARD_ALLOW") {
+        Some(v) => Some(v.split(',').map(|s| s.trim().to_owned()).collect()),
+        None => file.forward_allow.clone(),
+    };
+    let allow_private = src.get(
+        "HOOKD_FORWARD_ALLOW_PRIVATE",
+        file.allow_private,
+        false,
+        "true or false",
+    )?;
+    EgressPolicy::new(list.as_deref(), allow_private).map_err(|e| ConfigError::Invalid {
+        setting: "HOOKD_FORWARD_ALLOW".into(),
+        value: list.unwrap_or_default().join(","),
+        expected: e,
+    })
 }

@@ -211,6 +211,8 @@ pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
         ("HOOKD_LOG_DIR", ""),
         ("HOOKD_SHUTDOWN_TIMEOUT_SECS", "5"),
         ("HOOKD_FORWARD_TIMEOUT_MS", "3000"),
+        // Targets run on loopback.
+        ("HOOKD_FORWARD_ALLOW_PRIVATE", "true"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -680,23 +682,8 @@ impl Hookd {
         extra: &[(&str, String)],
         log_name: &str,
     ) -> Self {
-        Self::spawn_at(free_port(), db, routes, command, extra, log_name).await
-    }
-
-    /// [`Hookd::spawn_with`] on a given port (a restart where the old process listened).
-    pub async fn spawn_at(
-        port: u16,
-        db: &TestDb,
-        routes: &str,
-        command: &str,
-        extra: &[(&str, String)],
-        log_name: &str,
-    ) -> Self {
-        let log = std::fs::File::options()
-            .create(true)
-            .append(true)
-            .open(db.dir.path().join(log_name))
-            .unwrap();
+        let port = free_port();
+        let log = std::fs::File::create(db.dir.path().join(log_name)).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
         cmd.arg(command)
             .env_clear()
