@@ -259,6 +259,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             limits: config.limits.clone(),
             admission,
             access: http::AccessGuard::new(config.admin_access.clone()),
+            schemas: config.schemas.clone(),
         });
         let app = http::router(state);
         if let Some(tls) = &tls {

@@ -26,7 +26,7 @@ use crate::worker::RetryPolicy;
 
 mod hardening;
 
-pub use hardening::{AdminAccess, Limits, RateQuota, TlsConfig, parse_net};
+pub use hardening::{AdminAccess, Limits, RateQuota, SchemaRule, TlsConfig, parse_net};
 
 /// Everything hookd needs to run.
 #[derive(Debug, Clone)]
@@ -75,6 +75,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Where forwards may go.
     pub egress: EgressPolicy,
+    /// JSON Schemas payloads must match, by provider and event type.
+    pub schemas: Vec<SchemaRule>,
 }
 
 /// Logs and traces.
@@ -275,6 +277,8 @@ struct FileConfig {
     admin: hardening::FileAdmin,
     #[serde(default)]
     tls: hardening::FileTls,
+    #[serde(default)]
+    schemas: Vec<hardening::FileSchema>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -511,6 +515,8 @@ impl Config {
         let env: HashMap<String, String> = vars.into_iter().collect();
         let src = Source { env: &env };
         let file = load_file(src.raw("HOOKD_CONFIG"))?;
+        let config_dir =
+            config_path(src.raw("HOOKD_CONFIG")).and_then(|p| p.parent().map(Path::to_path_buf));
 
         let public_url = match src
             .raw("HOOKD_PUBLIC_URL")
@@ -607,6 +613,7 @@ impl Config {
             admin_access: hardening::admin_access(&src, &file.admin)?,
             tls: hardening::tls(&src, &file.tls)?,
             egress: hardening::egress(&src, &file.destinations)?,
+            schemas: hardening::schemas(&file.schemas, config_dir.as_deref(), &provider_names)?,
         };
         config.validate()?;
         Ok(config)
@@ -1217,11 +1224,18 @@ fn smtp_settings(src: &Source<'_>, file: &FileSmtp) -> Result<Option<SmtpSetting
     Ok(Some(smtp))
 }
 
+/// The config file in use, if any.
+fn config_path(explicit: Option<&str>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(PathBuf::from(p)),
+        None if Path::new("hookd.toml").exists() => Some(PathBuf::from("hookd.toml")),
+        None => None,
+    }
+}
+
 fn load_file(explicit: Option<&str>) -> Result<FileConfig, ConfigError> {
-    let path = match explicit {
-        Some(p) => PathBuf::from(p),
-        None if Path::new("hookd.toml").exists() => PathBuf::from("hookd.toml"),
-        None => return Ok(FileConfig::default()),
+    let Some(path) = config_path(explicit) else {
+        return Ok(FileConfig::default());
     };
     let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
         path: path.clone(),

@@ -503,7 +503,7 @@ async fn backlog_of_100000_events_keeps_memory_bounded() {
         "backlog: {done} processed in 12 s, {pending} pending, peak RSS {:.1} MiB",
         peak as f64 / 1048576.0
     );
-    assert!(done >= 2000, "working through the backlog: {done}");
+    assert!(done >= 500, "working through the backlog: {done}");
     assert!(pending > 0);
     assert!(peak < 100 * 1024 * 1024, "peak RSS {peak} bytes");
     drop(hookd);

@@ -450,3 +450,73 @@ async fn a_thousand_garbage_requests_never_get_a_5xx() {
     assert_eq!(r.status(), StatusCode::OK);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payloads_must_match_the_configured_json_schema() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let schemas = db.dir.path().join("schemas");
+    std::fs::create_dir_all(&schemas).unwrap();
+    std::fs::write(
+        schemas.join("stripe-payment.json"),
+        r#"{
+          "type": "object",
+          "required": ["id", "type", "data"],
+          "properties": {
+            "data": {"type": "object", "required": ["object"], "properties": {
+              "object": {"type": "object", "required": ["amount", "currency"], "properties": {
+                "amount": {"type": "integer", "minimum": 1},
+                "currency": {"type": "string", "pattern": "^[a-z]{3}$"}
+              }}
+            }}
+          }
+        }"#,
+    )
+    .unwrap();
+    // Relative to the config file's folder.
+    let config = r#"
+[[schemas]]
+provider = "stripe"
+events = ["payment_intent.*"]
+schema = "schemas/stripe-payment.json"
+"#;
+    let server = TestServer::start(&db, config, &[]).await;
+    let (_, good) = stripe_event("payment_intent.succeeded");
+    assert_eq!(server.post_stripe(&good).await.status(), 202);
+    let bad = r#"{"id":"evt_schema_1","type":"payment_intent.succeeded","data":{"object":{"amount":"2000","currency":"usd"}}}"#;
+    let r = server.post_stripe(bad).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "schema_violation", "{v}");
+    assert_eq!(v["path"], "/data/object/amount", "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("integer") && message.contains("stripe-payment.json"),
+        "{message}"
+    );
+    let missing = r#"{"id":"evt_schema_2","type":"payment_intent.created"}"#;
+    let v: serde_json::Value = server.post_stripe(missing).await.json().await.unwrap();
+    assert_eq!(v["error"], "schema_violation", "{v}");
+    // Other event types are not held to it.
+    let other = r#"{"id":"evt_schema_3","type":"charge.succeeded"}"#;
+    assert_eq!(server.post_stripe(other).await.status(), 202);
+    assert_eq!(server.total_events().await, 2);
+    server.stop().await;
+
+    // A missing or broken schema stops start-up, naming the entry.
+    for (file, text) in [
+        ("missing.json", None),
+        ("broken.json", Some(r#"{"type": 12}"#)),
+    ] {
+        if let Some(t) = text {
+            std::fs::write(schemas.join(file), t).unwrap();
+        }
+        let vars = base_vars(&db, &format!("[[schemas]]\nschema = \"schemas/{file}\"\n"));
+        let err = hookd::config::Config::from_vars(vars)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("schemas[0].schema") && err.contains(file),
+            "{err}"
+        );
+    }
+}

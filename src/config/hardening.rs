@@ -3,8 +3,10 @@
 //! Read by `Config::from_vars` like every other setting; each mistake names the setting.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -326,4 +328,87 @@ pub(super) fn egress(
         value: list.unwrap_or_default().join(","),
         expected: e,
     })
+}
+
+/// `[[schemas]]` in the TOML file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct FileSchema {
+    #[serde(default = "star")]
+    provider: String,
+    #[serde(default = "stars")]
+    events: Vec<String>,
+    schema: PathBuf,
+}
+
+fn star() -> String {
+    "*".into()
+}
+
+fn stars() -> Vec<String> {
+    vec![star()]
+}
+
+/// A JSON Schema that payloads of a provider and event type must match. Compiled once, at start.
+#[derive(Clone)]
+pub struct SchemaRule {
+    /// Provider name or `*`.
+    pub provider: String,
+    /// Globs on the event type.
+    pub events: Vec<String>,
+    /// The file it came from, as configured (named in errors).
+    pub path: PathBuf,
+    pub validator: Arc<jsonschema::Validator>,
+}
+
+impl fmt::Debug for SchemaRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SchemaRule")
+            .field("provider", &self.provider)
+            .field("events", &self.events)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Read and compile every `[[schemas]]` entry; paths are relative to the config file's folder.
+pub(super) fn schemas(
+    entries: &[FileSchema],
+    config_dir: Option<&Path>,
+    providers: &[String],
+) -> Result<Vec<SchemaRule>, ConfigError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let invalid = |expected: String| ConfigError::Invalid {
+                setting: format!("schemas[{i}].schema"),
+                value: e.schema.display().to_string(),
+                expected,
+            };
+            if e.provider != "*" && !providers.contains(&e.provider) {
+                return Err(ConfigError::Invalid {
+                    setting: format!("schemas[{i}].provider"),
+                    value: e.provider.clone(),
+                    expected: format!("* or a provider name (one of {})", providers.join(", ")),
+                });
+            }
+            let path = match config_dir {
+                Some(dir) if e.schema.is_relative() => dir.join(&e.schema),
+                _ => e.schema.clone(),
+            };
+            let text = std::fs::read_to_string(&path)
+                .map_err(|err| invalid(format!("a readable JSON Schema file ({err})")))?;
+            let schema: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|err| invalid(format!("a JSON Schema, but it is not JSON: {err}")))?;
+            let validator = jsonschema::validator_for(&schema)
+                .map_err(|err| invalid(format!("a valid JSON Schema: {err}")))?;
+            Ok(SchemaRule {
+                provider: e.provider.clone(),
+                events: e.events.clone(),
+                path: e.schema.clone(),
+                validator: Arc::new(validator),
+            })
+        })
+        .collect()
 }

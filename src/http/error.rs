@@ -104,6 +104,10 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %e, "store unavailable");
                 body["message"] = "the event store is unavailable; retry later".into();
             }
+            Self::Invalid(ValidationError::Schema { path, .. }) => {
+                body["message"] = self.to_string().into();
+                body["path"] = path.clone().into();
+            }
             other => body["message"] = other.to_string().into(),
         }
         let retry_after = self.retry_after_secs();

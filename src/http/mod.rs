@@ -51,6 +51,8 @@ pub struct AppState {
     pub admission: limits::Admission,
     /// Allow-list and failed-login limit of `/admin` and `/ui`.
     pub access: access::AccessGuard,
+    /// JSON Schemas payloads must match.
+    pub schemas: Vec<crate::config::SchemaRule>,
 }
 
 pub use access::AccessGuard;

@@ -1,12 +1,14 @@
-//! Checks on what a verified webhook names itself: its idempotency key and event type must be
-//! short and printable, since they become database keys, log fields, route matches and admin
-//! output. Runs after verification (an unsigned request never gets this far) and before the
-//! store.
+//! Checks on a verified webhook before it is stored: its idempotency key and event type must be
+//! short and printable (they become database keys, log fields, route matches and admin output),
+//! and its payload must match the JSON Schemas configured for its provider and event type
+//! (`[[schemas]]`, compiled once at start). Runs after verification (an unsigned request never
+//! gets this far) and before the store.
 //!
 //! Owns these limits and the reasons they give. It must never change a value: a webhook either
 //! passes as it is or is refused with a 400 that names the field.
 
-use crate::config::Limits;
+use crate::actions::glob_match;
+use crate::config::{Limits, SchemaRule};
 use crate::verify::VerifiedWebhook;
 
 /// Why a verified webhook was refused.
@@ -16,6 +18,14 @@ pub enum ValidationError {
     IdempotencyKey(&'static str),
     #[error("the event type {0}")]
     EventType(&'static str),
+    /// The payload does not match a configured JSON Schema.
+    #[error("the payload does not match the schema {schema}: {message} (at {path:?})")]
+    Schema {
+        schema: String,
+        /// JSON pointer of the first value that failed (`""`: the whole payload).
+        path: String,
+        message: String,
+    },
 }
 
 impl ValidationError {
@@ -24,6 +34,7 @@ impl ValidationError {
         match self {
             Self::IdempotencyKey(_) => "invalid_idempotency_key",
             Self::EventType(_) => "invalid_event_type",
+            Self::Schema { .. } => "schema_violation",
         }
     }
 }
@@ -34,6 +45,45 @@ pub fn check(limits: &Limits, webhook: &VerifiedWebhook) -> Result<(), Validatio
         .map_err(ValidationError::IdempotencyKey)?;
     field(webhook.event_type(), limits.max_event_type_bytes, true)
         .map_err(ValidationError::EventType)?;
+    Ok(())
+}
+
+/// Validate the payload against every schema whose provider and event-type globs match. The body
+/// is parsed once, and only when a schema applies.
+pub fn check_schemas(
+    rules: &[SchemaRule],
+    webhook: &VerifiedWebhook,
+) -> Result<(), ValidationError> {
+    let mut payload: Option<serde_json::Value> = None;
+    for rule in rules {
+        let applies = (rule.provider == "*" || rule.provider == webhook.provider())
+            && rule
+                .events
+                .iter()
+                .any(|g| glob_match(g, webhook.event_type()));
+        if !applies {
+            continue;
+        }
+        let schema = rule.path.display().to_string();
+        if payload.is_none() {
+            payload = Some(serde_json::from_slice(webhook.body()).map_err(|e| {
+                ValidationError::Schema {
+                    schema: schema.clone(),
+                    path: String::new(),
+                    message: format!("the body is not JSON ({e})"),
+                }
+            })?);
+        }
+        let value = payload.as_ref().expect("parsed above");
+        if let Some(e) = rule.validator.iter_errors(value).next() {
+            return Err(ValidationError::Schema {
+                schema,
+                path: e.instance_path().as_str().to_owned(),
+                // Masked: says what is wrong without echoing the payload's values into logs.
+                message: e.masked().to_string(),
+            });
+        }
+    }
     Ok(())
 }
 

@@ -84,9 +84,11 @@ async fn accept(
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;
-    super::validate::check(&state.limits, &verified).inspect_err(|e| {
-        tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
-    })?;
+    super::validate::check(&state.limits, &verified)
+        .and_then(|()| super::validate::check_schemas(&state.schemas, &verified))
+        .inspect_err(|e| {
+            tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
+        })?;
     // A signed URL handshake (Slack): echo the challenge; there is no event to store.
     if let Some(challenge) = verified.challenge() {
         tracing::info!(provider, "answered a URL verification challenge");
