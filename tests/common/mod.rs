@@ -1019,7 +1019,29 @@ pub struct PrivatePostgres {
 }
 
 impl PrivatePostgres {
-    const BIN: &'static str = "/usr/lib/postgresql/15/bin";
+    /// The server's programs: `HOOKD_TEST_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`.
+    fn bin() -> std::path::PathBuf {
+        if let Some(dir) = std::env::var_os("HOOKD_TEST_PG_BIN") {
+            return dir.into();
+        }
+        let mut found: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, b)| b).unwrap_or_else(|| {
+            panic!(
+                "the PostgreSQL server programs (initdb, pg_ctl) are required for the restart \
+                 tests: apt-get install postgresql, or set HOOKD_TEST_PG_BIN"
+            )
+        })
+    }
 
     fn as_owner(cmd: &str) -> Command {
         let root = Command::new("id")
@@ -1027,14 +1049,10 @@ impl PrivatePostgres {
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
             .unwrap_or(false);
-        let path = format!("{}/{cmd}", Self::BIN);
-        assert!(
-            std::path::Path::new(&path).exists(),
-            "{path} is required for the PostgreSQL restart tests (apt-get install postgresql-15)"
-        );
+        let path = Self::bin().join(cmd);
         if root {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--", &path]);
+            c.args(["-u", "postgres", "--"]).arg(&path);
             c
         } else {
             Command::new(path)
