@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router, SetupError};
 use crate::config::{Config, ConfigError, redact_url};
+use crate::http::server::{self, ServerSettings};
+use crate::http::tls::{TlsError, TlsListener};
 use crate::http::{self, AppState};
 use crate::ops::Ops;
 use crate::queue::{Queue, RedisQueue, StoreQueue};
@@ -36,6 +38,17 @@ impl Roles {
 pub enum StartError {
     #[error("cannot open the store at {url}: {source}")]
     Store { url: String, source: StoreError },
+    #[error(
+        "cannot open the store at {url}: gave up after {waited_secs} s \
+         (HOOKD_STORE_WAIT_SECS): {source}"
+    )]
+    StoreWait {
+        url: String,
+        waited_secs: u64,
+        source: StoreError,
+    },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error("cannot apply migrations: {0}")]
     Migrate(StoreError),
     #[error(transparent)]
@@ -49,19 +62,66 @@ pub enum StartError {
     },
 }
 
-/// Open the store named by the config and bring its schema up to date.
+/// Open the store named by the config and bring its schema up to date. While the store cannot
+/// be reached (it is starting, restarting, or the network is not up yet) this retries with
+/// backoff for up to `HOOKD_STORE_WAIT_SECS`, saying so in the log, rather than exit at once.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartError> {
-    let store = store::connect(
-        &config.database_url,
-        config.db_pool_size,
-        config.store_timeout,
-    )
-    .await
-    .map_err(|source| StartError::Store {
-        url: redact_url(&config.database_url),
-        source,
-    })?;
-    store.migrate().await.map_err(StartError::Migrate)?;
+    let url = redact_url(&config.database_url);
+    let started = Instant::now();
+    let mut delay = Duration::from_millis(250);
+    let mut attempt = 1u32;
+    let store = loop {
+        let opened = async {
+            let store = store::connect(
+                &config.database_url,
+                config.db_pool_size,
+                config.store_timeout,
+            )
+            .await
+            .map_err(|source| StartError::Store {
+                url: url.clone(),
+                source,
+            })?;
+            store.migrate().await.map_err(StartError::Migrate)?;
+            Ok::<_, StartError>(store)
+        }
+        .await;
+        let source = match opened {
+            Ok(store) => {
+                if attempt > 1 {
+                    tracing::info!(store = %url, attempts = attempt, "store reachable; starting");
+                }
+                break store;
+            }
+            // Only "cannot reach it now" is worth waiting for; a wrong schema or URL is not.
+            Err(StartError::Store {
+                source: source @ StoreError::Unavailable(_),
+                ..
+            })
+            | Err(StartError::Migrate(source @ StoreError::Unavailable(_))) => source,
+            Err(other) => return Err(other),
+        };
+        let waited = started.elapsed();
+        if waited + delay > config.store_wait {
+            return Err(StartError::StoreWait {
+                url,
+                waited_secs: waited.as_secs(),
+                source,
+            });
+        }
+        tracing::warn!(
+            store = %url,
+            attempt,
+            retry_in_ms = delay.as_millis() as u64,
+            waited_secs = waited.as_secs(),
+            max_wait_secs = config.store_wait.as_secs(),
+            error = %source,
+            "store not reachable; waiting for it"
+        );
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    };
     let settings = GroupCommitSettings {
         window: config.batch_window,
         max_batch: config.batch_max,
@@ -179,7 +239,11 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             store.clone(),
             queue.clone(),
             router,
-            Actions::new(config.forward_timeout, config.smtp.as_ref())?,
+            Actions::new(
+                config.forward_timeout,
+                config.smtp.as_ref(),
+                Arc::new(config.egress.clone()),
+            )?,
             dests,
             instance.clone(),
             WorkerSettings {
@@ -227,7 +291,12 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             shutdown_rx.clone(),
         ));
         let names: Vec<&str> = providers.names().collect();
-        tracing::info!(addr = %local, store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
+        let tls = config.tls.as_ref().map(TlsListener::new).transpose()?;
+        tracing::info!(addr = %local, tls = tls.is_some(), store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
+        let admission = http::limits::Admission::new(
+            &config.limits,
+            config.providers.iter().map(|p| p.name.as_str()),
+        );
         let state = Arc::new(AppState {
             store: store.clone(),
             queue: queue.clone(),
@@ -238,25 +307,28 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             shutting_down: shutdown_rx.clone(),
             backlog: Default::default(),
             destinations,
+            limits: config.limits.clone(),
+            admission,
+            access: http::AccessGuard::new(config.admin_access.clone()),
+            schemas: config.schemas.clone(),
         });
         let app = http::router(state);
-        let mut rx = shutdown_rx.clone();
-        let grace = config.shutdown_timeout;
-        tasks.push(tokio::spawn(async move {
-            let stop = async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            };
-            let server = axum::serve(listener, app).with_graceful_shutdown(stop);
-            let mut rx = shutdown_rx;
+        if let Some(tls) = &tls {
+            tasks.push(tokio::spawn(tls.clone().watch(shutdown_rx.clone())));
+        }
+        let settings = ServerSettings {
+            limits: config.limits.clone(),
+            tls,
             // In-flight requests get the grace period; a client that holds its connection
             // longer is cut off.
-            tokio::select! {
-                r = server => if let Err(e) = r { tracing::error!(error = %e, "server error") },
-                _ = async { let _ = rx.wait_for(|s| *s).await; tokio::time::sleep(grace).await } => {
-                    tracing::warn!("shutdown grace period over; closing remaining connections");
-                }
-            }
-        }));
+            grace: config.shutdown_timeout,
+        };
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            app,
+            settings,
+            shutdown_rx,
+        )));
     }
 
     Ok(Running {

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::actions::RouteConfig;
 use crate::actions::breaker::BreakerPolicy;
+use crate::actions::egress::EgressPolicy;
 use crate::actions::email::{Recipient, SmtpSettings};
 use crate::verify::paypal_certs::{self, CertUrlPrefix, TrustRoots};
 use crate::verify::{
@@ -25,6 +26,9 @@ use crate::worker::RetryPolicy;
 
 mod operator;
 pub use operator::{AdminToken, OperatorConfig, Scope};
+mod hardening;
+
+pub use hardening::{AdminAccess, Limits, RateQuota, SchemaRule, TlsConfig, parse_net};
 
 /// Everything hookd needs to run.
 #[derive(Debug, Clone)]
@@ -69,6 +73,18 @@ pub struct Config {
     pub destination_concurrency: usize,
     /// Admin tokens, console sessions, the read replica and payload retention.
     pub operator: OperatorConfig,
+    /// How long start-up waits for the store to answer before giving up.
+    pub store_wait: Duration,
+    /// Rate limits, overload bound, request limits and timeouts.
+    pub limits: Limits,
+    /// Who may reach `/admin` and `/ui`.
+    pub admin_access: AdminAccess,
+    /// TLS on the listener; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
+    /// Where forwards may go.
+    pub egress: EgressPolicy,
+    /// JSON Schemas payloads must match, by provider and event type.
+    pub schemas: Vec<SchemaRule>,
 }
 
 /// Logs and traces.
@@ -267,6 +283,12 @@ struct FileConfig {
     admin: operator::FileAdmin,
     #[serde(default)]
     retention: operator::FileRetention,
+    #[serde(default)]
+    limits: hardening::FileLimits,
+    #[serde(default)]
+    tls: hardening::FileTls,
+    #[serde(default)]
+    schemas: Vec<hardening::FileSchema>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -293,6 +315,8 @@ struct FileSmtp {
 #[serde(deny_unknown_fields)]
 struct FileDestinations {
     concurrency: Option<usize>,
+    forward_allow: Option<Vec<String>>,
+    allow_private: Option<bool>,
     breaker_failures: Option<u32>,
     breaker_cooldown_ms: Option<u64>,
 }
@@ -316,6 +340,7 @@ struct FileStore {
     read_url: Option<String>,
     batch_window_us: Option<u64>,
     batch_max: Option<usize>,
+    wait_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -525,6 +550,8 @@ impl Config {
         let env: HashMap<String, String> = vars.into_iter().collect();
         let src = Source { env: &env };
         let file = load_file(src.raw("HOOKD_CONFIG"))?;
+        let config_dir =
+            config_path(src.raw("HOOKD_CONFIG")).and_then(|p| p.parent().map(Path::to_path_buf));
 
         let public_url = match src
             .raw("HOOKD_PUBLIC_URL")
@@ -534,6 +561,7 @@ impl Config {
             None => None,
         };
         let providers = load_providers(&src, &file.providers, public_url.as_deref())?;
+        let provider_names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
 
         let operator = operator::load(
             &src,
@@ -627,6 +655,17 @@ impl Config {
                 4,
             )?,
             operator,
+            store_wait: Duration::from_secs(src.get(
+                "HOOKD_STORE_WAIT_SECS",
+                file.store.wait_secs,
+                60,
+                "whole seconds (0: do not wait)",
+            )?),
+            limits: hardening::limits(&src, &file.limits, &provider_names)?,
+            admin_access: hardening::admin_access(&src, &file.admin)?,
+            tls: hardening::tls(&src, &file.tls)?,
+            egress: hardening::egress(&src, &file.destinations)?,
+            schemas: hardening::schemas(&file.schemas, config_dir.as_deref(), &provider_names)?,
         };
         config.validate()?;
         Ok(config)
@@ -661,6 +700,15 @@ impl Config {
                     route: route.display_name(i),
                     message,
                 })?;
+            for url in route.forward_urls() {
+                let checked = reqwest::Url::parse(url)
+                    .map_err(|e| e.to_string())
+                    .and_then(|u| self.egress.check_url(&u));
+                checked.map_err(|message| ConfigError::Route {
+                    route: route.display_name(i),
+                    message,
+                })?;
+            }
         }
         Ok(())
     }
@@ -1228,11 +1276,18 @@ fn smtp_settings(src: &Source<'_>, file: &FileSmtp) -> Result<Option<SmtpSetting
     Ok(Some(smtp))
 }
 
+/// The config file in use, if any.
+fn config_path(explicit: Option<&str>) -> Option<PathBuf> {
+    match explicit {
+        Some(p) => Some(PathBuf::from(p)),
+        None if Path::new("hookd.toml").exists() => Some(PathBuf::from("hookd.toml")),
+        None => None,
+    }
+}
+
 fn load_file(explicit: Option<&str>) -> Result<FileConfig, ConfigError> {
-    let path = match explicit {
-        Some(p) => PathBuf::from(p),
-        None if Path::new("hookd.toml").exists() => PathBuf::from("hookd.toml"),
-        None => return Ok(FileConfig::default()),
+    let Some(path) = config_path(explicit) else {
+        return Ok(FileConfig::default());
     };
     let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
         path: path.clone(),
@@ -1398,6 +1453,7 @@ mod tests {
         let c = Config::from_vars(vars(&[
             ("HOOKD_CONFIG", path.to_str().unwrap()),
             ("HOOKD_WORKERS", "4"),
+            ("HOOKD_FORWARD_ALLOW_PRIVATE", "true"),
         ]))
         .unwrap();
         assert_eq!(c.workers, 4);

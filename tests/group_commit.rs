@@ -156,18 +156,19 @@ async fn one_refused_event_does_not_fail_its_batch(b: Backend) {
         .collect();
     bodies.insert(5, bad);
     let answers = send_all(&server, bodies).await;
+    // Since ids are checked at the door (printable ASCII), the NUL id is refused before it can
+    // reach the database; the events batched around it are committed all the same.
     for (i, (status, json)) in answers.iter().enumerate() {
-        match (i, b) {
-            (5, Backend::Postgres) => {
-                assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{json}");
-                assert!(json["correlation_id"].is_string());
+        match i {
+            5 => {
+                assert_eq!(*status, StatusCode::BAD_REQUEST, "{json}");
+                assert_eq!(json["error"], "invalid_idempotency_key");
             }
             _ => assert_eq!(*status, StatusCode::ACCEPTED, "{i}: {json}"),
         }
     }
     let stored = match b {
-        Backend::Postgres => 10,
-        Backend::Sqlite => 11,
+        Backend::Postgres | Backend::Sqlite => 10,
     };
     assert_eq!(server.total_events().await, stored);
     server.stop().await;

@@ -86,7 +86,17 @@ async fn contract_test_finds_no_server_error() {
         "[[routes]]\nprovider = \"stripe\"\nevents = [\"invoice.*\"]\nsteps = [{{ action = \"forward\", url = \"{}\" }}]\n",
         failing.url
     );
-    let server = TestServer::start(&db, &routes, &[("HOOKD_MAX_ATTEMPTS", "1")]).await;
+    // The fuzzer sends many requests without a valid token on purpose: the failed-login limit
+    // (a 429 by design) would end the run before it covers the API.
+    let server = TestServer::start(
+        &db,
+        &routes,
+        &[
+            ("HOOKD_MAX_ATTEMPTS", "1"),
+            ("HOOKD_ADMIN_MAX_FAILURES", "1000000"),
+        ],
+    )
+    .await;
     // Data to find: completed events and a dead letter.
     for t in [
         "charge.succeeded",

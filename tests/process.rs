@@ -215,10 +215,20 @@ fn unreachable_database_fails_start_with_a_clear_message() {
         .env_clear()
         .env("DATABASE_URL", "postgres://postgres:pw@127.0.0.1:1/nodb")
         .env("HOOKD_STORE_TIMEOUT_MS", "500")
+        .env("HOOKD_STORE_WAIT_SECS", "2")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot open the store"), "{err}");
-    assert!(!err.contains(":pw@"), "password leaked: {err}");
+    let log = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        err.contains("cannot open the store") && err.contains("HOOKD_STORE_WAIT_SECS"),
+        "{err}"
+    );
+    // It waited, and said so, before giving up.
+    assert!(log.contains("store not reachable; waiting for it"), "{log}");
+    assert!(
+        !err.contains(":pw@") && !log.contains(":pw@"),
+        "password leaked"
+    );
 }

@@ -197,20 +197,22 @@ async fn redis_restarted_mid_run_loses_nothing() {
     let routes = forward_route(&target.url);
     let vars = redis_vars(&redis.url(), "hookd");
     let serve = Hookd::spawn_with(&db, &routes, "serve", &vars, "serve.log").await;
-    let apis = [serve.url.clone()];
-    let first = send_all(&apis, distinct_bodies(300), 16).await;
-    // Redis dies with everything in it (streams, group, delayed set) and comes back empty.
+    let apis = vec![serve.url.clone()];
+    // Under load: webhooks keep arriving while Redis dies with everything in it (streams,
+    // group, delayed set) and comes back empty.
+    let load = tokio::spawn(async move { send_all(&apis, distinct_bodies(1000), 4).await });
+    target.wait_hits(150, Duration::from_secs(60)).await;
     redis.kill();
-    let during = send_all(&apis, distinct_bodies(100), 16).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     redis.up().await;
-    let after = send_all(&apis, distinct_bodies(100), 16).await;
-    for s in first.iter().chain(&during).chain(&after) {
+    let statuses = load.await.unwrap();
+    for s in &statuses {
         assert_eq!(*s, 202, "accepted whether or not Redis is up");
     }
     let store = open_store(&db).await;
-    wait_completed(&store, 500, Duration::from_secs(60)).await;
+    wait_completed(&store, 1000, Duration::from_secs(60)).await;
     let seen = forwards_per_event(&target);
-    assert_eq!(seen.len(), 500);
+    assert_eq!(seen.len(), 1000);
     assert!(seen.values().all(|n| *n == 1), "no event forwarded twice");
 }
 

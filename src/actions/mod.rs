@@ -6,13 +6,17 @@
 //! one step's result, classified, and the worker decides what happens next.
 
 pub mod breaker;
+pub mod egress;
 pub mod email;
 pub mod filter;
 pub mod forward;
 pub mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
+
+use egress::{EgressPolicy, EgressResolver};
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -130,6 +134,19 @@ impl StepConfig {
 }
 
 impl RouteConfig {
+    /// Every URL the route's forwards (and their compensations) post to.
+    pub fn forward_urls(&self) -> Vec<&str> {
+        let mut urls = Vec::new();
+        for step in &self.steps {
+            for s in std::iter::once(step).chain(step.compensate()) {
+                if let StepConfig::Forward { url, .. } = s {
+                    urls.push(url.as_str());
+                }
+            }
+        }
+        urls
+    }
+
     pub fn display_name(&self, index: usize) -> String {
         self.name.clone().unwrap_or_else(|| format!("route{index}"))
     }
@@ -367,15 +384,22 @@ pub enum SetupError {
 #[derive(Clone)]
 pub struct Actions {
     http: reqwest::Client,
+    egress: Arc<EgressPolicy>,
     default_timeout: Duration,
     mailer: Option<Mailer>,
 }
 
 impl Actions {
-    pub fn new(default_timeout: Duration, smtp: Option<&SmtpSettings>) -> Result<Self, SetupError> {
+    pub fn new(
+        default_timeout: Duration,
+        smtp: Option<&SmtpSettings>,
+        egress: Arc<EgressPolicy>,
+    ) -> Result<Self, SetupError> {
         let http = reqwest::Client::builder()
             // A redirect could send the event somewhere the route never named.
             .redirect(reqwest::redirect::Policy::none())
+            // Every address a name resolves to is checked against the forward policy.
+            .dns_resolver(EgressResolver(egress.clone()))
             .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());
@@ -389,6 +413,7 @@ impl Actions {
             .transpose()?;
         Ok(Self {
             http,
+            egress,
             default_timeout,
             mailer,
         })
@@ -430,6 +455,15 @@ impl Actions {
                 Ok(())
             }
             StepConfig::Forward { url, headers, .. } => {
+                // Literal addresses skip the resolver: check them here (start-up did too).
+                if let Ok(u) = reqwest::Url::parse(url) {
+                    self.egress
+                        .check_url(&u)
+                        .map_err(|error| ActionError::Transport {
+                            url: url.clone(),
+                            error,
+                        })?;
+                }
                 // `webhook-id` names this event's message to this step: the same on every
                 // attempt, different for each step (and compensation) of the event, and for
                 // each operator replay (a replay is meant to be delivered again).

@@ -75,6 +75,10 @@ pub(super) struct FileAdmin {
     #[serde(default)]
     tokens: Vec<FileToken>,
     session_hours: Option<u64>,
+    /// Addresses that may reach `/admin` and `/ui` (read by `hardening::admin_access`).
+    pub(super) allow: Option<Vec<String>>,
+    /// Failed logins per address per minute (read by `hardening::admin_access`).
+    pub(super) max_failures: Option<u32>,
 }
 
 /// `[[admin.tokens]]`: `token` or `token_env` (the variable that holds it).

@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::validate::ValidationError;
 use crate::store::StoreError;
 use crate::verify::VerifyError;
 
@@ -34,6 +35,18 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     InvalidParam(String),
+    #[error("too many requests for this provider; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("too many requests in flight; retry shortly")]
+    Overloaded,
+    #[error("the request body was not received within the time allowed")]
+    BodyTimeout,
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("your address may not use this endpoint")]
+    AddressForbidden,
+    #[error("too many failed logins from your address; retry after {retry_after_secs} s")]
+    TooManyFailures { retry_after_secs: u64 },
 }
 
 impl From<crate::ops::OpsError> for ApiError {
@@ -73,6 +86,25 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::InvalidParam(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            Self::Invalid(e) => (StatusCode::BAD_REQUEST, e.reason()),
+            Self::AddressForbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::TooManyFailures { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_failures"),
+        }
+    }
+
+    /// Seconds for `Retry-After`, for the answers that ask the client to come back.
+    fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } | Self::TooManyFailures { retry_after_secs } => {
+                Some(*retry_after_secs)
+            }
+            // Shedding load: come back soon, the queue in front of us is short-lived.
+            Self::Overloaded => Some(1),
+            _ if self.status_and_code().0 == StatusCode::SERVICE_UNAVAILABLE => Some(5),
+            _ => None,
         }
     }
 }
@@ -93,19 +125,26 @@ impl IntoResponse for ApiError {
                 tracing::warn!(error = %e, "store unavailable");
                 body["message"] = "the event store is unavailable; retry later".into();
             }
+            Self::Invalid(ValidationError::Schema { path, .. }) => {
+                body["message"] = self.to_string().into();
+                body["path"] = path.clone().into();
+            }
             other => body["message"] = other.to_string().into(),
         }
+        let retry_after = self.retry_after_secs();
         let mut resp = (status, Json(body)).into_response();
-        match status {
-            StatusCode::SERVICE_UNAVAILABLE => {
-                resp.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-            }
-            StatusCode::UNAUTHORIZED => {
-                resp.headers_mut()
-                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-            }
-            _ => {}
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if status == StatusCode::REQUEST_TIMEOUT {
+            // The rest of the body may still be on its way: do not read it, close.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }
         resp
     }

@@ -4,12 +4,17 @@
 //! It must never answer 2xx to a webhook before the store has committed it, and never hand
 //! unverified bytes to anything but a verifier.
 
+mod access;
 mod admin;
 pub mod admin_api;
 mod error;
 mod health;
+pub mod limits;
+pub mod server;
+pub mod tls;
 mod trace_layer;
 mod ui;
+pub mod validate;
 mod webhooks;
 
 use std::sync::Arc;
@@ -24,6 +29,7 @@ use axum::routing::{get, post};
 pub use error::ApiError;
 
 use crate::actions::breaker::Destinations;
+use crate::config::Limits;
 use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::{Backlog, EventStore};
@@ -43,7 +49,17 @@ pub struct AppState {
     pub backlog: BacklogCache,
     /// This process's destination breakers (`None` without the worker role).
     pub destinations: Option<Arc<Destinations>>,
+    /// Request limits (ids, event types) checked after verification.
+    pub limits: Limits,
+    /// In-flight bound and per-provider rate limits of the webhook route.
+    pub admission: limits::Admission,
+    /// Allow-list and failed-login limit of `/admin` and `/ui`.
+    pub access: access::AccessGuard,
+    /// JSON Schemas payloads must match.
+    pub schemas: Vec<crate::config::SchemaRule>,
 }
+
+pub use access::AccessGuard;
 
 /// The store backlog as last read, for `/metrics` and `/health` (see `health.rs`).
 #[derive(Default)]
@@ -88,6 +104,10 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/webhooks/{provider}",
             post(webhooks::receive).layer(DefaultBodyLimit::max(state.max_body_bytes)),
         )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::admit,
+        ))
         .route_layer(axum::middleware::from_fn(trace_layer::trace_requests));
     Router::new()
         .merge(webhooks)
@@ -98,5 +118,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/admin", admin)
         .nest("/ui", ui::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            access::guard,
+        ))
         .with_state(state)
 }

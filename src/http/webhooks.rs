@@ -65,6 +65,8 @@ async fn accept(
             ApiError::BodyTooLarge {
                 limit: state.max_body_bytes,
             }
+        } else if super::limits::is_body_timeout(&r) {
+            ApiError::BodyTimeout
         } else {
             ApiError::BadBody(r.body_text())
         }
@@ -79,6 +81,11 @@ async fn accept(
         .verify(provider, &request)
         .instrument(tracing::info_span!("verify", provider))
         .await
+        .inspect_err(|e| {
+            tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
+        })?;
+    super::validate::check(&state.limits, &verified)
+        .and_then(|()| super::validate::check_schemas(&state.schemas, &verified))
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;

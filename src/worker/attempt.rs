@@ -361,11 +361,21 @@ impl Worker {
             duration_ms,
             generation: event.generation,
         };
-        // Without the record a succeeded step would run again on the next attempt.
-        self.store
-            .record_step(&record)
-            .await
-            .map_err(|e| format!("cannot record step {}: {e}", step.key))?;
+        // Without the record a succeeded step would run again on the next attempt: while the
+        // lease holds, wait for a store that is restarting rather than give the attempt up.
+        let give_up = tokio::time::Instant::now() + self.settings.lease;
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match self.store.record_step(&record).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() + delay < give_up => {
+                    tracing::warn!(step = %step.key, error = %e, "cannot record the step result; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => return Err(format!("cannot record step {}: {e}", step.key)),
+            }
+        }
         Ok(match result {
             Ok(()) => StepRun::Succeeded,
             Err(e) => StepRun::Failed {

@@ -259,11 +259,14 @@ impl Worker {
         })
     }
 
-    /// Write the outcome, retrying briefly if the store hiccups. If it never lands, the lease
+    /// Write the outcome, retrying while the store is away for up to a lease (a database restart
+    /// should not make a finished step run again). Every write is fenced on the lease owner, so
+    /// a late one after another worker took over changes nothing. If it never lands, the lease
     /// expires and the event is attempted again; succeeded steps are not repeated.
     async fn finish(&self, event: &ClaimedEvent, outcome: Outcome) {
         let mut delay = Duration::from_millis(100);
-        for _ in 0..5 {
+        let give_up = tokio::time::Instant::now() + self.settings.lease;
+        while tokio::time::Instant::now() < give_up {
             match self.store.finish(event.id, &self.owner, &outcome).await {
                 Ok(true) => {
                     match &outcome {
@@ -308,7 +311,7 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot write outcome; retrying");
                     tokio::time::sleep(delay).await;
-                    delay *= 2;
+                    delay = (delay * 2).min(Duration::from_secs(1));
                 }
             }
         }

@@ -94,6 +94,16 @@ impl TestDb {
         }
     }
 
+    /// A PostgreSQL database that something else owns (a private server): not dropped here.
+    pub fn at(url: String) -> Self {
+        Self {
+            backend: Backend::Postgres,
+            url,
+            dir: tempfile::tempdir().expect("temp dir"),
+            pg_name: None,
+        }
+    }
+
     /// Make the store refuse service (PostgreSQL: no new connections and existing ones cut;
     /// SQLite: another connection holds the write lock). Returns a guard that restores it.
     pub async fn take_down(&self) -> Outage {
@@ -201,6 +211,8 @@ pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
         ("HOOKD_LOG_DIR", ""),
         ("HOOKD_SHUTDOWN_TIMEOUT_SECS", "5"),
         ("HOOKD_FORWARD_TIMEOUT_MS", "3000"),
+        // Targets run on loopback.
+        ("HOOKD_FORWARD_ALLOW_PRIVATE", "true"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -996,5 +1008,121 @@ impl Drop for SmtpSink {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A PostgreSQL server of a test's own (initdb into a temporary folder), for tests that stop
+/// and restart it. Run as the `postgres` user when the tests run as root.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivatePostgres {
+    /// The server's programs: `HOOKD_TEST_PG_BIN`, else the newest `/usr/lib/postgresql/*/bin`.
+    fn bin() -> std::path::PathBuf {
+        if let Some(dir) = std::env::var_os("HOOKD_TEST_PG_BIN") {
+            return dir.into();
+        }
+        let mut found: Vec<(u32, std::path::PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .collect();
+        found.sort();
+        found.pop().map(|(_, b)| b).unwrap_or_else(|| {
+            panic!(
+                "the PostgreSQL server programs (initdb, pg_ctl) are required for the restart \
+                 tests: apt-get install postgresql, or set HOOKD_TEST_PG_BIN"
+            )
+        })
+    }
+
+    fn as_owner(cmd: &str) -> Command {
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+            .unwrap_or(false);
+        let path = Self::bin().join(cmd);
+        if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&path);
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn run(mut cmd: Command, what: &str) {
+        let out = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert!(
+            out.status.success(),
+            "{what}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    pub fn start() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("hookd-pg-")
+            .tempdir()
+            .unwrap();
+        // The server runs as `postgres`: it must own its folder.
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(dir.path())
+            .status();
+        let mut init = Self::as_owner("initdb");
+        init.args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(dir.path().join("data"));
+        Self::run(init, "initdb");
+        let pg = Self {
+            port: free_port(),
+            dir,
+        };
+        pg.up();
+        pg
+    }
+
+    fn ctl(&self, args: &[&str]) -> Command {
+        let mut c = Self::as_owner("pg_ctl");
+        c.arg("-D").arg(self.dir.path().join("data")).args(args);
+        c
+    }
+
+    /// Start the server and wait until it takes connections.
+    pub fn up(&self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        let mut c = self.ctl(&["-w", "-t", "30", "-o", &opts, "-l"]);
+        c.arg(&log).arg("start");
+        Self::run(c, "pg_ctl start");
+    }
+
+    /// Stop at once, as a crash would (`-m immediate`: no checkpoint, recovery on the next start).
+    pub fn crash(&self) {
+        Self::run(self.ctl(&["-w", "-m", "immediate", "stop"]), "pg_ctl stop");
+    }
+
+    /// A database URL on this server.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let _ = self.ctl(&["-w", "-m", "immediate", "stop"]).output();
     }
 }

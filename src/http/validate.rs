@@ -1,0 +1,157 @@
+//! Checks on a verified webhook before it is stored: its idempotency key and event type must be
+//! short and printable (they become database keys, log fields, route matches and admin output),
+//! and its payload must match the JSON Schemas configured for its provider and event type
+//! (`[[schemas]]`, compiled once at start). Runs after verification (an unsigned request never
+//! gets this far) and before the store.
+//!
+//! Owns these limits and the reasons they give. It must never change a value: a webhook either
+//! passes as it is or is refused with a 400 that names the field.
+
+use crate::actions::glob_match;
+use crate::config::{Limits, SchemaRule};
+use crate::verify::VerifiedWebhook;
+
+/// Why a verified webhook was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValidationError {
+    #[error("the idempotency key (the provider's event or delivery id) {0}")]
+    IdempotencyKey(&'static str),
+    #[error("the event type {0}")]
+    EventType(&'static str),
+    /// The payload does not match a configured JSON Schema.
+    #[error("the payload does not match the schema {schema}: {message} (at {path:?})")]
+    Schema {
+        schema: String,
+        /// JSON pointer of the first value that failed (`""`: the whole payload).
+        path: String,
+        message: String,
+    },
+}
+
+impl ValidationError {
+    /// The stable reason code.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::IdempotencyKey(_) => "invalid_idempotency_key",
+            Self::EventType(_) => "invalid_event_type",
+            Self::Schema { .. } => "schema_violation",
+        }
+    }
+}
+
+/// Check the key and event type against the limits.
+pub fn check(limits: &Limits, webhook: &VerifiedWebhook) -> Result<(), ValidationError> {
+    field(webhook.idempotency_key(), limits.max_id_bytes, false)
+        .map_err(ValidationError::IdempotencyKey)?;
+    field(webhook.event_type(), limits.max_event_type_bytes, true)
+        .map_err(ValidationError::EventType)?;
+    Ok(())
+}
+
+/// Validate the payload against every schema whose provider and event-type globs match. The body
+/// is parsed once, and only when a schema applies.
+pub fn check_schemas(
+    rules: &[SchemaRule],
+    webhook: &VerifiedWebhook,
+) -> Result<(), ValidationError> {
+    let mut payload: Option<serde_json::Value> = None;
+    for rule in rules {
+        let applies = (rule.provider == "*" || rule.provider == webhook.provider())
+            && rule
+                .events
+                .iter()
+                .any(|g| glob_match(g, webhook.event_type()));
+        if !applies {
+            continue;
+        }
+        let schema = rule.path.display().to_string();
+        if payload.is_none() {
+            payload = Some(serde_json::from_slice(webhook.body()).map_err(|e| {
+                ValidationError::Schema {
+                    schema: schema.clone(),
+                    path: String::new(),
+                    message: format!("the body is not JSON ({e})"),
+                }
+            })?);
+        }
+        let value = payload.as_ref().expect("parsed above");
+        if let Some(e) = rule.validator.iter_errors(value).next() {
+            return Err(ValidationError::Schema {
+                schema,
+                path: e.instance_path().as_str().to_owned(),
+                // Masked: says what is wrong without echoing the payload's values into logs.
+                message: e.masked().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Printable ASCII, `1..=max` bytes; spaces inside only where `spaces` (GitLab's `Push Hook`).
+fn field(value: &str, max: usize, spaces: bool) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("is empty");
+    }
+    if value.len() > max {
+        return Err("is too long");
+    }
+    let ok = |b: u8| b.is_ascii_graphic() || (spaces && b == b' ');
+    if !value.bytes().all(ok) {
+        return Err(if spaces {
+            "may only hold printable ASCII characters"
+        } else {
+            "may only hold printable ASCII characters without spaces"
+        });
+    }
+    if value.starts_with(' ') || value.ends_with(' ') {
+        return Err("may not start or end with a space");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn real_ids_and_types_pass() {
+        for v in [
+            "evt_1NG8Du2eZvKYlo2CUI79vXWy",
+            "72d3162e-cc78-11e3-81ab-4c9367dc0958",
+            "8PT597110X687430LKGECATA",
+            "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        ] {
+            assert_eq!(field(v, 255, false), Ok(()));
+        }
+        for v in [
+            "payment_intent.succeeded",
+            "Push Hook",
+            "orders/create",
+            "Issue.create",
+        ] {
+            assert_eq!(field(v, 128, true), Ok(()));
+        }
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        assert!(field("", 10, true).is_err());
+        assert!(field(&"a".repeat(11), 10, true).is_err());
+        assert!(field("a\nb", 10, true).is_err());
+        assert!(field("caf\u{e9}", 10, true).is_err());
+        assert!(field("a b", 10, false).is_err());
+        assert!(field(" a", 10, true).is_err());
+        assert!(field("a\u{0}", 10, true).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn accepted_values_are_short_printable_ascii(s in "\\PC{0,40}", max in 1usize..40) {
+            if field(&s, max, true).is_ok() {
+                prop_assert!(!s.is_empty() && s.len() <= max);
+                prop_assert!(s.bytes().all(|b| (0x20..0x7f).contains(&b)));
+            }
+        }
+    }
+}
