@@ -911,11 +911,49 @@ impl utoipa::Modify for BearerAuth {
                     .build(),
             )
             .build();
+        // Answers any admin request can get from the layers in front of the handlers: the
+        // access guard (403, 429), the listener's header limit (431, no body) and a store that
+        // is down (503). Documented once here so the contract test holds them to the spec.
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+        };
+        let common = [
+            ("401", unauthorized),
+            (
+                "403",
+                error("The client address is outside [admin] allow, or a read token on a POST"),
+            ),
+            (
+                "429",
+                error("Too many failed logins from this address; see Retry-After"),
+            ),
+            (
+                "431",
+                ResponseBuilder::new()
+                    .description("Request line and headers over HOOKD_MAX_HEADER_BYTES, or more than HOOKD_MAX_HEADERS (no body)")
+                    .build(),
+            ),
+            (
+                "503",
+                error("The event store is unreachable; see Retry-After"),
+            ),
+        ];
         for item in openapi.paths.paths.values_mut() {
             for op in [&mut item.get, &mut item.post].into_iter().flatten() {
-                op.responses
-                    .responses
-                    .insert("401".into(), unauthorized.clone().into());
+                for (code, response) in &common {
+                    op.responses
+                        .responses
+                        .entry((*code).into())
+                        .or_insert_with(|| response.clone().into());
+                }
             }
         }
         if let Some(c) = openapi.components.as_mut() {
