@@ -246,7 +246,9 @@ impl EventStore for SqliteStore {
         let now = now_ms();
         let lease_until = now + lease.as_millis() as i64;
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        const DUE: &str = "SELECT id, status FROM events
+        // INDEXED BY: without statistics SQLite prefers the status index, then sorts every
+        // pending row by time: 0.8 s per claim with a 70 000-event backlog (bench/run.sh).
+        const DUE: &str = "SELECT id, status FROM events INDEXED BY events_due
              WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
                  AND next_attempt_at <= ?1
                  AND NOT EXISTS (SELECT 1 FROM provider_pauses p WHERE p.provider = events.provider)";
@@ -533,7 +535,7 @@ impl EventStore for SqliteStore {
         let ids: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE events SET next_attempt_at = ?1
              WHERE id IN (
-                SELECT id FROM events
+                SELECT id FROM events INDEXED BY events_due
                 WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating') AND next_attempt_at <= ?2
                   AND provider NOT IN (SELECT provider FROM provider_pauses)
                 ORDER BY next_attempt_at LIMIT ?3
