@@ -9,6 +9,9 @@ use clap::{Parser, Subcommand};
 use hookd::app::{self, Roles};
 use hookd::config::Config;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "hookd", version, about = "Webhook ingestion gateway")]
 struct Cli {
@@ -96,10 +99,11 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(run(cli, config));
-    runtime.block_on(telemetry.shutdown());
     if let Err(e) = &result {
         tracing::error!(error = format!("{e:#}"), "hookd stopped with an error");
     }
+    // Last: this flushes the log lines still buffered, the one above included.
+    runtime.block_on(telemetry.shutdown());
     result
 }
 
