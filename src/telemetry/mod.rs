@@ -20,7 +20,7 @@ use tracing_appender::rolling::{RollingFileAppender, Rotation};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, OtlpProtocol, TelemetryConfig};
 
@@ -63,15 +63,21 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         );
         EnvFilter::new("info")
     });
-    let stdout = match config.log_format {
-        LogFormat::Json => logs::json_layer(std::io::stdout).boxed(),
-        LogFormat::Pretty => tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stdout)
-            .boxed(),
-    };
-
     let mut guards = Vec::new();
-    let mut files = Vec::new();
+    // Lines are written by a background thread, so no request waits on a write to stdout.
+    // Not lossy: when the buffer is full, logging waits rather than dropping lines.
+    let (stdout, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
+    guards.push(guard);
+    let mut json = logs::JsonLines::default();
+    let pretty = match config.log_format {
+        LogFormat::Json => {
+            json.add(stdout, LevelFilter::TRACE);
+            None
+        }
+        LogFormat::Pretty => Some(tracing_subscriber::fmt::layer().with_writer(stdout)),
+    };
     if let Some(dir) = &config.log_dir {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         std::fs::create_dir_all(&dir).map_err(|e| TelemetryError::LogDir {
@@ -95,21 +101,21 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                 .lossy(!errors_only)
                 .finish(appender);
             guards.push(guard);
-            let layer = logs::json_layer(writer);
-            files.push(if errors_only {
-                layer.with_filter(LevelFilter::ERROR).boxed()
+            let level = if errors_only {
+                LevelFilter::ERROR
             } else {
-                layer.boxed()
-            });
+                LevelFilter::TRACE
+            };
+            json.add(writer, level);
         }
     }
 
     tracing_subscriber::registry()
         .with(filter)
         .with(otel)
-        .with(stdout)
-        // An empty Vec of layers would veto every callsite; no files means no layer at all.
-        .with((!files.is_empty()).then_some(files))
+        .with(pretty)
+        // An empty Vec of sinks would still cost a formatted line; none means no layer at all.
+        .with((!json.is_empty()).then_some(json))
         .init();
     if let Some(legacy) = &config.jaeger_endpoint {
         tracing::warn!(
