@@ -88,7 +88,7 @@ cmd="bench/run.sh"
 [ "$DURATION" != 10 ] && cmd="BENCH_SECONDS=$DURATION $cmd"
 [ "$CONCURRENCY" != 128 ] && cmd="BENCH_CONCURRENCY=$CONCURRENCY $cmd"
 fact run.command "$cmd"
-fact run.settings "closed loop with $CONCURRENCY connections and open loop at 50% of each profile's maximum, ${DURATION} s per measurement, load generator on one thread; hookd with its defaults (HOOKD_DB_POOL_SIZE=16, HOOKD_WORKERS=8, HOOKD_BATCH_WINDOW_US=200, HOOKD_BATCH_MAX=256) and one \`log\` step per event"
+fact run.settings "closed loop with $CONCURRENCY connections and open loop at 50% of each profile's maximum, ${DURATION} s per measurement, load generator on one thread; hookd with its defaults (HOOKD_DB_POOL_SIZE=16, HOOKD_WORKERS=32, HOOKD_BATCH_WINDOW_US=200, HOOKD_BATCH_MAX=256) and one \`log\` step per event"
 fact pgbench.clients "$PGBENCH_CLIENTS"
 
 # --- helpers -----------------------------------------------------------------------------------

@@ -608,7 +608,7 @@ impl Config {
             public_url,
             providers,
             admin_token: src.raw("HOOKD_ADMIN_TOKEN").map(Secret::new),
-            workers: src.positive("HOOKD_WORKERS", w.workers, 8)?,
+            workers: src.positive("HOOKD_WORKERS", w.workers, 32)?,
             lease: Duration::from_secs(src.positive("HOOKD_LEASE_SECS", w.lease_secs, 30)?),
             poll_interval: ms(src.positive("HOOKD_POLL_MS", w.poll_ms, 500)?),
             retry: RetryPolicy {
@@ -1355,7 +1355,7 @@ mod tests {
         let c = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
         assert_eq!(c.port, 3001);
         assert_eq!(c.database_url, "sqlite://data/hookd.db");
-        assert_eq!(c.workers, 8);
+        assert_eq!(c.workers, 32);
         assert_eq!(c.retry.max_attempts, 3);
         assert_eq!(c.lease, Duration::from_secs(30));
         assert_eq!(c.batch_window, Duration::from_micros(200));

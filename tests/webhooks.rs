@@ -24,6 +24,7 @@ both_backends!(
     store_down_means_503_and_recovery,
     shutdown_finishes_in_flight_steps,
     shutdown_past_the_grace_period_hands_leases_back,
+    last_step_is_stored_with_the_outcome_and_kept_without_the_lease,
 );
 
 async fn new_event_is_forwarded_once_with_exact_bytes(b: Backend) {
@@ -607,4 +608,66 @@ async fn per_provider_cap_limits_events_in_flight() {
         "stripe=1: one Stripe event at a time"
     );
     server.stop().await;
+}
+
+/// `finish_after_step`: the holder's call stores the step and ends the attempt together; a call
+/// by a worker that lost the lease ends nothing, but the step it ran is still recorded, so the
+/// new holder does not run it again.
+async fn last_step_is_stored_with_the_outcome_and_kept_without_the_lease(b: Backend) {
+    use hookd::event::{Outcome, StepOutcome, StepRecord};
+    use hookd::store::{Claim, Inserted};
+    let db = TestDb::new(b).await;
+    let store = hookd::store::connect(&db.url, 4, Duration::from_secs(2))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    for t in ["charge.succeeded", "charge.refunded"] {
+        let (_, body) = stripe_event(t);
+        let inserted = store
+            .insert(&verified_stripe(&body).await, None)
+            .await
+            .unwrap();
+        assert!(matches!(inserted, Inserted::New(_)));
+    }
+    let claimed = store
+        .claim("w1", Duration::from_secs(30), Claim::Due { limit: 2 })
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 2);
+    let step = |e: &hookd::event::ClaimedEvent| StepRecord {
+        event_id: e.id,
+        step: "r/0:log".into(),
+        attempt: e.attempt,
+        outcome: StepOutcome::Succeeded,
+        error: None,
+        duration_ms: 1,
+        generation: e.generation,
+    };
+    let done = Outcome::Completed {
+        detail: "1 step(s) run".into(),
+    };
+    let (held, lost) = (&claimed[0], &claimed[1]);
+    assert!(
+        store
+            .finish_after_step(held.id, "w1", &done, &step(held))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_after_step(lost.id, "w2", &done, &step(lost))
+            .await
+            .unwrap(),
+        "w2 never held this lease"
+    );
+    let held = store.event(held.id).await.unwrap().unwrap();
+    assert_eq!(held.status, EventStatus::Completed);
+    assert_eq!(held.steps.len(), 1);
+    let lost_detail = store.event(lost.id).await.unwrap().unwrap();
+    assert_eq!(lost_detail.status, EventStatus::Processing);
+    assert_eq!(lost_detail.steps.len(), 1);
+    assert_eq!(
+        store.succeeded_steps(lost.id).await.unwrap(),
+        vec!["r/0:log".to_owned()]
+    );
 }

@@ -488,6 +488,16 @@ impl EventStore for GroupCommit {
         self.inner.finish(id, owner, outcome).await
     }
 
+    async fn finish_after_step(
+        &self,
+        id: EventId,
+        owner: &str,
+        outcome: &Outcome,
+        step: &StepRecord,
+    ) -> Result<bool, StoreError> {
+        self.inner.finish_after_step(id, owner, outcome, step).await
+    }
+
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
         self.inner.release_all(owner).await
     }

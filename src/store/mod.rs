@@ -226,6 +226,21 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
     async fn finish(&self, id: EventId, owner: &str, outcome: &Outcome)
     -> Result<bool, StoreError>;
 
+    /// Record the attempt's last step and end the attempt, in one transaction: a completed
+    /// event costs one commit fewer. The step is recorded whatever happens to the outcome (as
+    /// [`EventStore::record_step`] would have); the outcome only while `owner` holds the lease.
+    /// Both engines override this default, whose two writes are not atomic.
+    async fn finish_after_step(
+        &self,
+        id: EventId,
+        owner: &str,
+        outcome: &Outcome,
+        step: &StepRecord,
+    ) -> Result<bool, StoreError> {
+        self.record_step(step).await?;
+        self.finish(id, owner, outcome).await
+    }
+
     /// Hand back every lease `owner` still holds (shutdown): those events are due again now,
     /// and the interrupted attempt does not count.
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError>;

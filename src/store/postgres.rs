@@ -299,33 +299,38 @@ impl EventStore for PgStore {
         owner: &str,
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
-        let (detail, last_error) = outcome_texts(outcome);
-        let next: Option<DateTime<Utc>> = outcome.next_attempt_at();
-        // A postponed attempt never ran its work: it does not count, and the last error stays.
-        let postponed = matches!(outcome, Outcome::Postpone { .. });
-        let row = sqlx::query(
-            "WITH upd AS (
-                UPDATE events SET status = $3, lease_owner = NULL,
-                    next_attempt_at = COALESCE($4, next_attempt_at),
-                    last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
-                    attempts = attempts - CASE WHEN $7 THEN 1 ELSE 0 END,
-                    updated_at = now()
-                WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
-                RETURNING id
-             )
-             INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-             SELECT id, 'processing', $3, $6 FROM upd
-             RETURNING event_id",
-        )
-        .bind(id.0)
-        .bind(owner)
-        .bind(outcome.status().as_str())
-        .bind(next)
-        .bind(last_error)
-        .bind(detail)
-        .bind(postponed)
-        .fetch_optional(&self.pool)
-        .await?;
+        let sql = format!("WITH {FINISH}");
+        let row = bind_finish(sqlx::query(AssertSqlSafe(sql)), id, owner, outcome)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    async fn finish_after_step(
+        &self,
+        id: EventId,
+        owner: &str,
+        outcome: &Outcome,
+        r: &StepRecord,
+    ) -> Result<bool, StoreError> {
+        // One statement: PostgreSQL runs every data-modifying CTE to completion, so the step
+        // row goes in even when the fenced update below matches nothing.
+        let sql = format!(
+            "WITH step AS (
+                INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, generation)
+                VALUES ($8, $9, $10, $11, $12, $13, $14)
+             ), {FINISH}"
+        );
+        let row = bind_finish(sqlx::query(AssertSqlSafe(sql)), id, owner, outcome)
+            .bind(r.event_id.0)
+            .bind(&r.step)
+            .bind(r.attempt as i32)
+            .bind(r.outcome.as_str())
+            .bind(r.error.as_deref())
+            .bind(r.duration_ms as i64)
+            .bind(r.generation as i32)
+            .fetch_optional(&self.pool)
+            .await?;
         Ok(row.is_some())
     }
 
@@ -557,4 +562,38 @@ impl EventStore for PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
+}
+
+/// The end of an attempt, fenced on the lease owner: parameters `$1`–`$7`, bound by
+/// [`bind_finish`]. Returns a row only when the lease was still held.
+const FINISH: &str = "upd AS (
+        UPDATE events SET status = $3, lease_owner = NULL,
+            next_attempt_at = COALESCE($4, next_attempt_at),
+            last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
+            attempts = attempts - CASE WHEN $7 THEN 1 ELSE 0 END,
+            updated_at = now()
+        WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+        RETURNING id
+     )
+     INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+     SELECT id, 'processing', $3, $6 FROM upd
+     RETURNING event_id";
+
+fn bind_finish<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    id: EventId,
+    owner: &'q str,
+    outcome: &Outcome,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (detail, last_error) = outcome_texts(outcome);
+    // A postponed attempt never ran its work: it does not count, and the last error stays.
+    let postponed = matches!(outcome, Outcome::Postpone { .. });
+    query
+        .bind(id.0)
+        .bind(owner)
+        .bind(outcome.status().as_str())
+        .bind(outcome.next_attempt_at())
+        .bind(last_error)
+        .bind(detail)
+        .bind(postponed)
 }

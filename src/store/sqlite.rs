@@ -350,20 +350,7 @@ impl EventStore for SqliteStore {
     }
 
     async fn record_step(&self, r: &StepRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, at, generation)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )
-        .bind(r.event_id.0)
-        .bind(&r.step)
-        .bind(i64::from(r.attempt))
-        .bind(r.outcome.as_str())
-        .bind(r.error.as_deref())
-        .bind(r.duration_ms as i64)
-        .bind(now_ms())
-        .bind(i64::from(r.generation))
-        .execute(&self.writer)
-        .await?;
+        insert_step(r).execute(&self.writer).await?;
         Ok(())
     }
 
@@ -373,44 +360,22 @@ impl EventStore for SqliteStore {
         owner: &str,
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
-        let (detail, last_error) = outcome_texts(outcome);
-        let next = outcome.next_attempt_at().map(|at| at.timestamp_millis());
-        // A postponed attempt never ran its work: it does not count, and the last error stays.
-        let postponed = matches!(outcome, Outcome::Postpone { .. });
-        let now = now_ms();
-        let to = outcome.status().as_str();
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let updated = sqlx::query(
-            "UPDATE events SET status = ?3, lease_owner = NULL,
-                 next_attempt_at = COALESCE(?4, next_attempt_at),
-                 last_error = CASE WHEN ?7 THEN last_error ELSE ?5 END,
-                 attempts = attempts - CASE WHEN ?7 THEN 1 ELSE 0 END,
-                 updated_at = ?6
-             WHERE id = ?1 AND lease_owner = ?2 AND status = 'processing'",
-        )
-        .bind(id.0)
-        .bind(owner)
-        .bind(to)
-        .bind(next)
-        .bind(last_error)
-        .bind(now)
-        .bind(postponed)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if updated {
-            sqlx::query(
-                "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
-                 VALUES (?1, 'processing', ?2, ?3, ?4)",
-            )
-            .bind(id.0)
-            .bind(to)
-            .bind(now)
-            .bind(detail)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let updated = finish_in(&mut tx, id, owner, outcome).await?;
+        tx.commit().await?;
+        Ok(updated)
+    }
+
+    async fn finish_after_step(
+        &self,
+        id: EventId,
+        owner: &str,
+        outcome: &Outcome,
+        step: &StepRecord,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        insert_step(step).execute(&mut *tx).await?;
+        let updated = finish_in(&mut tx, id, owner, outcome).await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -654,4 +619,68 @@ impl EventStore for SqliteStore {
         tx.rollback().await?;
         Ok(())
     }
+}
+
+fn insert_step(
+    r: &StepRecord,
+) -> sqlx::query::Query<'_, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+    sqlx::query(
+        "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, at, generation)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .bind(r.event_id.0)
+    .bind(&r.step)
+    .bind(i64::from(r.attempt))
+    .bind(r.outcome.as_str())
+    .bind(r.error.as_deref())
+    .bind(r.duration_ms as i64)
+    .bind(now_ms())
+    .bind(i64::from(r.generation))
+}
+
+/// The end of an attempt inside `tx`, fenced on the lease owner: false when the lease was lost.
+async fn finish_in(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    id: EventId,
+    owner: &str,
+    outcome: &Outcome,
+) -> Result<bool, StoreError> {
+    let (detail, last_error) = outcome_texts(outcome);
+    let next = outcome.next_attempt_at().map(|at| at.timestamp_millis());
+    // A postponed attempt never ran its work: it does not count, and the last error stays.
+    let postponed = matches!(outcome, Outcome::Postpone { .. });
+    let now = now_ms();
+    let to = outcome.status().as_str();
+    let updated = sqlx::query(
+        "UPDATE events SET status = ?3, lease_owner = NULL,
+             next_attempt_at = COALESCE(?4, next_attempt_at),
+             last_error = CASE WHEN ?7 THEN last_error ELSE ?5 END,
+             attempts = attempts - CASE WHEN ?7 THEN 1 ELSE 0 END,
+             updated_at = ?6
+         WHERE id = ?1 AND lease_owner = ?2 AND status = 'processing'",
+    )
+    .bind(id.0)
+    .bind(owner)
+    .bind(to)
+    .bind(next)
+    .bind(last_error)
+    .bind(now)
+    .bind(postponed)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if updated {
+        sqlx::query(
+            "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+             VALUES (?1, 'processing', ?2, ?3, ?4)",
+        )
+        .bind(id.0)
+        .bind(to)
+        .bind(now)
+        .bind(detail)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(updated)
 }

@@ -27,9 +27,27 @@ use crate::actions::breaker::{Admission, Health, Verdict};
 use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, StepRecord};
 use crate::telemetry::metrics;
 
+/// How an attempt ended. The result of its last step, when that step succeeded, is not stored
+/// yet: it is written with the outcome, in one transaction (one commit per completed event
+/// fewer).
+pub(super) struct Ending {
+    pub outcome: Outcome,
+    pub last_step: Option<StepRecord>,
+}
+
+impl From<Outcome> for Ending {
+    fn from(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            last_step: None,
+        }
+    }
+}
+
 /// What one step did.
 enum StepRun {
-    Succeeded,
+    /// `unrecorded`: the result, when the caller asked to store it itself.
+    Succeeded { unrecorded: Option<StepRecord> },
     /// A failure that counts against the event.
     Failed {
         error: String,
@@ -37,10 +55,7 @@ enum StepRun {
     },
     /// Not run (breaker open, destination busy), or failed while its destination is down: the
     /// event waits until then and the attempt does not count.
-    Wait {
-        until: Instant,
-        reason: String,
-    },
+    Wait { until: Instant, reason: String },
 }
 
 /// Keeps the event's lease renewed while held; stops renewing when dropped.
@@ -68,8 +83,8 @@ fn wall_clock(until: Instant) -> DateTime<Utc> {
 
 impl Worker {
     /// Run one attempt. `None` means the lease was lost: another worker owns the event now and
-    /// nothing may be written.
-    pub(super) async fn attempt(&self, event: &ClaimedEvent) -> Option<Outcome> {
+    /// nothing may be written but the results of steps that ran.
+    pub(super) async fn attempt(&self, event: &ClaimedEvent) -> Option<Ending> {
         let max = self.settings.retry.max_attempts;
         // Filters and templates read the payload; a body that is not JSON is `null` to them.
         let payload: Value = serde_json::from_slice(&event.body).unwrap_or(Value::Null);
@@ -83,7 +98,12 @@ impl Worker {
                     // Without the history a finished step could run again: try later. The
                     // attempt counts, so a store that never answers cannot loop forever.
                     let error = format!("cannot read earlier step results: {e}");
-                    return Some(self.settings.retry.after_failure(event.attempt, error));
+                    return Some(
+                        self.settings
+                            .retry
+                            .after_failure(event.attempt, error)
+                            .into(),
+                    );
                 }
             }
         } else {
@@ -91,17 +111,23 @@ impl Worker {
         };
         if steps.is_empty() && !progress.compensating {
             tracing::info!("no route matches; completing");
-            return Some(Outcome::Completed {
-                detail: "no route matched".into(),
-            });
+            return Some(
+                Outcome::Completed {
+                    detail: "no route matched".into(),
+                }
+                .into(),
+            );
         }
         if let Some(until) = self.destinations.provider_paused_until(&event.provider) {
-            return Some(self.postpone(
-                event,
-                progress.compensating,
-                until,
-                "provider paused automatically: every destination of its routes is open".into(),
-            ));
+            return Some(
+                self.postpone(
+                    event,
+                    progress.compensating,
+                    until,
+                    "provider paused automatically: every destination of its routes is open".into(),
+                )
+                .into(),
+            );
         }
         if !progress.compensating && event.attempt > max {
             // The previous holder died during the last allowed attempt.
@@ -111,7 +137,7 @@ impl Worker {
                 .copied()
                 .filter(|s| progress.succeeded(&s.key))
                 .collect();
-            return Some(self.failed_for_good(event, &succeeded, error));
+            return Some(self.failed_for_good(event, &succeeded, error).into());
         }
 
         let lease = self.hold_lease(event);
@@ -120,18 +146,27 @@ impl Worker {
             Some(p) => p.clone().acquire_owned().await.ok(),
             None => None,
         };
-        let outcome = if progress.compensating {
+        let ending = if progress.compensating {
             self.compensate(event, &steps, &progress, &payload, &lease)
                 .await
+                .map(Ending::from)
         } else {
             self.run_steps(event, &steps, &progress, &payload, &lease)
                 .await
         };
         if lease.lost() {
             tracing::warn!("lease lost while processing; leaving the event to its new owner");
+            // A step that ran is recorded all the same, so the new owner does not run it again.
+            if let Some(Ending {
+                last_step: Some(step),
+                ..
+            }) = &ending
+            {
+                let _ = self.record(step).await;
+            }
             return None;
         }
-        outcome
+        ending
     }
 
     /// The normal phase: every step that has not succeeded yet, in order, stopping at the first
@@ -143,9 +178,10 @@ impl Worker {
         progress: &Progress,
         payload: &Value,
         lease: &LeaseGuard,
-    ) -> Option<Outcome> {
+    ) -> Option<Ending> {
         let retry = &self.settings.retry;
         let mut ran = 0;
+        let mut last_step = None;
         for (i, step) in steps.iter().enumerate() {
             if progress.succeeded(&step.key) {
                 continue;
@@ -153,29 +189,36 @@ impl Worker {
             if lease.lost() {
                 return None;
             }
-            match self.run_step(step, event, payload).await {
-                Err(e) => return Some(retry.after_failure(event.attempt, e)),
-                Ok(StepRun::Succeeded) => ran += 1,
+            let last = i + 1 == steps.len();
+            match self.run_step(step, event, payload, last).await {
+                Err(e) => return Some(retry.after_failure(event.attempt, e).into()),
+                Ok(StepRun::Succeeded { unrecorded }) => {
+                    ran += 1;
+                    last_step = unrecorded;
+                }
                 Ok(StepRun::Wait { until, reason }) => {
-                    return Some(self.postpone(event, false, until, reason));
+                    return Some(self.postpone(event, false, until, reason).into());
                 }
                 Ok(StepRun::Failed { error, retry_after }) => {
                     tracing::warn!(step = %step.key, %error, "step failed");
                     if event.attempt < retry.max_attempts {
-                        return Some(retry.after_failure_at_least(
-                            event.attempt,
-                            error,
-                            retry_after,
-                        ));
+                        return Some(
+                            retry
+                                .after_failure_at_least(event.attempt, error, retry_after)
+                                .into(),
+                        );
                     }
                     // Steps run in order and stop at the first failure: every step before this
                     // one has succeeded, in this attempt or an earlier one.
-                    return Some(self.failed_for_good(event, &steps[..i], error));
+                    return Some(self.failed_for_good(event, &steps[..i], error).into());
                 }
             }
         }
-        Some(Outcome::Completed {
-            detail: format!("{ran} step(s) run, {} already done", steps.len() - ran),
+        Some(Ending {
+            outcome: Outcome::Completed {
+                detail: format!("{ran} step(s) run, {} already done", steps.len() - ran),
+            },
+            last_step,
         })
     }
 
@@ -249,7 +292,7 @@ impl Worker {
             if lease.lost() {
                 return None;
             }
-            match self.run_step(comp, event, payload).await {
+            match self.run_step(comp, event, payload, false).await {
                 Err(e) => {
                     return Some(Outcome::Compensate {
                         at: retry.retry_at(1, None),
@@ -257,7 +300,7 @@ impl Worker {
                         detail: format!("compensation {} interrupted: {e}", comp.key),
                     });
                 }
-                Ok(StepRun::Succeeded) => report.push(format!("{} succeeded", comp.key)),
+                Ok(StepRun::Succeeded { .. }) => report.push(format!("{} succeeded", comp.key)),
                 Ok(StepRun::Wait { until, reason }) => {
                     return Some(self.postpone(event, true, until, reason));
                 }
@@ -296,12 +339,14 @@ impl Worker {
     }
 
     /// Run one step through its destination's breaker and limit, record the result, and tell
-    /// the breaker. `Err` only when the result cannot be recorded (the store is unwell).
+    /// the breaker. `Err` only when the result cannot be recorded (the store is unwell). With
+    /// `defer_success`, a success is not recorded but handed back to be written with the outcome.
     async fn run_step(
         &self,
         step: &Step,
         event: &ClaimedEvent,
         payload: &Value,
+        defer_success: bool,
     ) -> Result<StepRun, String> {
         let pass = match &step.destination {
             None => None,
@@ -361,28 +406,37 @@ impl Worker {
             duration_ms,
             generation: event.generation,
         };
-        // Without the record a succeeded step would run again on the next attempt: while the
-        // lease holds, wait for a store that is restarting rather than give the attempt up.
-        let give_up = tokio::time::Instant::now() + self.settings.lease;
-        let mut delay = std::time::Duration::from_millis(100);
-        loop {
-            match self.store.record_step(&record).await {
-                Ok(()) => break,
-                Err(e) if tokio::time::Instant::now() + delay < give_up => {
-                    tracing::warn!(step = %step.key, error = %e, "cannot record the step result; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
-                }
-                Err(e) => return Err(format!("cannot record step {}: {e}", step.key)),
-            }
+        if defer_success && result.is_ok() {
+            return Ok(StepRun::Succeeded {
+                unrecorded: Some(record),
+            });
         }
+        self.record(&record).await?;
         Ok(match result {
-            Ok(()) => StepRun::Succeeded,
+            Ok(()) => StepRun::Succeeded { unrecorded: None },
             Err(e) => StepRun::Failed {
                 retry_after: e.retry_after(),
                 error: e.to_string(),
             },
         })
+    }
+
+    /// Store a step's result. Without it a succeeded step would run again on the next attempt:
+    /// for up to a lease, wait for a store that is restarting rather than give the attempt up.
+    async fn record(&self, record: &StepRecord) -> Result<(), String> {
+        let give_up = tokio::time::Instant::now() + self.settings.lease;
+        let mut delay = std::time::Duration::from_millis(100);
+        loop {
+            match self.store.record_step(record).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tokio::time::Instant::now() + delay < give_up => {
+                    tracing::warn!(step = %record.step, error = %e, "cannot record the step result; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(e) => return Err(format!("cannot record step {}: {e}", record.step)),
+            }
+        }
     }
 
     /// Put the event back without counting the attempt.

@@ -9,6 +9,8 @@
 
 mod attempt;
 
+use self::attempt::Ending;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -223,8 +225,8 @@ impl Worker {
         trace::record_trace_id(&span);
         metrics::attempt(&event.provider);
         async {
-            if let Some(outcome) = self.attempt(&event).await {
-                self.finish(&event, outcome).await;
+            if let Some(ending) = self.attempt(&event).await {
+                self.finish(&event, ending).await;
             }
         }
         .instrument(span)
@@ -259,15 +261,25 @@ impl Worker {
         })
     }
 
-    /// Write the outcome, retrying while the store is away for up to a lease (a database restart
-    /// should not make a finished step run again). Every write is fenced on the lease owner, so
-    /// a late one after another worker took over changes nothing. If it never lands, the lease
-    /// expires and the event is attempted again; succeeded steps are not repeated.
-    async fn finish(&self, event: &ClaimedEvent, outcome: Outcome) {
+    /// Write the outcome (with the last step's result, when there is one still to store),
+    /// retrying while the store is away for up to a lease (a database restart should not make a
+    /// finished step run again). Every outcome write is fenced on the lease owner, so a late one
+    /// after another worker took over changes nothing. If it never lands, the lease expires and
+    /// the event is attempted again; succeeded steps are not repeated.
+    async fn finish(&self, event: &ClaimedEvent, ending: Ending) {
+        let Ending { outcome, last_step } = ending;
         let mut delay = Duration::from_millis(100);
         let give_up = tokio::time::Instant::now() + self.settings.lease;
         while tokio::time::Instant::now() < give_up {
-            match self.store.finish(event.id, &self.owner, &outcome).await {
+            let written = match &last_step {
+                Some(step) => {
+                    self.store
+                        .finish_after_step(event.id, &self.owner, &outcome, step)
+                        .await
+                }
+                None => self.store.finish(event.id, &self.owner, &outcome).await,
+            };
+            match written {
                 Ok(true) => {
                     match &outcome {
                         Outcome::Completed { .. } => {
