@@ -24,7 +24,7 @@ both_backends!(
     store_down_means_503_and_recovery,
     shutdown_finishes_in_flight_steps,
     shutdown_past_the_grace_period_hands_leases_back,
-    last_step_is_stored_with_the_outcome_and_kept_without_the_lease,
+    outcomes_are_written_together_and_steps_kept_without_the_lease,
 );
 
 async fn new_event_is_forwarded_once_with_exact_bytes(b: Backend) {
@@ -610,18 +610,18 @@ async fn per_provider_cap_limits_events_in_flight() {
     server.stop().await;
 }
 
-/// `finish_after_step`: the holder's call stores the step and ends the attempt together; a call
-/// by a worker that lost the lease ends nothing, but the step it ran is still recorded, so the
-/// new holder does not run it again.
-async fn last_step_is_stored_with_the_outcome_and_kept_without_the_lease(b: Backend) {
-    use hookd::event::{Outcome, StepOutcome, StepRecord};
-    use hookd::store::{Claim, Inserted};
+/// `finish_many`: one transaction ends several attempts, each with its last step. An item whose
+/// worker lost the lease ends nothing, but the step it ran is still recorded, so the new holder
+/// does not run it again; its neighbour in the batch is not affected.
+async fn outcomes_are_written_together_and_steps_kept_without_the_lease(b: Backend) {
+    use hookd::event::{ClaimedEvent, Outcome, StepOutcome, StepRecord};
+    use hookd::store::{Claim, Finish, Inserted};
     let db = TestDb::new(b).await;
     let store = hookd::store::connect(&db.url, 4, Duration::from_secs(2))
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    for t in ["charge.succeeded", "charge.refunded"] {
+    for t in ["charge.succeeded", "charge.refunded", "charge.captured"] {
         let (_, body) = stripe_event(t);
         let inserted = store
             .insert(&verified_stripe(&body).await, None)
@@ -630,44 +630,55 @@ async fn last_step_is_stored_with_the_outcome_and_kept_without_the_lease(b: Back
         assert!(matches!(inserted, Inserted::New(_)));
     }
     let claimed = store
-        .claim("w1", Duration::from_secs(30), Claim::Due { limit: 2 })
+        .claim("w1", Duration::from_secs(30), Claim::Due { limit: 3 })
         .await
         .unwrap();
-    assert_eq!(claimed.len(), 2);
-    let step = |e: &hookd::event::ClaimedEvent| StepRecord {
-        event_id: e.id,
-        step: "r/0:log".into(),
-        attempt: e.attempt,
-        outcome: StepOutcome::Succeeded,
-        error: None,
-        duration_ms: 1,
-        generation: e.generation,
+    assert_eq!(claimed.len(), 3);
+    let end = |e: &ClaimedEvent, owner: &str, outcome: Outcome, step: bool| Finish {
+        id: e.id,
+        owner: owner.into(),
+        outcome,
+        step: step.then(|| StepRecord {
+            event_id: e.id,
+            step: "r/0:log".into(),
+            attempt: e.attempt,
+            outcome: StepOutcome::Succeeded,
+            error: None,
+            duration_ms: 1,
+            generation: e.generation,
+        }),
     };
-    let done = Outcome::Completed {
+    let done = || Outcome::Completed {
         detail: "1 step(s) run".into(),
     };
-    let (held, lost) = (&claimed[0], &claimed[1]);
-    assert!(
-        store
-            .finish_after_step(held.id, "w1", &done, &step(held))
-            .await
-            .unwrap()
-    );
-    assert!(
-        !store
-            .finish_after_step(lost.id, "w2", &done, &step(lost))
-            .await
-            .unwrap(),
-        "w2 never held this lease"
-    );
-    let held = store.event(held.id).await.unwrap().unwrap();
+    let retry = Outcome::RetryAt {
+        at: chrono::Utc::now() + chrono::Duration::seconds(60),
+        error: "boom".into(),
+    };
+    let written = store
+        .finish_many(&[
+            end(&claimed[0], "w1", done(), true),
+            end(&claimed[1], "w2", done(), true),
+            end(&claimed[2], "w1", retry, false),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(written, [true, false, true], "w2 never held a lease");
+    let event = |i: usize| {
+        let store = store.clone();
+        let id = claimed[i].id;
+        async move { store.event(id).await.unwrap().unwrap() }
+    };
+    let (held, lost, retried) = (event(0).await, event(1).await, event(2).await);
     assert_eq!(held.status, EventStatus::Completed);
     assert_eq!(held.steps.len(), 1);
-    let lost_detail = store.event(lost.id).await.unwrap().unwrap();
-    assert_eq!(lost_detail.status, EventStatus::Processing);
-    assert_eq!(lost_detail.steps.len(), 1);
+    assert_eq!(lost.status, EventStatus::Processing);
     assert_eq!(
         store.succeeded_steps(lost.id).await.unwrap(),
         vec!["r/0:log".to_owned()]
     );
+    assert_eq!(retried.status, EventStatus::RetryScheduled);
+    assert_eq!(retried.last_error.as_deref(), Some("boom"));
+    assert!(retried.steps.is_empty());
+    assert!(retried.next_attempt_at.unwrap() > chrono::Utc::now() + chrono::Duration::seconds(50));
 }

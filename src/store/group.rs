@@ -25,7 +25,7 @@ use super::admin::{
     ActivityBucket, AuditEntry, AuditFilter, EventFilter, EventPayload, EventSummary, Job,
     JobProgress, JobStatus, NewAudit, ProviderCount, ReplayKind, Session,
 };
-use super::{AdminStore, Backlog, Claim, EventStore, Inserted, NewEvent, StoreError};
+use super::{AdminStore, Backlog, Claim, EventStore, Finish, Inserted, NewEvent, StoreError};
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
 };
@@ -488,14 +488,8 @@ impl EventStore for GroupCommit {
         self.inner.finish(id, owner, outcome).await
     }
 
-    async fn finish_after_step(
-        &self,
-        id: EventId,
-        owner: &str,
-        outcome: &Outcome,
-        step: &StepRecord,
-    ) -> Result<bool, StoreError> {
-        self.inner.finish_after_step(id, owner, outcome, step).await
+    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        self.inner.finish_many(items).await
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {

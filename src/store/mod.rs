@@ -115,8 +115,19 @@ pub enum Claim {
     Event(EventId),
 }
 
+/// The end of one attempt, for [`EventStore::finish_many`].
+#[derive(Debug, Clone)]
+pub struct Finish {
+    pub id: EventId,
+    /// The lease owner that ran the attempt.
+    pub owner: String,
+    pub outcome: Outcome,
+    /// The attempt's last step, when its result is still to be stored.
+    pub step: Option<StepRecord>,
+}
+
 /// Store failures, split by what the caller should do about them.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is busy: retry later (HTTP 503).
     #[error("store unavailable: {0}")]
@@ -226,19 +237,20 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
     async fn finish(&self, id: EventId, owner: &str, outcome: &Outcome)
     -> Result<bool, StoreError>;
 
-    /// Record the attempt's last step and end the attempt, in one transaction: a completed
-    /// event costs one commit fewer. The step is recorded whatever happens to the outcome (as
-    /// [`EventStore::record_step`] would have); the outcome only while `owner` holds the lease.
-    /// Both engines override this default, whose two writes are not atomic.
-    async fn finish_after_step(
-        &self,
-        id: EventId,
-        owner: &str,
-        outcome: &Outcome,
-        step: &StepRecord,
-    ) -> Result<bool, StoreError> {
-        self.record_step(step).await?;
-        self.finish(id, owner, outcome).await
+    /// End many attempts in one transaction: for each, what [`EventStore::finish`] does, after
+    /// recording its last step when one is given. A step is recorded even when its attempt's
+    /// lease was lost (as [`EventStore::record_step`] would have, so the new holder does not run
+    /// it again); an outcome only while its owner holds the lease. One answer per item, in
+    /// order. Both engines override this default, whose writes are not one transaction.
+    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        let mut done = Vec::with_capacity(items.len());
+        for f in items {
+            if let Some(step) = &f.step {
+                self.record_step(step).await?;
+            }
+            done.push(self.finish(f.id, &f.owner, &f.outcome).await?);
+        }
+        Ok(done)
     }
 
     /// Hand back every lease `owner` still holds (shutdown): those events are due again now,

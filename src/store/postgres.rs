@@ -12,8 +12,8 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::{
-    Backlog, Claim, EventStore, Inserted, NewEvent, RELEASED, StoreError, count_map, outcome_texts,
-    step_outcomes,
+    Backlog, Claim, EventStore, Finish, Inserted, NewEvent, RELEASED, StoreError, count_map,
+    outcome_texts, step_outcomes,
 };
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
@@ -299,39 +299,102 @@ impl EventStore for PgStore {
         owner: &str,
         outcome: &Outcome,
     ) -> Result<bool, StoreError> {
-        let sql = format!("WITH {FINISH}");
-        let row = bind_finish(sqlx::query(AssertSqlSafe(sql)), id, owner, outcome)
-            .fetch_optional(&self.pool)
-            .await?;
+        let (detail, last_error) = outcome_texts(outcome);
+        let next: Option<DateTime<Utc>> = outcome.next_attempt_at();
+        // A postponed attempt never ran its work: it does not count, and the last error stays.
+        let postponed = matches!(outcome, Outcome::Postpone { .. });
+        let row = sqlx::query(
+            "WITH upd AS (
+                UPDATE events SET status = $3, lease_owner = NULL,
+                    next_attempt_at = COALESCE($4, next_attempt_at),
+                    last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
+                    attempts = attempts - CASE WHEN $7 THEN 1 ELSE 0 END,
+                    updated_at = now()
+                WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
+                RETURNING id
+             )
+             INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+             SELECT id, 'processing', $3, $6 FROM upd
+             RETURNING event_id",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(outcome.status().as_str())
+        .bind(next)
+        .bind(last_error)
+        .bind(detail)
+        .bind(postponed)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.is_some())
     }
 
-    async fn finish_after_step(
-        &self,
-        id: EventId,
-        owner: &str,
-        outcome: &Outcome,
-        r: &StepRecord,
-    ) -> Result<bool, StoreError> {
-        // One statement: PostgreSQL runs every data-modifying CTE to completion, so the step
-        // row goes in even when the fenced update below matches nothing.
-        let sql = format!(
-            "WITH step AS (
+    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
+        // One statement, so one transaction and one round trip for the whole batch; rows travel
+        // as arrays, so the statement text (and its cached plan) is the same for any batch.
+        // PostgreSQL runs every data-modifying CTE to completion: the steps go in even for
+        // items whose fenced update matches nothing.
+        let texts: Vec<(String, Option<String>)> =
+            items.iter().map(|f| outcome_texts(&f.outcome)).collect();
+        let steps: Vec<&StepRecord> = items.iter().filter_map(|f| f.step.as_ref()).collect();
+        let done: Vec<Uuid> = sqlx::query_scalar(
+            "WITH f AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
+                                     $5::text[], $6::text[], $7::bool[])
+                    AS f(id, owner, status, next_at, last_error, detail, postponed)
+             ), steps AS (
                 INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, generation)
-                VALUES ($8, $9, $10, $11, $12, $13, $14)
-             ), {FINISH}"
-        );
-        let row = bind_finish(sqlx::query(AssertSqlSafe(sql)), id, owner, outcome)
-            .bind(r.event_id.0)
-            .bind(&r.step)
-            .bind(r.attempt as i32)
-            .bind(r.outcome.as_str())
-            .bind(r.error.as_deref())
-            .bind(r.duration_ms as i64)
-            .bind(r.generation as i32)
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(row.is_some())
+                SELECT * FROM unnest($8::uuid[], $9::text[], $10::int[], $11::text[], $12::text[],
+                                     $13::bigint[], $14::int[])
+             ), upd AS (
+                UPDATE events e SET status = f.status, lease_owner = NULL,
+                    next_attempt_at = COALESCE(f.next_at, e.next_attempt_at),
+                    -- A postponed attempt never ran its work: it does not count, and the last
+                    -- error stays.
+                    last_error = CASE WHEN f.postponed THEN e.last_error ELSE f.last_error END,
+                    attempts = e.attempts - CASE WHEN f.postponed THEN 1 ELSE 0 END,
+                    updated_at = now()
+                FROM f
+                WHERE e.id = f.id AND e.lease_owner = f.owner AND e.status = 'processing'
+                RETURNING e.id, f.status, f.detail
+             ), t AS (
+                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+                SELECT id, 'processing', status, detail FROM upd
+             )
+             SELECT id FROM upd",
+        )
+        .bind(items.iter().map(|f| f.id.0).collect::<Vec<_>>())
+        .bind(items.iter().map(|f| f.owner.as_str()).collect::<Vec<_>>())
+        .bind(
+            items
+                .iter()
+                .map(|f| f.outcome.status().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            items
+                .iter()
+                .map(|f| f.outcome.next_attempt_at())
+                .collect::<Vec<_>>(),
+        )
+        .bind(texts.iter().map(|(_, e)| e.as_deref()).collect::<Vec<_>>())
+        .bind(texts.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>())
+        .bind(
+            items
+                .iter()
+                .map(|f| matches!(f.outcome, Outcome::Postpone { .. }))
+                .collect::<Vec<_>>(),
+        )
+        .bind(steps.iter().map(|r| r.event_id.0).collect::<Vec<_>>())
+        .bind(steps.iter().map(|r| r.step.as_str()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|r| r.attempt as i32).collect::<Vec<_>>())
+        .bind(steps.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
+        .bind(steps.iter().map(|r| r.duration_ms as i64).collect::<Vec<_>>())
+        .bind(steps.iter().map(|r| r.generation as i32).collect::<Vec<_>>())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(items.iter().map(|f| done.contains(&f.id.0)).collect())
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
@@ -562,38 +625,4 @@ impl EventStore for PgStore {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
-}
-
-/// The end of an attempt, fenced on the lease owner: parameters `$1`–`$7`, bound by
-/// [`bind_finish`]. Returns a row only when the lease was still held.
-const FINISH: &str = "upd AS (
-        UPDATE events SET status = $3, lease_owner = NULL,
-            next_attempt_at = COALESCE($4, next_attempt_at),
-            last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
-            attempts = attempts - CASE WHEN $7 THEN 1 ELSE 0 END,
-            updated_at = now()
-        WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
-        RETURNING id
-     )
-     INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-     SELECT id, 'processing', $3, $6 FROM upd
-     RETURNING event_id";
-
-fn bind_finish<'q>(
-    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
-    id: EventId,
-    owner: &'q str,
-    outcome: &Outcome,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let (detail, last_error) = outcome_texts(outcome);
-    // A postponed attempt never ran its work: it does not count, and the last error stays.
-    let postponed = matches!(outcome, Outcome::Postpone { .. });
-    query
-        .bind(id.0)
-        .bind(owner)
-        .bind(outcome.status().as_str())
-        .bind(outcome.next_attempt_at())
-        .bind(last_error)
-        .bind(detail)
-        .bind(postponed)
 }

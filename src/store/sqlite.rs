@@ -17,8 +17,8 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::{
-    Backlog, Claim, EventStore, Inserted, NewEvent, RELEASED, StoreError, count_map, outcome_texts,
-    step_outcomes,
+    Backlog, Claim, EventStore, Finish, Inserted, NewEvent, RELEASED, StoreError, count_map,
+    outcome_texts, step_outcomes,
 };
 use crate::event::{
     ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
@@ -366,18 +366,17 @@ impl EventStore for SqliteStore {
         Ok(updated)
     }
 
-    async fn finish_after_step(
-        &self,
-        id: EventId,
-        owner: &str,
-        outcome: &Outcome,
-        step: &StepRecord,
-    ) -> Result<bool, StoreError> {
+    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        insert_step(step).execute(&mut *tx).await?;
-        let updated = finish_in(&mut tx, id, owner, outcome).await?;
+        let mut done = Vec::with_capacity(items.len());
+        for f in items {
+            if let Some(step) = &f.step {
+                insert_step(step).execute(&mut *tx).await?;
+            }
+            done.push(finish_in(&mut tx, f.id, &f.owner, &f.outcome).await?);
+        }
         tx.commit().await?;
-        Ok(updated)
+        Ok(done)
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {

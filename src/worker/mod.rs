@@ -8,8 +8,10 @@
 //! the lease owner).
 
 mod attempt;
+mod finisher;
 
 use self::attempt::Ending;
+use self::finisher::Finisher;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -25,7 +27,7 @@ use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router};
 use crate::event::{ClaimedEvent, Outcome};
 use crate::queue::Queue;
-use crate::store::EventStore;
+use crate::store::{EventStore, Finish};
 use crate::telemetry::{metrics, trace};
 
 /// The retry schedule, as data: attempt `n` failing waits `min(2^n * base, cap)`, and the
@@ -98,9 +100,11 @@ pub struct Worker {
     owner: String,
     settings: WorkerSettings,
     provider_permits: HashMap<String, Arc<Semaphore>>,
+    finisher: Finisher,
 }
 
 impl Worker {
+    /// Call inside the async runtime: the outcome writer is a task.
     pub fn new(
         store: Arc<dyn EventStore>,
         queue: Arc<dyn Queue>,
@@ -116,6 +120,7 @@ impl Worker {
             .map(|(p, n)| (p.clone(), Arc::new(Semaphore::new(*n))))
             .collect();
         Self {
+            finisher: Finisher::start(store.clone()),
             store,
             queue,
             router,
@@ -271,14 +276,15 @@ impl Worker {
         let mut delay = Duration::from_millis(100);
         let give_up = tokio::time::Instant::now() + self.settings.lease;
         while tokio::time::Instant::now() < give_up {
-            let written = match &last_step {
-                Some(step) => {
-                    self.store
-                        .finish_after_step(event.id, &self.owner, &outcome, step)
-                        .await
-                }
-                None => self.store.finish(event.id, &self.owner, &outcome).await,
-            };
+            let written = self
+                .finisher
+                .finish(Finish {
+                    id: event.id,
+                    owner: self.owner.clone(),
+                    outcome: outcome.clone(),
+                    step: last_step.clone(),
+                })
+                .await;
             match written {
                 Ok(true) => {
                     match &outcome {

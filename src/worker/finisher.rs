@@ -1,0 +1,62 @@
+//! Outcomes written together: every worker task of a process hands the end of its attempt to
+//! one writer task, which writes whatever has queued up since its previous write in one
+//! transaction ([`EventStore::finish_many`]). Under load one commit then ends many attempts
+//! instead of one (the workers' counterpart of the accept path's group commit); with a single
+//! event in flight a batch of one goes at once, so nothing waits for company.
+//!
+//! It must never answer a task before its batch has committed, and never report one item's
+//! failure as another's success: a batch that fails, fails every item in it, and each task's
+//! own retry loop (in `Worker::finish`) tries again.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::store::{EventStore, Finish, StoreError};
+
+type Reply = oneshot::Sender<Result<bool, StoreError>>;
+
+/// Most attempts ended in one transaction.
+const MAX_BATCH: usize = 128;
+
+/// The handle worker tasks write their outcomes through.
+pub(super) struct Finisher {
+    queue: mpsc::Sender<(Finish, Reply)>,
+}
+
+impl Finisher {
+    /// Start the writer task; it stops when the last handle is dropped.
+    pub(super) fn start(store: Arc<dyn EventStore>) -> Self {
+        let (queue, mut rx) = mpsc::channel::<(Finish, Reply)>(MAX_BATCH * 2);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (items, replies): (Vec<Finish>, Vec<Reply>) = batch.drain(..).unzip();
+                match store.finish_many(&items).await {
+                    Ok(done) => {
+                        for (reply, done) in replies.into_iter().zip(done) {
+                            let _ = reply.send(Ok(done));
+                        }
+                    }
+                    Err(e) => {
+                        for reply in replies {
+                            let _ = reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Write one attempt's end: true once committed, false when the lease had been lost.
+    pub(super) async fn finish(&self, item: Finish) -> Result<bool, StoreError> {
+        let stopped = || StoreError::Unavailable("the outcome writer has stopped".into());
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((item, reply))
+            .await
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
