@@ -13,6 +13,7 @@
 //! the store has the attempt's outcome. Anything Redis loses (it keeps nothing on disk here) is
 //! found again by the sweeper, which re-enqueues committed events nobody claimed in time.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -432,28 +433,30 @@ impl Queue for RedisQueue {
         wait: Duration,
     ) -> Result<Vec<ClaimedEvent>, QueueError> {
         let messages = self.read_messages(owner, lease, max, wait).await?;
-        let mut claimed = Vec::new();
         let mut stale = Vec::new();
+        // The first message of each event carries it; a second copy has nothing to add.
+        let mut delivery: HashMap<EventId, _> = HashMap::new();
         for (msg, event) in messages {
-            let Some(id) = event else {
-                stale.push(msg);
-                continue;
-            };
-            // On a store error the message stays pending and is reclaimed after a lease.
-            match self
-                .store
-                .claim(owner, lease, Claim::Event(id))
-                .await?
-                .pop()
-            {
-                Some(mut e) => {
-                    e.delivery = Some(msg);
-                    claimed.push(e);
+            match event {
+                Some(id) if !delivery.contains_key(&id) => {
+                    delivery.insert(id, msg);
                 }
-                // Finished, not yet due, or held by a live worker: nothing for us to do.
-                None => stale.push(msg),
+                _ => stale.push(msg),
             }
         }
+        // One claim for the whole read. On a store error the messages stay pending and are
+        // reclaimed after a lease.
+        let ids: Vec<EventId> = delivery.keys().copied().collect();
+        let mut claimed = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.store.claim(owner, lease, Claim::Events(ids)).await?
+        };
+        for e in &mut claimed {
+            e.delivery = delivery.remove(&e.id);
+        }
+        // Finished, not yet due, or held by a live worker: nothing for us to do.
+        stale.extend(delivery.into_values());
         self.drop_messages(&stale).await?;
         Ok(claimed)
     }

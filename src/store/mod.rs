@@ -107,12 +107,12 @@ impl NewEvent {
 }
 
 /// Which events a claim may take.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The most overdue events, at most this many.
     Due { limit: u32 },
-    /// This one event, if it is due.
-    Event(EventId),
+    /// These events, those of them that are due (a queue's messages, claimed in one go).
+    Events(Vec<EventId>),
 }
 
 /// The end of one attempt, for [`EventStore::finish_many`].

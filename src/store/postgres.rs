@@ -53,7 +53,7 @@ fn since_replay(event_id: &str) -> String {
 
 enum ClaimParam {
     Limit(i64),
-    Id(Uuid),
+    Ids(Vec<Uuid>),
 }
 
 fn status(row: &PgRow, col: &str) -> Result<EventStatus, StoreError> {
@@ -194,7 +194,10 @@ impl EventStore for PgStore {
                 "ORDER BY next_attempt_at LIMIT $3",
                 ClaimParam::Limit(i64::from(limit)),
             ),
-            Claim::Event(id) => ("AND id = $3", ClaimParam::Id(id.0)),
+            Claim::Events(ids) => (
+                "AND id = ANY($3)",
+                ClaimParam::Ids(ids.into_iter().map(|id| id.0).collect()),
+            ),
         };
         let sql = format!(
             "WITH due AS (
@@ -226,7 +229,7 @@ impl EventStore for PgStore {
             .bind(lease.as_secs_f64());
         let query = match param {
             ClaimParam::Limit(n) => query.bind(n),
-            ClaimParam::Id(id) => query.bind(id),
+            ClaimParam::Ids(ids) => query.bind(ids),
         };
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter()

@@ -262,12 +262,21 @@ impl EventStore for SqliteStore {
                 .fetch_all(&mut *tx)
                 .await?
             }
-            Claim::Event(id) => {
-                sqlx::query_as(AssertSqlSafe(format!("{DUE} AND id = ?2")))
-                    .bind(now)
-                    .bind(id.0)
-                    .fetch_all(&mut *tx)
-                    .await?
+            Claim::Events(ids) => {
+                // One writer transaction already; one indexed lookup per id costs nothing more.
+                let mut due = Vec::with_capacity(ids.len());
+                for id in ids {
+                    due.extend(
+                        sqlx::query_as::<_, (Uuid, String)>(AssertSqlSafe(format!(
+                            "{DUE} AND id = ?2"
+                        )))
+                        .bind(now)
+                        .bind(id.0)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                    );
+                }
+                due
             }
         };
         let mut claimed = Vec::with_capacity(due.len());
