@@ -28,8 +28,8 @@ use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, St
 use crate::telemetry::metrics;
 
 /// How an attempt ended. The result of its last step, when that step succeeded, is not stored
-/// yet: it is written with the outcome, in one transaction (one commit per completed event
-/// fewer).
+/// yet: it is written in the same transaction as the outcome (see `finisher`), one write per
+/// completed event fewer.
 pub(super) struct Ending {
     pub outcome: Outcome,
     pub last_step: Option<StepRecord>,
