@@ -27,7 +27,7 @@ use super::admin::{
 };
 use super::{AdminStore, Backlog, Claim, EventStore, Finish, Inserted, NewEvent, StoreError};
 use crate::event::{
-    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
+    ClaimedEvent, EventDetail, EventId, EventStatus, Progress, ProviderPause, StepRecord,
 };
 use crate::verify::VerifiedWebhook;
 
@@ -479,15 +479,6 @@ impl EventStore for GroupCommit {
         self.inner.record_step(record).await
     }
 
-    async fn finish(
-        &self,
-        id: EventId,
-        owner: &str,
-        outcome: &Outcome,
-    ) -> Result<bool, StoreError> {
-        self.inner.finish(id, owner, outcome).await
-    }
-
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
         self.inner.finish_many(items).await
     }
@@ -720,7 +711,7 @@ mod tests {
         async fn record_step(&self, _: &StepRecord) -> Result<(), StoreError> {
             unimplemented!()
         }
-        async fn finish(&self, _: EventId, _: &str, _: &Outcome) -> Result<bool, StoreError> {
+        async fn finish_many(&self, _: &[Finish]) -> Result<Vec<bool>, StoreError> {
             unimplemented!()
         }
         async fn release_all(&self, _: &str) -> Result<u64, StoreError> {

@@ -234,24 +234,29 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
     async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError>;
 
     /// End the attempt held by `owner`. False when the lease was lost (nothing is changed).
-    async fn finish(&self, id: EventId, owner: &str, outcome: &Outcome)
-    -> Result<bool, StoreError>;
+    async fn finish(
+        &self,
+        id: EventId,
+        owner: &str,
+        outcome: &Outcome,
+    ) -> Result<bool, StoreError> {
+        let done = self
+            .finish_many(&[Finish {
+                id,
+                owner: owner.to_owned(),
+                outcome: outcome.clone(),
+                step: None,
+            }])
+            .await?;
+        Ok(done.first().copied().unwrap_or(false))
+    }
 
     /// End many attempts in one transaction: for each, what [`EventStore::finish`] does, after
     /// recording its last step when one is given. A step is recorded even when its attempt's
     /// lease was lost (as [`EventStore::record_step`] would have, so the new holder does not run
     /// it again); an outcome only while its owner holds the lease. One answer per item, in
-    /// order. Both engines override this default, whose writes are not one transaction.
-    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        let mut done = Vec::with_capacity(items.len());
-        for f in items {
-            if let Some(step) = &f.step {
-                self.record_step(step).await?;
-            }
-            done.push(self.finish(f.id, &f.owner, &f.outcome).await?);
-        }
-        Ok(done)
-    }
+    /// order.
+    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError>;
 
     /// Hand back every lease `owner` still holds (shutdown): those events are due again now,
     /// and the interrupted attempt does not count.

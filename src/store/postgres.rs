@@ -296,42 +296,6 @@ impl EventStore for PgStore {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        id: EventId,
-        owner: &str,
-        outcome: &Outcome,
-    ) -> Result<bool, StoreError> {
-        let (detail, last_error) = outcome_texts(outcome);
-        let next: Option<DateTime<Utc>> = outcome.next_attempt_at();
-        // A postponed attempt never ran its work: it does not count, and the last error stays.
-        let postponed = matches!(outcome, Outcome::Postpone { .. });
-        let row = sqlx::query(
-            "WITH upd AS (
-                UPDATE events SET status = $3, lease_owner = NULL,
-                    next_attempt_at = COALESCE($4, next_attempt_at),
-                    last_error = CASE WHEN $7 THEN last_error ELSE $5 END,
-                    attempts = attempts - CASE WHEN $7 THEN 1 ELSE 0 END,
-                    updated_at = now()
-                WHERE id = $1 AND lease_owner = $2 AND status = 'processing'
-                RETURNING id
-             )
-             INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-             SELECT id, 'processing', $3, $6 FROM upd
-             RETURNING event_id",
-        )
-        .bind(id.0)
-        .bind(owner)
-        .bind(outcome.status().as_str())
-        .bind(next)
-        .bind(last_error)
-        .bind(detail)
-        .bind(postponed)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_some())
-    }
-
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
         // One statement, so one transaction and one round trip for the whole batch; rows travel
         // as arrays, so the statement text (and its cached plan) is the same for any batch.

@@ -363,18 +363,6 @@ impl EventStore for SqliteStore {
         Ok(())
     }
 
-    async fn finish(
-        &self,
-        id: EventId,
-        owner: &str,
-        outcome: &Outcome,
-    ) -> Result<bool, StoreError> {
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let updated = finish_in(&mut tx, id, owner, outcome).await?;
-        tx.commit().await?;
-        Ok(updated)
-    }
-
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let mut done = Vec::with_capacity(items.len());
