@@ -902,18 +902,9 @@ impl utoipa::Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
         use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-        let unauthorized = ResponseBuilder::new()
-            .description("Missing or unknown admin token")
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name("ErrorBody")))
-                    .build(),
-            )
-            .build();
-        // Answers any admin request can get from the layers in front of the handlers: the
-        // access guard (403, 429), the listener's header limit (431, no body) and a store that
-        // is down (503). Documented once here so the contract test holds them to the spec.
+        // Answers any admin request can get from the layers in front of the handlers: the token
+        // check (401), the access guard (403, 429), the listener's header limit (431, no body)
+        // and a store that is down (503). Documented once here so the contract test holds them to the spec.
         let error = |description: &str| {
             ResponseBuilder::new()
                 .description(description)
@@ -926,7 +917,7 @@ impl utoipa::Modify for BearerAuth {
                 .build()
         };
         let common = [
-            ("401", unauthorized),
+            ("401", error("Missing or unknown admin token")),
             (
                 "403",
                 error("The client address is outside [admin] allow, or a read token on a POST"),
