@@ -96,7 +96,7 @@ async fn accept(
     }
     let traceparent = trace::traceparent(&Span::current());
     let inserted = state
-        .store
+        .intake
         .insert(&verified, traceparent.as_deref())
         .instrument(tracing::info_span!(
             "store.insert",
