@@ -16,7 +16,7 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
-use super::sql::{Dialect, Engine, RELEASED, Sql, claimed, since_replay};
+use super::sql::{Dialect, Engine, RELEASED, Side, Sql, claimed, since_replay};
 use super::{Claim, Finish, Inserted, NewEvent, StoreError, outcome_texts};
 use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
 
@@ -116,19 +116,14 @@ impl Engine for PgStore {
     type Row = PgRow;
     const DIALECT: Dialect = Dialect::Postgres;
 
-    async fn read(&self, q: Sql) -> Result<Vec<PgRow>, StoreError> {
-        Ok(q.query::<Postgres>()?.fetch_all(&self.pool).await?)
-    }
-
-    async fn write_rows(&self, q: Sql) -> Result<Vec<PgRow>, StoreError> {
+    /// One pool serves reads and writes alike.
+    async fn rows(&self, q: Sql, _: Side) -> Result<Vec<PgRow>, StoreError> {
         Ok(q.query::<Postgres>()?.fetch_all(&self.pool).await?)
     }
 
     async fn write(&self, q: Sql) -> Result<u64, StoreError> {
-        Ok(q.query::<Postgres>()?
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        let done = q.query::<Postgres>()?.execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

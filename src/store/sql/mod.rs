@@ -348,6 +348,13 @@ impl Record for SqliteRow {
     }
 }
 
+/// Whether a statement reads or writes: SQLite runs reads on a pool beside its one writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Read,
+    Write,
+}
+
 /// What an engine provides: how to run a statement, and the statements that really differ
 /// between engines. Every store trait is implemented from this, once.
 #[async_trait]
@@ -355,12 +362,20 @@ pub trait Engine: Send + Sync + 'static {
     type Row: Record;
     const DIALECT: Dialect;
 
-    /// Run a read (on SQLite, on the read pool beside the writer).
-    async fn read(&self, q: Sql) -> Result<Vec<Self::Row>, StoreError>;
-    /// Run a write; returns the rows it returns (`RETURNING`).
-    async fn write_rows(&self, q: Sql) -> Result<Vec<Self::Row>, StoreError>;
+    /// Run a statement on `side`; returns the rows it returns.
+    async fn rows(&self, q: Sql, side: Side) -> Result<Vec<Self::Row>, StoreError>;
     /// Run a write; returns how many rows it changed.
     async fn write(&self, q: Sql) -> Result<u64, StoreError>;
+
+    /// Run a read.
+    async fn read(&self, q: Sql) -> Result<Vec<Self::Row>, StoreError> {
+        self.rows(q, Side::Read).await
+    }
+
+    /// Run a write that returns rows (`RETURNING`).
+    async fn write_rows(&self, q: Sql) -> Result<Vec<Self::Row>, StoreError> {
+        self.rows(q, Side::Write).await
+    }
 
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;

@@ -24,7 +24,7 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
-use super::sql::{Dialect, Engine, RELEASED, Sql, Time, insert_step, since_replay};
+use super::sql::{Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, since_replay};
 use super::{Cause, Claim, Finish, Inserted, NewEvent, StoreError, outcome_texts};
 use crate::event::{ClaimedEvent, EventId, Outcome};
 
@@ -85,19 +85,18 @@ impl Engine for SqliteStore {
     type Row = SqliteRow;
     const DIALECT: Dialect = Dialect::Sqlite;
 
-    async fn read(&self, q: Sql) -> Result<Vec<SqliteRow>, StoreError> {
-        Ok(q.query::<Sqlite>()?.fetch_all(&self.reader).await?)
+    async fn rows(&self, q: Sql, side: Side) -> Result<Vec<SqliteRow>, StoreError> {
+        let pool = match side {
+            Side::Read => &self.reader,
+            Side::Write => &self.writer,
+        };
+        Ok(q.query::<Sqlite>()?.fetch_all(pool).await?)
     }
 
-    async fn write_rows(&self, q: Sql) -> Result<Vec<SqliteRow>, StoreError> {
-        Ok(q.query::<Sqlite>()?.fetch_all(&self.writer).await?)
-    }
-
+    /// Every write goes through the one writer connection.
     async fn write(&self, q: Sql) -> Result<u64, StoreError> {
-        Ok(q.query::<Sqlite>()?
-            .execute(&self.writer)
-            .await?
-            .rows_affected())
+        let done = q.query::<Sqlite>()?.execute(&self.writer).await?;
+        Ok(done.rows_affected())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
