@@ -449,3 +449,70 @@ pub const RELEASED: &str = "lease released at shutdown; attempt not counted";
 
 /// The statuses an event is waiting or being worked on in.
 pub const UNFINISHED: &str = "('pending', 'processing', 'retry_scheduled', 'compensating')";
+
+#[cfg(test)]
+mod tests {
+    use sqlx::sqlite::SqlitePool;
+
+    use super::*;
+
+    async fn memory() -> SqlitePool {
+        SqlitePool::connect("sqlite::memory:").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn placeholders_number_the_arguments_and_now_is_bound_last() {
+        let at = DateTime::from_timestamp_millis(1_700_000_000_123).unwrap();
+        let mut q = Sql::new("SELECT $1 AS a, ").arg("x");
+        q.bind(at)
+            .push(" AS t, {now} AS n, ")
+            .bind(7i64)
+            .push(" AS b");
+        let before = Utc::now().timestamp_millis();
+        let row = q
+            .query::<Sqlite>()
+            .unwrap()
+            .fetch_one(&memory().await)
+            .await
+            .unwrap();
+        assert_eq!(Record::get::<String>(&row, "a").unwrap(), "x");
+        assert_eq!(
+            row.time("t").unwrap(),
+            at,
+            "a time goes in and out as itself"
+        );
+        assert_eq!(Record::get::<i64>(&row, "b").unwrap(), 7);
+        let now = row.time("n").unwrap().timestamp_millis();
+        assert!(
+            now >= before && now <= Utc::now().timestamp_millis(),
+            "{now}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_timestamp_out_of_range_is_an_error_not_a_default() {
+        let q = Sql::new("SELECT $1 AS t").arg(i64::MAX);
+        let row = q
+            .query::<Sqlite>()
+            .unwrap()
+            .fetch_one(&memory().await)
+            .await
+            .unwrap();
+        let e = row.time("t").unwrap_err();
+        assert!(matches!(e, StoreError::Other(Cause::Database(_))), "{e}");
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_status_is_an_error() {
+        let q = Sql::new("SELECT 'sleeping' AS status");
+        let row = q
+            .query::<Sqlite>()
+            .unwrap()
+            .fetch_one(&memory().await)
+            .await
+            .unwrap();
+        let e = row.status("status").unwrap_err();
+        assert!(e.to_string().contains("unknown status \"sleeping\""), "{e}");
+    }
+}
