@@ -264,23 +264,3 @@ pub async fn connect(
         Ok(Arc::new(PgStore::connect(url, pool_size, timeout).await?))
     }
 }
-
-/// `(detail, last_error)` written when an attempt ends.
-fn outcome_texts(outcome: &Outcome) -> (String, Option<String>) {
-    match outcome {
-        Outcome::Completed { detail } => (detail.clone(), None),
-        Outcome::RetryAt { at, error } => (
-            format!("retry at {}: {error}", at.to_rfc3339()),
-            Some(error.clone()),
-        ),
-        Outcome::DeadLetter { error } => (format!("dead-lettered: {error}"), Some(error.clone())),
-        Outcome::Compensate { error, detail, .. } => (detail.clone(), Some(error.clone())),
-        Outcome::Postpone { at, reason, .. } => (
-            format!(
-                "{reason}; waiting until {}; attempt not counted",
-                at.to_rfc3339()
-            ),
-            None,
-        ),
-    }
-}

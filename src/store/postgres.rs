@@ -16,10 +16,11 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
-use super::sql::{Dialect, Engine, RELEASED, Side, Sql, claimed, since_replay};
-use super::{Claim, Finish, Inserted, NewEvent, StoreError, outcome_texts};
+use super::sql::{Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, since_replay};
+use super::{Claim, Finish, Inserted, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
 
+/// The PostgreSQL engine: one pool for reads and writes.
 pub struct PgStore {
     pool: PgPool,
 }

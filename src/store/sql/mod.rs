@@ -11,7 +11,7 @@ mod operator;
 mod reads;
 mod work;
 
-pub use work::{claimed, insert_step};
+pub use work::{claimed, insert_step, outcome_texts};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Engine, Record, Sql, since_replay};
-use crate::event::{ClaimedEvent, EventId, Progress, StepOutcome, StepRecord};
+use crate::event::{ClaimedEvent, EventId, Outcome, Progress, StepOutcome, StepRecord};
 use crate::store::{Claim, Finish, StoreError, Work};
 
 /// A claimed event from the row a claim returns (the event's columns after the update).
@@ -129,5 +129,25 @@ impl<E: Engine> Work for E {
             last_error: head.get("last_error")?,
             results,
         })
+    }
+}
+
+/// `(detail, last_error)` written when an attempt ends.
+pub fn outcome_texts(outcome: &Outcome) -> (String, Option<String>) {
+    match outcome {
+        Outcome::Completed { detail } => (detail.clone(), None),
+        Outcome::RetryAt { at, error } => (
+            format!("retry at {}: {error}", at.to_rfc3339()),
+            Some(error.clone()),
+        ),
+        Outcome::DeadLetter { error } => (format!("dead-lettered: {error}"), Some(error.clone())),
+        Outcome::Compensate { error, detail, .. } => (detail.clone(), Some(error.clone())),
+        Outcome::Postpone { at, reason, .. } => (
+            format!(
+                "{reason}; waiting until {}; attempt not counted",
+                at.to_rfc3339()
+            ),
+            None,
+        ),
     }
 }

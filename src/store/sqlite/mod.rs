@@ -24,10 +24,13 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
-use super::sql::{Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, since_replay};
-use super::{Cause, Claim, Finish, Inserted, NewEvent, StoreError, outcome_texts};
+use super::sql::{
+    Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, outcome_texts, since_replay,
+};
+use super::{Cause, Claim, Finish, Inserted, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome};
 
+/// The SQLite engine: one writer connection, a pool of readers beside it.
 pub struct SqliteStore {
     writer: SqlitePool,
     reader: SqlitePool,
