@@ -2,11 +2,9 @@
 //! longer ago than that, keeps everything else, and the database still refuses any other change
 //! to a body. Both stores.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use hookd::event::{EventId, EventStatus};
 use reqwest::StatusCode;
 use sqlx::Connection;

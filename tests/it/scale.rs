@@ -1,13 +1,11 @@
 //! The reference architecture as separate OS processes: PostgreSQL + Redis, several `hookd api`
 //! and `hookd worker` processes, under load and under faults.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use hookd::store::EventStore;
 use tokio::sync::Semaphore;

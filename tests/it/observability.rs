@@ -2,14 +2,13 @@
 //! protobuf hookd exports, a Prometheus text parser over `/metrics`, and the JSON log lines of
 //! the real binary.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use axum::body::Bytes;
 use axum::extract::State;
-use common::*;
+use hookd::event::EventStatus;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use reqwest::StatusCode;
@@ -283,12 +282,9 @@ steps = [{{ action = "forward", url = "{}" }}]
         .send()
         .await
         .unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     hookd
-        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .wait_status(id, EventStatus::DeadLetter, Duration::from_secs(15))
         .await;
     ok.wait_hits(2, Duration::from_secs(10)).await;
     // Completion is written just after the forward answers: give it a moment.
@@ -389,8 +385,8 @@ steps = [{{ action = "forward", url = "{}" }}]
 
     // The shipped dashboard and alert rules only use metrics hookd really exposes.
     let shipped = [
-        include_str!("../deploy/grafana/hookd-dashboard.json"),
-        include_str!("../deploy/prometheus/alerts.yml"),
+        include_str!("../../deploy/grafana/hookd-dashboard.json"),
+        include_str!("../../deploy/prometheus/alerts.yml"),
     ];
     for text_file in shipped {
         for word in text_file.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
@@ -436,10 +432,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
         .send()
         .await
         .unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     let bad = http
         .post(format!("{}/webhooks/stripe", hookd.url))
         .header(
@@ -452,7 +445,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     hookd
-        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .wait_status(id, EventStatus::DeadLetter, Duration::from_secs(15))
         .await;
     let pid = hookd.child.id().to_string();
     assert!(
@@ -477,7 +470,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
             .clone()
     };
     let accepted = find("webhook accepted");
-    assert_eq!(accepted["event_id"], id.as_str());
+    assert_eq!(accepted["event_id"], id.to_string());
     assert_eq!(accepted["provider"], "stripe");
     assert_eq!(accepted["level"], "INFO");
     let trace_id = accepted["trace_id"]
@@ -486,7 +479,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
     assert_eq!(trace_id.len(), 32);
     assert_ne!(trace_id, "0".repeat(32), "a real trace id");
     let dead = find("event dead-lettered");
-    assert_eq!(dead["event_id"], id.as_str());
+    assert_eq!(dead["event_id"], id.to_string());
     assert_eq!(dead["provider"], "stripe");
     assert_eq!(
         dead["trace_id"], trace_id,

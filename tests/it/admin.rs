@@ -3,11 +3,9 @@
 //! background jobs with progress and cancel), and what they do to the actions. Storage-dependent
 //! tests run against SQLite and PostgreSQL.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use hookd::event::{EventId, EventStatus};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

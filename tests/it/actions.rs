@@ -3,11 +3,9 @@
 //! (aiosmtpd), the official Standard Webhooks library; storage-dependent tests run against
 //! SQLite and PostgreSQL.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,13 +1,11 @@
 //! Redis Streams queue semantics against a real Redis (own key prefix per test) and a real
 //! PostgreSQL store (own database per test).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use chrono::Utc;
-use common::*;
 use hookd::config::{RedisConfig, RedisTarget};
 use hookd::event::{ClaimedEvent, EventId, EventStatus, Outcome};
 use hookd::queue::{Queue, RedisKeys, RedisQueue};

@@ -1,11 +1,9 @@
 //! Admin access and TLS over real sockets: the allow-list, the failed-login limit, tokens kept
 //! out of the logs, and a listener certificate replaced on disk being served without a restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,8 @@
 //! End-to-end tests over real HTTP, each against SQLite and against PostgreSQL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use reqwest::StatusCode;
 

@@ -4,13 +4,11 @@
 //! `completed`, nothing else is stored, and the target saw each event at least once, with
 //! repeats only where the test allows them (a worker killed mid-step).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use sqlx::Row;
 use tokio::sync::Semaphore;
 
