@@ -3,7 +3,7 @@
 //! the real binary.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 use axum::body::Bytes;
@@ -74,18 +74,14 @@ impl OtlpReceiver {
 
     /// Wait until a span matching `pred` has arrived.
     async fn wait_for(&self, what: &str, pred: impl Fn(&SpanSeen) -> bool) -> SpanSeen {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.spans.lock().unwrap().iter().find(|s| pred(s)) {
-                return s.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} span; got {:#?}",
-                self.spans.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let spans = eventually(
+            format!("a {what} span"),
+            Duration::from_secs(20),
+            || async { self.spans.lock().unwrap().clone() },
+            |spans| spans.iter().any(&pred),
+        )
+        .await;
+        spans.into_iter().find(pred).expect("eventually found one")
     }
 }
 
@@ -291,24 +287,23 @@ steps = [{{ action = "forward", url = "{}" }}]
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Store gauges are cached for a few seconds: scrape until they show the dead letter.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (text, m) = loop {
-        let text = http
-            .get(format!("{}/metrics", hookd.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let m = scrape(&text);
-        if value(&m, "hookd_events", &[("status", "dead_letter")]) == Some(1.0)
-            || Instant::now() > deadline
-        {
-            break (text, m);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let metrics = format!("{}/metrics", hookd.url);
+    let text = eventually(
+        "/metrics to count the dead letter in hookd_events",
+        Duration::from_secs(15),
+        || async {
+            http.get(&metrics)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        },
+        |text| value(&scrape(text), "hookd_events", &[("status", "dead_letter")]) == Some(1.0),
+    )
+    .await;
+    let m = scrape(&text);
     let received = |outcome: &str, provider: &str| {
         value(
             &m,
@@ -538,15 +533,13 @@ async fn liveness_stays_up_while_readiness_follows_the_store() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     outage.end().await;
-    let mut ready = StatusCode::SERVICE_UNAVAILABLE;
-    for _ in 0..50 {
-        ready = get("/health/ready").await.unwrap().status();
-        if ready == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ready, StatusCode::OK);
+    eventually(
+        "/health/ready to answer 200 after the outage",
+        Duration::from_secs(10),
+        || async { get("/health/ready").await.unwrap().status() },
+        |&ready| ready == StatusCode::OK,
+    )
+    .await;
     server.stop().await;
 }
 
