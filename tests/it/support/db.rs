@@ -34,6 +34,7 @@ pub(crate) use both_backends;
 /// A store of its own for one test. PostgreSQL databases are dropped when it goes away.
 pub struct TestDb {
     pub backend: Backend,
+    /// Its `DATABASE_URL`.
     pub url: String,
     /// The test's own folder: the SQLite file, config files and process logs.
     pub dir: tempfile::TempDir,
@@ -41,6 +42,7 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A new, empty store on `backend`.
     pub async fn new(backend: Backend) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         match backend {
@@ -124,6 +126,7 @@ pub enum Outage {
 }
 
 impl Outage {
+    /// End the outage: the store serves again.
     pub async fn end(self) {
         match self {
             Self::Postgres { name } => {

@@ -10,6 +10,7 @@ use super::{eventually, free_port};
 /// A PostgreSQL server of a test's own (initdb into a temporary folder), for tests that stop
 /// and restart it. Run as the `postgres` user when the tests run as root.
 pub struct PrivatePostgres {
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
 }
@@ -65,6 +66,7 @@ impl PrivatePostgres {
         );
     }
 
+    /// Create a cluster (`initdb`) and start it.
     pub fn start() -> Self {
         let dir = tempfile::Builder::new()
             .prefix("hookd-pg-")
@@ -125,6 +127,7 @@ impl Drop for PrivatePostgres {
 
 /// A Redis server of a test's own, for tests that stop and restart it.
 pub struct PrivateRedis {
+    /// The port it listens on (or will), on 127.0.0.1.
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
@@ -140,12 +143,14 @@ impl PrivateRedis {
         }
     }
 
+    /// Start a server on a free port and wait until it answers.
     pub async fn start() -> Self {
         let mut r = Self::reserve();
         r.up().await;
         r
     }
 
+    /// Its `REDIS_URL`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }

@@ -12,7 +12,9 @@ use super::{ADMIN_TOKEN, ReadEvents, TestDb, base_vars, eventually, free_port};
 
 /// The real `hookd` binary running as a child process.
 pub struct Hookd {
+    /// The process, for signals and its exit status.
     pub child: Child,
+    /// Its base URL, `http://127.0.0.1:<port>`.
     pub url: String,
 }
 

@@ -13,6 +13,7 @@ use hookd::store::EventStore;
 
 use super::{ReadEvents, STRIPE_SECRET, TestDb, eventually, now, stripe_header};
 
+/// The admin token every test server accepts (all scopes).
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
 
 /// Settings every test server starts with: fast polls and retries, a free port.
@@ -50,13 +51,18 @@ pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
 
 /// hookd running in this process on a real TCP port.
 pub struct TestServer {
+    /// Its base URL, `http://127.0.0.1:<port>`.
     pub url: String,
+    /// The store it runs on, for reading events back directly.
     pub store: Arc<dyn EventStore>,
+    /// A client for requests to it.
     pub http: reqwest::Client,
     running: Option<Running>,
 }
 
 impl TestServer {
+    /// Start hookd on `db` with the route file `routes_toml` and `extra` settings on top of
+    /// [`base_vars`]; returns once it listens.
     pub async fn start(db: &TestDb, routes_toml: &str, extra: &[(&str, &str)]) -> Self {
         let mut vars = base_vars(db, routes_toml);
         vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use hmac::{KeyInit, Mac};
 use hookd::event::EventId;
 
+/// The Stripe signing secret every test server is given.
 pub const STRIPE_SECRET: &str = "whsec_integration_secret";
+/// A GitHub signing secret, for tests that configure GitHub.
 pub const GITHUB_SECRET: &str = "github-integration-secret";
 
 /// Now, in Unix seconds (signature timestamps).

@@ -8,6 +8,7 @@ use super::{TestCerts, eventually, py_script, python};
 
 /// A real SMTP server (aiosmtpd in a child process) that records the messages it accepts.
 pub struct SmtpSink {
+    /// The port it listens on, on 127.0.0.1.
     pub port: u16,
     out: std::path::PathBuf,
     child: std::process::Child,

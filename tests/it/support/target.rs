@@ -17,6 +17,7 @@ use super::eventually;
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// When it was answered.
     pub at: Instant,
     /// The status the target answered with.
     pub status: u16,
@@ -49,11 +50,13 @@ struct TargetState {
 
 /// A real HTTP server that records what it receives.
 pub struct Target {
+    /// Where to forward to: `http://127.0.0.1:<port>/in`.
     pub url: String,
     state: Arc<TargetState>,
 }
 
 impl Target {
+    /// Start a target on a free port that answers as `behaviour` says.
     pub async fn start(behaviour: Behaviour) -> Self {
         let state = Arc::new(TargetState {
             behaviour,
@@ -75,6 +78,7 @@ impl Target {
         }
     }
 
+    /// Requests answered (and recorded) so far, in order.
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }

@@ -4,10 +4,12 @@
 
 /// A test CA and a server certificate it signed for 127.0.0.1, made with the `openssl` CLI.
 pub struct TestCerts {
+    /// Where the files are: `ca.pem`, `ca.key`, `server.pem`, `server.key`.
     pub dir: tempfile::TempDir,
 }
 
 impl TestCerts {
+    /// Make a new CA and server certificate.
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
@@ -88,6 +90,7 @@ impl TestCerts {
         Self { dir }
     }
 
+    /// The path of one of the files.
     pub fn path(&self, name: &str) -> String {
         self.dir.path().join(name).display().to_string()
     }
