@@ -326,8 +326,10 @@ mod tests {
 
     use super::*;
 
-    async fn memory() -> SqlitePool {
-        SqlitePool::connect("sqlite::memory:").await.unwrap()
+    /// The one row `q` returns on an in-memory SQLite database.
+    async fn one(q: Sql) -> SqliteRow {
+        let pool = SqlitePool::connect("sqlite::memory:").await.unwrap();
+        q.query::<Sqlite>().unwrap().fetch_one(&pool).await.unwrap()
     }
 
     #[tokio::test]
@@ -339,12 +341,7 @@ mod tests {
             .bind(7i64)
             .push(" AS b");
         let before = Utc::now().timestamp_millis();
-        let row = q
-            .query::<Sqlite>()
-            .unwrap()
-            .fetch_one(&memory().await)
-            .await
-            .unwrap();
+        let row = one(q).await;
         assert_eq!(Record::get::<String>(&row, "a").unwrap(), "x");
         assert_eq!(
             row.time("t").unwrap(),
@@ -362,12 +359,7 @@ mod tests {
     #[tokio::test]
     async fn a_timestamp_out_of_range_is_an_error_not_a_default() {
         let q = Sql::new("SELECT $1 AS t").arg(i64::MAX);
-        let row = q
-            .query::<Sqlite>()
-            .unwrap()
-            .fetch_one(&memory().await)
-            .await
-            .unwrap();
+        let row = one(q).await;
         let e = row.time("t").unwrap_err();
         assert!(matches!(e, StoreError::Other(Cause::Database(_))), "{e}");
         assert!(e.to_string().contains("out of range"), "{e}");
@@ -376,12 +368,7 @@ mod tests {
     #[tokio::test]
     async fn an_unknown_status_is_an_error() {
         let q = Sql::new("SELECT 'sleeping' AS status");
-        let row = q
-            .query::<Sqlite>()
-            .unwrap()
-            .fetch_one(&memory().await)
-            .await
-            .unwrap();
+        let row = one(q).await;
         let e = row.status("status").unwrap_err();
         assert!(e.to_string().contains("unknown status \"sleeping\""), "{e}");
     }
