@@ -43,26 +43,6 @@ pub struct EventFilter {
     pub text: Option<String>,
 }
 
-impl EventFilter {
-    /// The event-type glob as a SQL `LIKE` pattern with `\` as the escape character.
-    pub fn type_like(&self) -> Option<String> {
-        self.event_type.as_ref().map(|glob| {
-            let mut out = String::with_capacity(glob.len() + 4);
-            for c in glob.chars() {
-                match c {
-                    '*' => out.push('%'),
-                    '%' | '_' | '\\' => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    c => out.push(c),
-                }
-            }
-            out
-        })
-    }
-}
-
 /// One event in a list: metadata only.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct EventSummary {
@@ -416,21 +396,6 @@ pub fn fill_buckets(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_become_escaped_like_patterns() {
-        let f = |g: &str| {
-            EventFilter {
-                event_type: Some(g.into()),
-                ..Default::default()
-            }
-            .type_like()
-            .unwrap()
-        };
-        assert_eq!(f("payment_intent.*"), "payment\\_intent.%");
-        assert_eq!(f("100%"), "100\\%");
-        assert_eq!(f("a\\b*"), "a\\\\b%");
-    }
 
     #[test]
     fn buckets_are_filled() {

@@ -44,7 +44,7 @@ fn push_filter(q: &mut Sql, d: Dialect, f: &EventFilter) {
         match d {
             Dialect::Postgres => {
                 q.push(" AND event_type LIKE ")
-                    .bind(f.type_like().unwrap_or_default())
+                    .bind(like_pattern(glob))
                     .push(" ESCAPE '\\'");
             }
             // GLOB, not LIKE: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
@@ -75,6 +75,23 @@ fn push_filter(q: &mut Sql, d: Dialect, f: &EventFilter) {
                 .push(") > 0"),
         };
     }
+}
+
+/// An event-type glob (only `*` is special) as a `LIKE` pattern with `\` as the escape
+/// character.
+fn like_pattern(glob: &str) -> String {
+    let mut out = String::with_capacity(glob.len() + 4);
+    for c in glob.chars() {
+        match c {
+            '*' => out.push('%'),
+            '%' | '_' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// An event-type glob (only `*` is special) as a SQLite GLOB pattern: `?` and `[` are
@@ -430,6 +447,14 @@ impl<E: Engine> Reads for E {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn globs_become_escaped_like_patterns() {
+        let f = super::like_pattern;
+        assert_eq!(f("payment_intent.*"), "payment\\_intent.%");
+        assert_eq!(f("100%"), "100\\%");
+        assert_eq!(f("a\\b*"), "a\\\\b%");
+    }
+
     #[test]
     fn globs_keep_only_the_star_special() {
         assert_eq!(super::sqlite_glob("a?b[c]*"), "a[?]b[[]c]*");
