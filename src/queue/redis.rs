@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, OnceCell, mpsc, watch};
 use super::{Queue, QueueError};
 use crate::config::{RedisConfig, RedisTarget};
 use crate::event::{ClaimedEvent, EventId, Outcome};
-use crate::store::{Claim, Work};
+use crate::store::{Claim, Leases};
 
 const GROUP: &str = "hookd";
 /// Enqueue hints waiting for the background writer; beyond this they are dropped and the sweeper
@@ -149,7 +149,7 @@ impl Conn {
 
 /// The Redis Streams queue.
 pub struct RedisQueue {
-    store: Arc<dyn Work>,
+    store: Arc<dyn Leases>,
     keys: Keys,
     config: RedisConfig,
     conn: Conn,
@@ -168,7 +168,7 @@ pub struct RedisQueue {
 impl RedisQueue {
     /// Build the queue and start its background enqueue writer. Connects lazily: Redis may be
     /// down now and come up later.
-    pub fn start(config: &RedisConfig, store: Arc<dyn Work>, max_block: Duration) -> Arc<Self> {
+    pub fn start(config: &RedisConfig, store: Arc<dyn Leases>, max_block: Duration) -> Arc<Self> {
         let (enqueue_tx, enqueue_rx) = mpsc::channel(ENQUEUE_BUFFER);
         let queue = Arc::new(Self {
             store,

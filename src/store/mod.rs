@@ -132,7 +132,7 @@ pub enum Claim {
     Events(Vec<EventId>),
 }
 
-/// The end of one attempt, for [`Work::finish_many`].
+/// The end of one attempt, for [`Leases::finish_many`].
 #[derive(Debug, Clone)]
 pub struct Finish {
     pub id: EventId,
@@ -167,9 +167,10 @@ pub trait Intake: Send + Sync {
     }
 }
 
-/// The workers' part of the store: claims, leases, step results and outcomes.
+/// Claims and leases: what decides who processes which event. The queues need only this; the
+/// workers need [`Work`], which adds their step results.
 #[async_trait]
-pub trait Work: Send + Sync {
+pub trait Leases: Send + Sync {
     /// Claim due events for `owner`: pending or retry-scheduled events whose time has come, and
     /// processing events whose lease expired (their worker died). Each claim starts a new
     /// attempt and holds a lease of `lease`. An event that is not due, or is leased to a live
@@ -189,12 +190,6 @@ pub trait Work: Send + Sync {
         lease: Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Keys of the steps of `id` that already succeeded in an earlier attempt.
-    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError>;
-
-    /// Record one step's result.
-    async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError>;
-
     /// End the attempt held by `owner`. False when the lease was lost (nothing is changed).
     async fn finish(
         &self,
@@ -213,7 +208,7 @@ pub trait Work: Send + Sync {
         Ok(done.first().copied().unwrap_or(false))
     }
 
-    /// End many attempts in one transaction: for each, what [`Work::finish`] does, after
+    /// End many attempts in one transaction: for each, what [`Leases::finish`] does, after
     /// recording its last step when one is given. A step is recorded even when its attempt's
     /// lease was lost (as [`Work::record_step`] would have, so the new holder does not run it
     /// again); an outcome only while its owner holds the lease. One answer per item, in order.
@@ -231,6 +226,17 @@ pub trait Work: Send + Sync {
         grace: Duration,
         limit: u32,
     ) -> Result<Vec<EventId>, StoreError>;
+}
+
+/// The workers' part of the store: claims, leases and outcomes, and the step results of each
+/// attempt.
+#[async_trait]
+pub trait Work: Leases {
+    /// Keys of the steps of `id` that already succeeded in an earlier attempt.
+    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError>;
+
+    /// Record one step's result.
+    async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError>;
 
     /// What earlier attempts of `id` did: its step results, in order, and whether it has entered
     /// compensation. Read at the start of every attempt after the first.

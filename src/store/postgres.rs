@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::admin::ReplayKind;
 use super::sql::{Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, since_replay};
-use super::{Claim, Finish, Inserted, NewEvent, StoreError};
+use super::{Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
 
 /// The PostgreSQL engine: one pool for reads and writes.
@@ -139,6 +139,71 @@ impl Engine for PgStore {
         Ok(())
     }
 
+    async fn replay(
+        &self,
+        ids: &[EventId],
+        kind: ReplayKind,
+        actor: &str,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        let from: Vec<String> = kind.from_statuses().iter().map(|s| s.to_string()).collect();
+        // One statement: the new cycle and the transition that records it commit together.
+        // The status is checked again once the row is locked (a purge may have come first).
+        let done: Vec<Uuid> = sqlx::query_scalar(
+            "WITH target AS (
+                SELECT id, status AS from_status FROM events
+                WHERE id = ANY($1) AND status = ANY($2) AND body_purged_at IS NULL
+                FOR UPDATE
+             ), upd AS (
+                UPDATE events e SET status = 'pending', attempts = 0, replays = e.replays + 1,
+                    lease_owner = NULL, next_attempt_at = now(), last_error = NULL, updated_at = now()
+                FROM target WHERE e.id = target.id
+                RETURNING e.id, target.from_status, e.replays
+             ), t AS (
+                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+                SELECT id, from_status, 'pending', $3 || ' ' || replays || ' by ' || $4 FROM upd
+             )
+             SELECT id FROM upd",
+        )
+        .bind(&ids)
+        .bind(&from)
+        .bind(kind.as_str())
+        .bind(actor)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(done.into_iter().map(EventId).collect())
+    }
+
+    async fn purge_payloads(
+        &self,
+        after: DateTime<Utc>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        // A small batch per statement, rows a worker holds skipped: no long lock on anything.
+        let purged: Vec<DateTime<Utc>> = sqlx::query_scalar(
+            "UPDATE events SET body = ''::bytea, body_purged_at = now()
+             WHERE id IN (
+                SELECT id FROM events
+                WHERE status IN ('completed', 'dead_letter') AND body_purged_at IS NULL
+                  AND received_at >= $1 AND received_at < $2
+                ORDER BY received_at
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+             )
+             RETURNING received_at",
+        )
+        .bind(after)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((purged.len() as u64, purged.into_iter().max()))
+    }
+}
+
+#[async_trait]
+impl Intake for PgStore {
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
         // Rows go in key order: two batches that share keys then take their unique-index locks
         // in the same order and cannot deadlock.
@@ -173,7 +238,10 @@ impl Engine for PgStore {
             })
             .collect()
     }
+}
 
+#[async_trait]
+impl Leases for PgStore {
     async fn claim(
         &self,
         owner: &str,
@@ -360,67 +428,5 @@ impl Engine for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.into_iter().map(EventId).collect())
-    }
-
-    async fn replay(
-        &self,
-        ids: &[EventId],
-        kind: ReplayKind,
-        actor: &str,
-    ) -> Result<Vec<EventId>, StoreError> {
-        let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
-        let from: Vec<String> = kind.from_statuses().iter().map(|s| s.to_string()).collect();
-        // One statement: the new cycle and the transition that records it commit together.
-        // The status is checked again once the row is locked (a purge may have come first).
-        let done: Vec<Uuid> = sqlx::query_scalar(
-            "WITH target AS (
-                SELECT id, status AS from_status FROM events
-                WHERE id = ANY($1) AND status = ANY($2) AND body_purged_at IS NULL
-                FOR UPDATE
-             ), upd AS (
-                UPDATE events e SET status = 'pending', attempts = 0, replays = e.replays + 1,
-                    lease_owner = NULL, next_attempt_at = now(), last_error = NULL, updated_at = now()
-                FROM target WHERE e.id = target.id
-                RETURNING e.id, target.from_status, e.replays
-             ), t AS (
-                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-                SELECT id, from_status, 'pending', $3 || ' ' || replays || ' by ' || $4 FROM upd
-             )
-             SELECT id FROM upd",
-        )
-        .bind(&ids)
-        .bind(&from)
-        .bind(kind.as_str())
-        .bind(actor)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(done.into_iter().map(EventId).collect())
-    }
-
-    async fn purge_payloads(
-        &self,
-        after: DateTime<Utc>,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
-        // A small batch per statement, rows a worker holds skipped: no long lock on anything.
-        let purged: Vec<DateTime<Utc>> = sqlx::query_scalar(
-            "UPDATE events SET body = ''::bytea, body_purged_at = now()
-             WHERE id IN (
-                SELECT id FROM events
-                WHERE status IN ('completed', 'dead_letter') AND body_purged_at IS NULL
-                  AND received_at >= $1 AND received_at < $2
-                ORDER BY received_at
-                LIMIT $3
-                FOR UPDATE SKIP LOCKED
-             )
-             RETURNING received_at",
-        )
-        .bind(after)
-        .bind(before)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok((purged.len() as u64, purged.into_iter().max()))
     }
 }

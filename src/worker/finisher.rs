@@ -1,6 +1,6 @@
 //! Outcomes written together: every worker task of a process hands the end of its attempt to
 //! one writer task, which writes whatever has queued up since its previous write in one
-//! transaction ([`Work::finish_many`]). Under load one commit then ends many attempts
+//! transaction ([`crate::store::Leases::finish_many`]). Under load one commit then ends many attempts
 //! instead of one (the workers' counterpart of the accept path's group commit); with a single
 //! event in flight a batch of one goes at once, so nothing waits for company.
 //!

@@ -15,14 +15,12 @@ mod work;
 pub use bind::{Driver, Record, Sql, Time};
 pub use work::{claimed, insert_step, outcome_texts};
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::admin::ReplayKind;
-use super::{Claim, EventStore, Finish, Inserted, Intake, NewEvent, StoreError};
-use crate::event::{ClaimedEvent, EventId};
+use super::{EventStore, Intake, Leases, StoreError};
+use crate::event::EventId;
 
 /// Where the two engines' SQL differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,9 +47,10 @@ pub enum Side {
 }
 
 /// What an engine provides: how to run a statement, and the statements that really differ
-/// between engines. Every store trait is implemented from this, once.
+/// between engines: its inserts ([`Intake`]), claims and leases ([`Leases`]) directly, replays
+/// and purges here. Every other store trait is implemented from this, once.
 #[async_trait]
-pub trait Engine: Send + Sync + 'static {
+pub trait Engine: Intake + Leases + 'static {
     type Row: Record;
     const DIALECT: Dialect;
 
@@ -72,26 +71,6 @@ pub trait Engine: Send + Sync + 'static {
 
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
-    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
-    async fn claim(
-        &self,
-        owner: &str,
-        lease: Duration,
-        which: Claim,
-    ) -> Result<Vec<ClaimedEvent>, StoreError>;
-    async fn renew_lease(
-        &self,
-        id: EventId,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<bool, StoreError>;
-    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError>;
-    async fn release_all(&self, owner: &str) -> Result<u64, StoreError>;
-    async fn requeue_overdue(
-        &self,
-        grace: Duration,
-        limit: u32,
-    ) -> Result<Vec<EventId>, StoreError>;
     async fn replay(
         &self,
         ids: &[EventId],
@@ -104,13 +83,6 @@ pub trait Engine: Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<(u64, Option<DateTime<Utc>>), StoreError>;
-}
-
-#[async_trait]
-impl<E: Engine> Intake for E {
-    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
-        Engine::insert_batch(self, events).await
-    }
 }
 
 #[async_trait]

@@ -1,15 +1,14 @@
-//! [`Work`] for any engine: the claim, lease and finish statements come from the engine (they
-//! lock differently); the reads of earlier attempts and the step results are written here once.
+//! [`Work`] for any engine: the reads of earlier attempts and the step results, written once
+//! (the claim, lease and finish statements are the engine's own [`crate::store::Leases`]: they
+//! lock differently).
 //!
 //! It must never change an event's status: only the engine's fenced statements do.
-
-use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::{Engine, Record, Sql, since_replay};
 use crate::event::{ClaimedEvent, EventId, Outcome, Progress, StepOutcome, StepRecord};
-use crate::store::{Claim, Finish, StoreError, Work};
+use crate::store::{StoreError, Work};
 
 /// A claimed event from the row a claim returns (the event's columns after the update).
 pub fn claimed(r: &impl Record) -> Result<ClaimedEvent, StoreError> {
@@ -45,24 +44,6 @@ pub fn insert_step(r: &StepRecord) -> Sql {
 
 #[async_trait]
 impl<E: Engine> Work for E {
-    async fn claim(
-        &self,
-        owner: &str,
-        lease: Duration,
-        which: Claim,
-    ) -> Result<Vec<ClaimedEvent>, StoreError> {
-        Engine::claim(self, owner, lease, which).await
-    }
-
-    async fn renew_lease(
-        &self,
-        id: EventId,
-        owner: &str,
-        lease: Duration,
-    ) -> Result<bool, StoreError> {
-        Engine::renew_lease(self, id, owner, lease).await
-    }
-
     async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
         let q = Sql::new(
             "SELECT DISTINCT step FROM step_results s JOIN events e ON e.id = s.event_id
@@ -75,22 +56,6 @@ impl<E: Engine> Work for E {
     async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError> {
         self.write(insert_step(record)).await?;
         Ok(())
-    }
-
-    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        Engine::finish_many(self, items).await
-    }
-
-    async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
-        Engine::release_all(self, owner).await
-    }
-
-    async fn requeue_overdue(
-        &self,
-        grace: Duration,
-        limit: u32,
-    ) -> Result<Vec<EventId>, StoreError> {
-        Engine::requeue_overdue(self, grace, limit).await
     }
 
     async fn progress(&self, id: EventId) -> Result<Progress, StoreError> {

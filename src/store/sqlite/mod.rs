@@ -27,7 +27,7 @@ use super::admin::ReplayKind;
 use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, outcome_texts, since_replay,
 };
-use super::{Cause, Claim, Finish, Inserted, NewEvent, StoreError};
+use super::{Cause, Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome};
 
 /// The SQLite engine: one writer connection, a pool of readers beside it.
@@ -116,6 +116,83 @@ impl Engine for SqliteStore {
         Ok(())
     }
 
+    async fn replay(
+        &self,
+        ids: &[EventId],
+        kind: ReplayKind,
+        actor: &str,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let now = now_ms();
+        let from = kind.from_statuses();
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let mut done = Vec::with_capacity(ids.len());
+        for id in ids {
+            let row = sqlx::query(
+                "SELECT status FROM events WHERE id = ?1 AND body_purged_at IS NULL
+                   AND status IN (?2, ?3)",
+            )
+            .bind(id.0)
+            .bind(from[0])
+            .bind(from[from.len() - 1])
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(row) = row else { continue };
+            let from_status: String = row.try_get("status")?;
+            let replays: i64 = sqlx::query_scalar(
+                "UPDATE events SET status = 'pending', attempts = 0, replays = replays + 1,
+                     lease_owner = NULL, next_attempt_at = ?2, last_error = NULL, updated_at = ?2
+                 WHERE id = ?1 RETURNING replays",
+            )
+            .bind(id.0)
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+                 VALUES (?1, ?2, 'pending', ?3, ?4)",
+            )
+            .bind(id.0)
+            .bind(&from_status)
+            .bind(now)
+            .bind(format!("{} {replays} by {actor}", kind.as_str()))
+            .execute(&mut *tx)
+            .await?;
+            done.push(*id);
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    async fn purge_payloads(
+        &self,
+        after: DateTime<Utc>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        // One small batch per write transaction: the writer is free again between batches.
+        let purged: Vec<Time> = sqlx::query_scalar(
+            "UPDATE events SET body = X'', body_purged_at = ?1
+             WHERE id IN (
+                SELECT id FROM events
+                WHERE status IN ('completed', 'dead_letter') AND body_purged_at IS NULL
+                  AND received_at >= ?2 AND received_at < ?3
+                ORDER BY received_at
+                LIMIT ?4
+             )
+             RETURNING received_at",
+        )
+        .bind(now_ms())
+        .bind(after.timestamp_millis())
+        .bind(before.timestamp_millis())
+        .bind(i64::from(limit))
+        .fetch_all(&self.writer)
+        .await?;
+        Ok((purged.len() as u64, purged.into_iter().max().map(|t| t.0)))
+    }
+}
+
+#[async_trait]
+impl Intake for SqliteStore {
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
         // One write transaction for the whole batch: one lock, one fsync of the WAL.
         let now = now_ms();
@@ -135,7 +212,10 @@ impl Engine for SqliteStore {
         }
         Ok(out)
     }
+}
 
+#[async_trait]
+impl Leases for SqliteStore {
     async fn claim(
         &self,
         owner: &str,
@@ -242,80 +322,6 @@ impl Engine for SqliteStore {
         .fetch_all(&self.writer)
         .await?;
         Ok(ids.into_iter().map(EventId).collect())
-    }
-
-    async fn replay(
-        &self,
-        ids: &[EventId],
-        kind: ReplayKind,
-        actor: &str,
-    ) -> Result<Vec<EventId>, StoreError> {
-        let now = now_ms();
-        let from = kind.from_statuses();
-        let mut tx = self.writer.begin_with(BEGIN).await?;
-        let mut done = Vec::with_capacity(ids.len());
-        for id in ids {
-            let row = sqlx::query(
-                "SELECT status FROM events WHERE id = ?1 AND body_purged_at IS NULL
-                   AND status IN (?2, ?3)",
-            )
-            .bind(id.0)
-            .bind(from[0])
-            .bind(from[from.len() - 1])
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(row) = row else { continue };
-            let from_status: String = row.try_get("status")?;
-            let replays: i64 = sqlx::query_scalar(
-                "UPDATE events SET status = 'pending', attempts = 0, replays = replays + 1,
-                     lease_owner = NULL, next_attempt_at = ?2, last_error = NULL, updated_at = ?2
-                 WHERE id = ?1 RETURNING replays",
-            )
-            .bind(id.0)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
-                 VALUES (?1, ?2, 'pending', ?3, ?4)",
-            )
-            .bind(id.0)
-            .bind(&from_status)
-            .bind(now)
-            .bind(format!("{} {replays} by {actor}", kind.as_str()))
-            .execute(&mut *tx)
-            .await?;
-            done.push(*id);
-        }
-        tx.commit().await?;
-        Ok(done)
-    }
-
-    async fn purge_payloads(
-        &self,
-        after: DateTime<Utc>,
-        before: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
-        // One small batch per write transaction: the writer is free again between batches.
-        let purged: Vec<Time> = sqlx::query_scalar(
-            "UPDATE events SET body = X'', body_purged_at = ?1
-             WHERE id IN (
-                SELECT id FROM events
-                WHERE status IN ('completed', 'dead_letter') AND body_purged_at IS NULL
-                  AND received_at >= ?2 AND received_at < ?3
-                ORDER BY received_at
-                LIMIT ?4
-             )
-             RETURNING received_at",
-        )
-        .bind(now_ms())
-        .bind(after.timestamp_millis())
-        .bind(before.timestamp_millis())
-        .bind(i64::from(limit))
-        .fetch_all(&self.writer)
-        .await?;
-        Ok((purged.len() as u64, purged.into_iter().max().map(|t| t.0)))
     }
 }
 
