@@ -2,9 +2,10 @@
 //! and its step results. Two engines, PostgreSQL and embedded SQLite, share one SQL core
 //! (`sql`) and keep only what really differs.
 //!
-//! Its traits are split by who uses them: [`Intake`] (the accept path's inserts), [`Work`]
-//! (the workers' claims, leases and outcomes), [`Reads`] and [`Operator`] (the operator
-//! surface), and [`EventStore`], all of them, for the wiring and tools.
+//! Its traits are split by who uses them: [`Intake`] (the accept path's inserts), [`Leases`]
+//! (claims, leases and outcomes: the queues), [`Work`] (those plus step results: the workers),
+//! [`Reads`] and [`Operator`] (the operator surface), and [`EventStore`], all of them, for the
+//! wiring and tools.
 //!
 //! Owns the schema (migrations embedded in the binary), idempotent inserts and leases.
 //! It must never accept anything but a [`VerifiedWebhook`], never alter a stored body, and
