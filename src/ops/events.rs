@@ -236,10 +236,7 @@ impl Ops {
     }
 
     /// One event's history and its stored request, as stored.
-    pub async fn event_detail(
-        &self,
-        id: EventId,
-    ) -> Result<(EventDetail, EventPayload), OpsError> {
+    pub async fn event_detail(&self, id: EventId) -> Result<(EventDetail, EventPayload), OpsError> {
         let detail = self.reads.event(id).await?.ok_or(OpsError::NotFound)?;
         let payload = self.payload(id).await?;
         Ok((detail, payload))

@@ -16,7 +16,7 @@ use super::{Ops, OpsError, Principal, params};
 use crate::event::EventId;
 use crate::store::admin::{EventFilter, Job, JobProgress, JobStatus, ReplayKind};
 
-/// The most recent bulk jobs.
+// No doc comment: it would become the schema's description and change docs/openapi.json.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct JobList {
     pub jobs: Vec<Job>,

@@ -68,7 +68,12 @@ pub struct DestinationList {
 }
 
 impl Ops {
-    fn view(&self, name: &str, pause: Option<&ProviderPause>, counts: &[ProviderCount]) -> ProviderView {
+    fn view(
+        &self,
+        name: &str,
+        pause: Option<&ProviderPause>,
+        counts: &[ProviderCount],
+    ) -> ProviderView {
         let dests = self.destinations.as_ref();
         ProviderView {
             name: name.to_owned(),

@@ -39,8 +39,8 @@ impl Ops {
     /// Open a console session for `who` (authenticated by token) and audit the login.
     pub async fn open_session(&self, who: Principal) -> Result<OpenedSession, OpsError> {
         let id = random_token();
-        let ttl = chrono::Duration::from_std(self.session_ttl)
-            .unwrap_or(chrono::Duration::hours(12));
+        let ttl =
+            chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::hours(12));
         let s = Session {
             token_name: who.name.clone(),
             scope: who.scope.as_str().to_owned(),

@@ -105,5 +105,7 @@ pub async fn replay(
     responses((status = 200, body = Stats, description = "OK"), (status = 400, body = ErrorBody, description = "A parameter or the body is invalid")))]
 pub async fn stats(State(state): State<Arc<AppState>>, uri: Uri) -> Result<Json<Stats>, ApiError> {
     let q: StatsQuery = query(&uri)?;
-    Ok(Json(state.ops.activity(q.window.unwrap_or_default()).await?))
+    Ok(Json(
+        state.ops.activity(q.window.unwrap_or_default()).await?,
+    ))
 }

@@ -12,10 +12,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::session::CsrfForm;
 use super::{error_page, pages};
+use crate::event::EventStatus;
 use crate::http::{ApiError, AppState};
 use crate::ops::{ConsoleSession, PauseRequest, params};
 use crate::store::admin::{EventFilter, ReplayKind};
-use crate::event::EventStatus;
 
 fn needs_operate(me: &ConsoleSession) -> Option<Response> {
     (!me.who.may_operate()).then(|| {

@@ -56,9 +56,7 @@ fn chart(stats: &Stats) -> Markup {
     let slot = W / n;
     let bar = (slot * 0.42).max(1.0);
     let y = |v: u64| H - (v as f64 / max) * (H - 4.0);
-    let total = |f: fn(&ActivityBucket) -> u64| {
-        stats.buckets.iter().map(f).sum::<u64>()
-    };
+    let total = |f: fn(&ActivityBucket) -> u64| stats.buckets.iter().map(f).sum::<u64>();
     let received = total(|b| b.received);
     let completed = total(|b| b.completed);
     let failed = total(|b| b.retried + b.dead_lettered);
@@ -419,4 +417,3 @@ pub fn dlq(
         ),
     )
 }
-
