@@ -41,7 +41,8 @@ use crate::verify::Providers;
 /// Why an operator action did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
-    #[error("no such event")]
+    /// No such event or job (an id that cannot be one included).
+    #[error("not found")]
     NotFound,
     #[error("unknown provider {0:?}")]
     UnknownProvider(String),

@@ -111,3 +111,50 @@ pub fn impossible(values: &[&Option<String>]) -> bool {
         .iter()
         .any(|v| v.as_deref().is_some_and(|s| s.contains('\0')))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn invalid<T: std::fmt::Debug>(r: Result<T, OpsError>) -> String {
+        match r {
+            Err(OpsError::Invalid(m)) => m,
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn texts_are_bounded_and_bodies_refuse_nul() {
+        assert_eq!(text("x", &Some(String::new())).unwrap(), None);
+        assert_eq!(
+            text("x", &Some("a\0b".into())).unwrap().as_deref(),
+            Some("a\0b")
+        );
+        let long = Some("a".repeat(MAX_TEXT + 1));
+        assert!(invalid(text("provider", &long)).contains("provider is longer"));
+        assert!(invalid(body_text("text", &Some("a\0b".into()))).contains("NUL"));
+        assert!(impossible(&[&None, &Some("a\0".into())]));
+        assert!(!impossible(&[&None, &Some("a".into())]));
+    }
+
+    #[test]
+    fn times_statuses_limits_and_ids() {
+        let t = time("t", &Some("2024-05-01T12:00:00".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00+00:00");
+        assert!(time("t", &Some("2024-05-01T14:00:00+02:00".into())).unwrap() == Some(t));
+        assert!(invalid(time("received_after", &Some("yesterday".into()))).contains("RFC 3339"));
+        assert_eq!(
+            statuses(&Some("dead_letter, completed".into())).unwrap(),
+            vec![EventStatus::DeadLetter, EventStatus::Completed]
+        );
+        assert!(invalid(statuses(&Some("done".into()))).contains("unknown status"));
+        assert_eq!(limit(None).unwrap(), 50);
+        assert_eq!(limit(Some(500)).unwrap(), 500);
+        assert!(invalid(limit(Some(0))).contains("between 1 and 500"));
+        assert!(invalid(event_cursor(&Some("nope".into()))).contains("cursor"));
+        assert!(matches!(event_id("nope"), Err(OpsError::NotFound)));
+        assert!(matches!(job_id("nope"), Err(OpsError::NotFound)));
+    }
+}

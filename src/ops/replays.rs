@@ -202,3 +202,40 @@ fn why_not(event: &EventDetail, kind: ReplayKind) -> OpsError {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bulk_replay_needs_a_filter_and_defaults_to_both_finished_statuses() {
+        let empty = ReplayRequest::default().filter();
+        assert!(matches!(empty, Err(OpsError::Invalid(m)) if m.contains("at least one filter")));
+        let f = ReplayRequest {
+            provider: Some("stripe".into()),
+            ..Default::default()
+        }
+        .filter()
+        .unwrap();
+        assert_eq!(
+            f.statuses,
+            vec![EventStatus::Completed, EventStatus::DeadLetter]
+        );
+        let f = RedriveRequest::default().filter().unwrap();
+        assert_eq!(f.statuses, vec![EventStatus::DeadLetter]);
+    }
+
+    #[test]
+    fn requests_serialise_only_what_is_set() {
+        let body = serde_json::to_string(&ReplayRequest {
+            provider: Some("stripe".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(body, r#"{"provider":"stripe"}"#);
+        assert_eq!(
+            serde_json::to_string(&RedriveRequest::default()).unwrap(),
+            "{}"
+        );
+    }
+}
