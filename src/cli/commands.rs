@@ -15,10 +15,9 @@ use super::client::Client;
 use super::{DlqCommand, EventsCommand, Filter, JobsCommand, ProvidersCommand, print};
 use crate::event::EventDetail;
 use crate::ops::{
-    AuditPage, EventPage, EventView, JobList, PauseRequest, ProviderList, RedriveRequest,
-    ReplayRequest,
+    AuditPage, EventPage, EventView, Job, JobList, JobStatus, PauseRequest, ProviderList,
+    RedriveRequest, ReplayRequest,
 };
-use crate::store::admin::{Job, JobStatus};
 
 /// One command's client, output format and output.
 pub struct Session<'o> {

@@ -1,14 +1,14 @@
 //! How the operator commands print the admin API's answers: aligned tables and key-value
 //! listings of the operator layer's types, times as `2024-05-01 12:00:00` (UTC), `-` for
-//! nothing. Tests hold this output to its exact form: change it only on purpose.
+//! nothing. Tests hold this output to its exact form: change it only on purpose. It must
+//! never fetch anything: it prints what it is given.
 
 use std::io::Write;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::ops::{AuditPage, EventPage, EventView, ProviderList, ProviderView};
-use crate::store::admin::Job;
+use crate::ops::{AuditPage, EventPage, EventView, Job, ProviderList, ProviderView};
 
 /// An optional value, or `-`.
 pub fn opt(v: Option<impl ToString>) -> String {

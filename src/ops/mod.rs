@@ -31,6 +31,10 @@ pub use providers::{DestinationList, PauseRequest, ProviderList, ProviderView};
 pub use replays::{Finished, RedriveRequest, ReplayRequest};
 pub use sessions::{ConsoleSession, OpenedSession};
 pub use tokens::{Principal, Tokens};
+// The store's records that are answers as they are: callers name them through `ops`.
+pub use crate::store::admin::{
+    ActivityBucket, AuditEntry, EventFilter, EventPayload, EventSummary, Job, JobStatus, ReplayKind,
+};
 
 use crate::actions::breaker::Destinations;
 use crate::config::AdminToken;

@@ -16,8 +16,7 @@ use super::openapi::ErrorBody;
 use crate::event::EventDetail;
 use crate::http::extract::{json_body, query};
 use crate::http::{ApiError, AppState};
-use crate::ops::{DlqQuery, EventPage, Principal, RedriveRequest, params};
-use crate::store::admin::{Job, ReplayKind};
+use crate::ops::{DlqQuery, EventPage, Job, Principal, RedriveRequest, ReplayKind, params};
 
 /// The dead letters, newest first, with the error that put each there (`last_error`).
 #[utoipa::path(get, path = "/admin/dlq", tag = "dead letters", params(DlqQuery),

@@ -15,8 +15,9 @@ use super::openapi::ErrorBody;
 use crate::event::EventDetail;
 use crate::http::extract::query;
 use crate::http::{ApiError, AppState};
-use crate::ops::{EventPage, EventQuery, EventView, Principal, Stats, StatsQuery, params};
-use crate::store::admin::ReplayKind;
+use crate::ops::{
+    EventPage, EventQuery, EventView, Principal, ReplayKind, Stats, StatsQuery, params,
+};
 
 /// List events, newest first.
 #[utoipa::path(get, path = "/admin/events", tag = "events", params(EventQuery),

@@ -15,8 +15,7 @@ use super::AuditNote;
 use super::openapi::ErrorBody;
 use crate::http::extract::json_body;
 use crate::http::{ApiError, AppState};
-use crate::ops::{JobList, Principal, ReplayRequest};
-use crate::store::admin::{EventFilter, Job, ReplayKind};
+use crate::ops::{EventFilter, Job, JobList, Principal, ReplayKind, ReplayRequest};
 
 /// Start a job over `filter`: 202 with the job, and a note for the audit log.
 pub(super) async fn start(

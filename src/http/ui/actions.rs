@@ -14,8 +14,7 @@ use super::session::CsrfForm;
 use super::{error_page, pages};
 use crate::event::EventStatus;
 use crate::http::{ApiError, AppState};
-use crate::ops::{ConsoleSession, PauseRequest, params};
-use crate::store::admin::{EventFilter, ReplayKind};
+use crate::ops::{ConsoleSession, EventFilter, PauseRequest, ReplayKind, params};
 
 fn needs_operate(me: &ConsoleSession) -> Option<Response> {
     (!me.who.may_operate()).then(|| {

@@ -25,8 +25,7 @@ use super::extract::query;
 use super::{ApiError, AppState};
 use crate::config::Scope;
 use crate::event::EventStatus;
-use crate::ops::{ConsoleSession, EventQuery, Window, params};
-use crate::store::admin::EventFilter;
+use crate::ops::{ConsoleSession, EventFilter, EventQuery, Window, params};
 
 type Me = axum::Extension<ConsoleSession>;
 

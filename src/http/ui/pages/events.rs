@@ -1,5 +1,6 @@
 //! The pages of events: the list with its activity chart, one event with its timeline and
-//! payload, and the dead letters with the recent bulk jobs.
+//! payload, and the dead letters with the recent bulk jobs. They must never offer an action
+//! the session's scope does not allow, nor show a purged payload as if it were there.
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -10,8 +11,10 @@ use serde_json::Value;
 use super::{badge, page, respond, time};
 use crate::event::{EventDetail, EventStatus};
 use crate::http::ui::can_operate;
-use crate::ops::{ConsoleSession, EventPage, EventQuery, Stats, Window};
-use crate::store::admin::{ActivityBucket, EventPayload, EventSummary, Job};
+use crate::ops::{
+    ActivityBucket, ConsoleSession, EventPage, EventPayload, EventQuery, EventSummary, Job, Stats,
+    Window,
+};
 
 const STATUSES: [EventStatus; 6] = [
     EventStatus::Pending,

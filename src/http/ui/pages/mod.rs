@@ -11,8 +11,7 @@ use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 
 use crate::event::EventStatus;
-use crate::ops::ConsoleSession;
-use crate::store::admin::AuditEntry;
+use crate::ops::{AuditEntry, ConsoleSession};
 
 pub use events::{EventsView, dlq, event, event_live, event_rows, events};
 pub use providers::providers;

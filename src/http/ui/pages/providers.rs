@@ -1,5 +1,6 @@
 //! The providers page: each provider's state with its pause and resume forms, and this
-//! process's destination breakers.
+//! process's destination breakers. It must never offer pause or resume to a read-scope
+//! session.
 
 use axum::http::StatusCode;
 use axum::response::Response;
