@@ -56,10 +56,10 @@ pub struct PauseRequest {
     pub reason: Option<String>,
 }
 
-/// This process's destination breakers and limits.
+/// This process's destination breakers and limits. The fields are in name order, the order in
+/// which the API has always written them.
 #[derive(Debug, Serialize)]
 pub struct DestinationList {
-    /// Fields in name order, as the API has always written them.
     pub destinations: Vec<DestinationState>,
     /// Always `process`: breakers are kept per process (see README, Circuit breakers).
     pub scope: &'static str,
