@@ -16,7 +16,7 @@ use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{TlsError, TlsListener};
 use crate::http::{self, AppState};
-use crate::ops::Ops;
+use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError};
 use crate::worker::{Worker, WorkerSettings};
@@ -283,17 +283,22 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 })?,
             None => store.clone(),
         };
+        let providers = Arc::new(providers);
         let ops = Arc::new(Ops::new(
-            store.clone(),
-            reads,
-            queue.clone(),
+            OpsParts {
+                store: store.clone(),
+                reads,
+                queue: queue.clone(),
+                providers: providers.clone(),
+                destinations,
+                session_ttl: config.operator.session_ttl,
+                secure_cookies: config
+                    .public_url
+                    .as_deref()
+                    .is_some_and(|u| u.starts_with("https://")),
+                shutdown: shutdown_rx.clone(),
+            },
             &config.operator.tokens,
-            config.operator.session_ttl,
-            config
-                .public_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("https://")),
-            shutdown_rx.clone(),
         ));
         let names: Vec<&str> = providers.names().collect();
         let tls = config.tls.as_ref().map(TlsListener::new).transpose()?;
@@ -312,7 +317,6 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             memory_limit_bytes: config.memory_limit_bytes,
             shutting_down: shutdown_rx.clone(),
             backlog: Default::default(),
-            destinations,
             limits: config.limits.clone(),
             admission,
             access: http::AccessGuard::new(config.admin_access.clone()),

@@ -44,7 +44,7 @@ pub struct EventFilter {
 }
 
 /// One event in a list: metadata only.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventSummary {
     pub id: EventId,
     pub provider: String,
@@ -95,7 +95,7 @@ impl ReplayKind {
 }
 
 /// A stored audit entry: who did what, when, and how it ended.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -165,7 +165,7 @@ impl JobStatus {
 }
 
 /// A background job (bulk replay or redrive) and its progress.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     pub id: Uuid,
     /// `replay` or `redrive`.
