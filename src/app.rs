@@ -295,6 +295,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         tracing::info!(addr = %local, tls = tls.is_some(), store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
         let admission = http::limits::Admission::new(
             &config.limits,
+            config.max_body_bytes,
             config.providers.iter().map(|p| p.name.as_str()),
         );
         let state = Arc::new(AppState {

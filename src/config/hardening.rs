@@ -26,6 +26,7 @@ pub(super) struct FileLimits {
     providers: BTreeMap<String, FileRate>,
     max_in_flight: Option<usize>,
     max_connections: Option<usize>,
+    webhook_reserved_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
     max_header_bytes: Option<usize>,
@@ -68,6 +69,9 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Open client connections; beyond it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Connections only webhooks may use: requests to other routes may be reading their bodies
+    /// on at most `max_connections - webhook_reserved_connections` connections at once.
+    pub webhook_reserved_connections: usize,
     /// Time a client has to send the request line and headers (and the TLS handshake).
     pub header_timeout: Duration,
     /// Time a client has to send the whole body, counted from when its headers arrived.
@@ -89,6 +93,7 @@ impl Default for Limits {
             provider_rates: BTreeMap::new(),
             max_in_flight: 512,
             max_connections: 4096,
+            webhook_reserved_connections: 2048,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
@@ -172,14 +177,21 @@ pub(super) fn limits(
             provider_rates.insert(name.clone(), q);
         }
     }
+    let max_connections = src.positive(
+        "HOOKD_MAX_CONNECTIONS",
+        file.max_connections,
+        d.max_connections,
+    )?;
     let limits = Limits {
         rate,
         provider_rates,
         max_in_flight: src.positive("HOOKD_MAX_IN_FLIGHT", file.max_in_flight, d.max_in_flight)?,
-        max_connections: src.positive(
-            "HOOKD_MAX_CONNECTIONS",
-            file.max_connections,
-            d.max_connections,
+        max_connections,
+        webhook_reserved_connections: src.within(
+            "HOOKD_WEBHOOK_RESERVED_CONNECTIONS",
+            file.webhook_reserved_connections,
+            max_connections / 2,
+            (0, max_connections.saturating_sub(1)),
         )?,
         header_timeout: ms(src.positive(
             "HOOKD_HEADER_TIMEOUT_MS",

@@ -7,6 +7,7 @@
 mod access;
 mod admin;
 pub mod admin_api;
+mod bodies;
 mod error;
 mod health;
 pub mod limits;
@@ -118,6 +119,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/admin", admin)
         .nest("/ui", ui::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
+        // Inside the allow-list: a refused address is answered before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bodies::bounded,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::guard,

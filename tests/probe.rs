@@ -1,0 +1,139 @@
+//! The attacks of the outside probe (issue #20), each reproduced against a real hookd over real
+//! sockets: every test here failed before its fix. SECURITY.md names the test of each attack
+//! class.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use reqwest::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+fn addr(server: &TestServer) -> String {
+    server.url.trim_start_matches("http://").to_owned()
+}
+
+/// Read whatever the server sends until it closes the connection (or `within` passes).
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+/// Open a connection and send `head` (request line and headers) and nothing more.
+async fn send_head(server: &TestServer, head: &str) -> TcpStream {
+    let mut s = TcpStream::connect(addr(server)).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s
+}
+
+/// Finding 1: clients that send the headers of a login or an admin POST and then stay silent
+/// (more of them than the connection cap) cannot stop webhook intake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_login_and_admin_bodies_cannot_starve_webhooks() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(
+        &db,
+        "",
+        &[
+            ("HOOKD_MAX_CONNECTIONS", "20"),
+            ("HOOKD_BODY_TIMEOUT_MS", "4000"),
+        ],
+    )
+    .await;
+    let login = "POST /ui/login HTTP/1.1\r\nhost: x\r\ncontent-type: \
+                 application/x-www-form-urlencoded\r\ncontent-length: 1000\r\n\r\ntoken=";
+    let admin = format!(
+        "POST /admin/replays HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+         content-type: application/json\r\ncontent-length: 1000\r\n\r\n{{"
+    );
+    let mut silent = Vec::new();
+    for i in 0..30 {
+        silent.push(send_head(&server, if i % 2 == 0 { login } else { &admin }).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    for _ in 0..5 {
+        let (_, body) = stripe_event("charge.succeeded");
+        let r = tokio::time::timeout(Duration::from_secs(2), server.post_stripe(&body))
+            .await
+            .expect("a webhook is answered while silent clients hold connections");
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "webhooks answered promptly: {:?}",
+        started.elapsed()
+    );
+    // Each silent client was refused at once (its share was full) or cut off at the deadline.
+    let (mut refused, mut timed_out) = (0, 0);
+    for mut s in silent {
+        let answer = read_until_closed(&mut s, Duration::from_secs(8))
+            .await
+            .expect("closed by the body deadline");
+        if answer.starts_with("HTTP/1.1 503") && answer.contains("overloaded") {
+            refused += 1;
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+            timed_out += 1;
+        }
+    }
+    assert_eq!(
+        timed_out, 10,
+        "half of the 20 connections are kept for webhooks"
+    );
+    assert_eq!(refused, 20);
+    assert_eq!(server.total_events().await, 5);
+    server.stop().await;
+}
+
+/// Finding 1: console and admin bodies have small limits, checked before the body is read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_and_admin_bodies_have_small_limits() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db, "", &[]).await;
+    let started = Instant::now();
+    let mut s = send_head(
+        &server,
+        "POST /ui/login HTTP/1.1\r\nhost: x\r\ncontent-length: 2000000\r\n\r\n",
+    )
+    .await;
+    let answer = read_until_closed(&mut s, Duration::from_secs(3))
+        .await
+        .expect("answered and closed at once");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("body_too_large"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    let mut s = send_head(
+        &server,
+        &format!(
+            "POST /admin/replays HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\
+             content-type: application/json\r\ncontent-length: 100000\r\n\r\n"
+        ),
+    )
+    .await;
+    let answer = read_until_closed(&mut s, Duration::from_secs(3))
+        .await
+        .expect("answered and closed at once");
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // A normal login form still works (refused for its CSRF value, not its size).
+    let r = server
+        .http
+        .post(format!("{}/ui/login", server.url))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("token=x&csrf=y")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    server.stop().await;
+}
