@@ -137,3 +137,56 @@ async fn login_and_admin_bodies_have_small_limits() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
     server.stop().await;
 }
+
+/// Finding 3: a name on the forward allow-list may resolve only to public addresses or to ranges
+/// listed themselves; `localhost` alone does not open loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_name_does_not_open_loopback() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::default()).await;
+    let by_name = forward_route(&target.url.replace("127.0.0.1", "localhost"));
+    let server = TestServer::start(
+        &db,
+        &by_name,
+        &[
+            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
+            ("HOOKD_FORWARD_ALLOW", "localhost"),
+            ("HOOKD_MAX_ATTEMPTS", "1"),
+        ],
+    )
+    .await;
+    let (_, body) = stripe_event("charge.succeeded");
+    let id = id_of(server.post_stripe(&body).await).await;
+    let e = server
+        .wait_status(
+            id,
+            hookd::event::EventStatus::DeadLetter,
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(target.hits(), 0, "nothing reached loopback");
+    let detail = format!("{e:?}");
+    assert!(detail.contains("forward policy"), "{detail}");
+    server.stop().await;
+    // With the loopback range listed as well, the same forward is delivered.
+    let server = TestServer::start(
+        &db,
+        &by_name,
+        &[
+            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
+            ("HOOKD_FORWARD_ALLOW", "localhost,127.0.0.0/8"),
+        ],
+    )
+    .await;
+    let (_, body) = stripe_event("charge.succeeded");
+    let id = id_of(server.post_stripe(&body).await).await;
+    server
+        .wait_status(
+            id,
+            hookd::event::EventStatus::Completed,
+            Duration::from_secs(15),
+        )
+        .await;
+    assert_eq!(target.hits(), 1);
+    server.stop().await;
+}

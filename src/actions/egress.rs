@@ -2,7 +2,9 @@
 //! only public addresses: loopback, private, link-local (cloud metadata), shared (CGNAT),
 //! unique-local and other special ranges are refused unless `HOOKD_FORWARD_ALLOW_PRIVATE=true`.
 //! With `HOOKD_FORWARD_ALLOW`, only what it lists: host names (`ledger.internal`), domains
-//! (`*.example.com`) and address ranges (`10.1.0.0/16`).
+//! (`*.example.com`) and address ranges (`10.1.0.0/16`). A listed name may lead only to public
+//! addresses or to a listed range: listing `*.corp.example` does not open loopback, link-local
+//! (cloud metadata) or private addresses to whoever controls a name under it.
 //!
 //! Checked twice: at start for every forward URL (a literal address, or a name the list cannot
 //! allow, stops hookd with the setting to change), and at connection time by the HTTP client's
@@ -74,10 +76,12 @@ impl EgressPolicy {
         let ip = canonical(ip);
         match &self.allow {
             Some(rules) => {
-                host.is_some_and(|h| self.host_listed(h))
-                    || rules
-                        .iter()
-                        .any(|r| matches!(r, Rule::Net(n) if n.contains(&ip)))
+                // A listed range is reachable by any name; a listed name only reaches public
+                // addresses, or its DNS could point forwards at the metadata service.
+                rules
+                    .iter()
+                    .any(|r| matches!(r, Rule::Net(n) if n.contains(&ip)))
+                    || (host.is_some_and(|h| self.host_listed(h)) && is_public(ip))
             }
             None => self.allow_private || is_public(ip),
         }
@@ -283,9 +287,21 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let p = EgressPolicy::new(Some(&list), false).unwrap();
-        assert!(p.allows(Some("ledger.internal"), ip("10.9.9.9")));
-        assert!(p.allows(Some("LEDGER.internal."), ip("10.9.9.9")));
+        assert!(p.allows(Some("ledger.internal"), ip("10.1.9.9")));
+        assert!(p.allows(Some("ledger.internal"), ip("8.8.4.4")));
+        assert!(p.allows(Some("LEDGER.internal."), ip("10.1.9.9")));
         assert!(p.allows(Some("a.b.example.com"), ip("8.8.8.8")));
+        // A listed name cannot lead to special addresses outside the listed ranges.
+        for special in [
+            "10.9.9.9",
+            "127.0.0.1",
+            "169.254.169.254",
+            "::ffff:127.0.0.1",
+            "fe80::1",
+        ] {
+            assert!(!p.allows(Some("ledger.internal"), ip(special)), "{special}");
+            assert!(!p.allows(Some("x.example.com"), ip(special)), "{special}");
+        }
         assert!(!p.allows(Some("example.com"), ip("8.8.8.8")));
         assert!(!p.allows(Some("evilexample.com"), ip("8.8.8.8")));
         assert!(p.allows(Some("anything"), ip("10.1.2.3")));
