@@ -190,3 +190,49 @@ async fn a_listed_name_does_not_open_loopback() {
     assert_eq!(target.hits(), 1);
     server.stop().await;
 }
+
+/// Finding 2: an `HTTP_PROXY` in hookd's environment does not carry forwards past the egress
+/// policy. The "proxy" is a recording server on loopback: before the fix it received the
+/// forward (as `POST http://hookd-probe.invalid/in`) although the policy refuses that name's
+/// addresses (it has none) and loopback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_proxies_do_not_bypass_the_forward_policy() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let proxy = Target::start(Behaviour::default()).await;
+    let proxy_url = proxy.url.trim_end_matches("/in").to_owned();
+    let hookd = Hookd::spawn_with(
+        &db,
+        &forward_route("http://hookd-probe.invalid/in"),
+        "serve",
+        &[
+            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false".into()),
+            ("HOOKD_MAX_ATTEMPTS", "1".into()),
+            ("HTTP_PROXY", proxy_url.clone()),
+            ("http_proxy", proxy_url.clone()),
+            ("ALL_PROXY", proxy_url),
+        ],
+        "proxy.log",
+    )
+    .await;
+    let (_, body) = stripe_event("charge.succeeded");
+    let r = reqwest::Client::new()
+        .post(format!("{}/webhooks/stripe", hookd.url))
+        .header(
+            "stripe-signature",
+            stripe_header(STRIPE_SECRET, &body, now()),
+        )
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    hookd
+        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .await;
+    assert_eq!(proxy.hits(), 0, "the forward went through the proxy");
+}
