@@ -236,3 +236,59 @@ async fn environment_proxies_do_not_bypass_the_forward_policy() {
         .await;
     assert_eq!(proxy.hits(), 0, "the forward went through the proxy");
 }
+
+/// A Stripe event whose `data` nests `depth` arrays.
+fn deep_stripe_event(depth: usize) -> String {
+    format!(
+        r#"{{"id":"evt_{}","object":"event","type":"charge.succeeded","data":{}{}}}"#,
+        uuid::Uuid::new_v4().simple(),
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+/// Finding 5: nesting is limited at accept (400, nothing stored), however deep the body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_bodies_are_refused_at_accept() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db, "", &[]).await;
+    for depth in [127, 129, 30_000] {
+        let r = server.post_stripe(&deep_stripe_event(depth)).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "depth {depth}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["error"], "too_deeply_nested", "depth {depth}");
+    }
+    assert_eq!(server.total_events().await, 0);
+    // 126 levels inside the outer object: 127 in all, the most serde_json parses.
+    let r = server.post_stripe(&deep_stripe_event(126)).await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    server.stop().await;
+}
+
+/// Finding 5: an event whose body cannot be parsed for its route filters (stored before the
+/// limit existed) is dead-lettered with the reason, never completed as if no route matched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_that_cannot_be_evaluated_is_dead_lettered() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::default()).await;
+    let server = TestServer::start(&db, &forward_route(&target.url), &[]).await;
+    let verified = verified_stripe(&deep_stripe_event(500)).await;
+    let id = match server.store.insert(&verified, None).await.unwrap() {
+        hookd::store::Inserted::New(id) => id,
+        other => panic!("{other:?}"),
+    };
+    let e = server
+        .wait_status(
+            id,
+            hookd::event::EventStatus::DeadLetter,
+            Duration::from_secs(15),
+        )
+        .await;
+    let detail = format!("{e:?}");
+    assert!(
+        detail.contains("cannot be parsed to evaluate the route filters"),
+        "{detail}"
+    );
+    assert_eq!(target.hits(), 0);
+    server.stop().await;
+}
