@@ -127,6 +127,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
         max_batch: config.batch_max,
         concurrency: group_concurrency(store.backend(), config.db_pool_size),
         max_queued: config.store_timeout,
+        replay_window: config.replay_window,
     };
     let store = GroupCommit::new(store, settings).map_err(|source| StartError::Store {
         url: redact_url(&config.database_url),

@@ -44,6 +44,9 @@ pub struct Config {
     pub batch_window: Duration,
     /// Group commit: most inserts per transaction (1 turns group commit off).
     pub batch_max: usize,
+    /// How long a byte-identical body of a scheme that signs only the body (GitHub, Shopify)
+    /// counts as a replay of the first.
+    pub replay_window: Duration,
     pub max_body_bytes: usize,
     /// Where providers reach hookd (`https://hooks.example.com`), for schemes that sign the URL
     /// they called; `None`: `http://` and the request's `Host`.
@@ -341,6 +344,7 @@ struct FileStore {
     batch_window_us: Option<u64>,
     batch_max: Option<usize>,
     wait_secs: Option<u64>,
+    replay_window_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -600,6 +604,14 @@ impl Config {
                 (0, 1_000_000),
             )?),
             batch_max: src.within("HOOKD_BATCH_MAX", file.store.batch_max, 256, (1, 10_000))?,
+            replay_window: Duration::from_secs(
+                src.within(
+                    "HOOKD_REPLAY_WINDOW_HOURS",
+                    file.store.replay_window_hours,
+                    24,
+                    (1, 24 * 365),
+                )? * 3600,
+            ),
             max_body_bytes: src.positive(
                 "HOOKD_MAX_BODY_BYTES",
                 file.server.max_body_bytes,

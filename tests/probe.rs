@@ -292,3 +292,104 @@ async fn an_event_that_cannot_be_evaluated_is_dead_lettered() {
     assert_eq!(target.hits(), 0);
     server.stop().await;
 }
+
+/// POST a GitHub `push` with `body`, signed, with this delivery id (or none).
+async fn post_github(server: &TestServer, body: &str, delivery: Option<&str>) -> reqwest::Response {
+    let mut headers = vec![
+        ("x-hub-signature-256", github_signature(GITHUB_SECRET, body)),
+        ("x-github-event", "push".to_owned()),
+        ("content-type", "application/json".to_owned()),
+    ];
+    if let Some(d) = delivery {
+        headers.push(("x-github-delivery", d.to_owned()));
+    }
+    server.post("github", &headers, body.to_owned()).await
+}
+
+async fn status_and_id(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let v: serde_json::Value = r.json().await.unwrap();
+    let field = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+    (status, field("status"), field("id"))
+}
+
+/// Finding 8: a captured GitHub request replayed with a new (or no) delivery id is not stored
+/// again: no id is a 400, and a byte-identical body within the replay window is a duplicate,
+/// also when the copies arrive together (one group-commit batch). After the window it is new.
+async fn body_only_replays_are_duplicates(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let server = TestServer::start(&db, "", &[("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET)]).await;
+    let body = format!(
+        r#"{{"ref":"refs/heads/main","after":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let r = post_github(&server, &body, None).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "missing_header");
+    let first = status_and_id(post_github(&server, &body, Some("d-1")).await).await;
+    assert_eq!((first.0, first.1.as_str()), (202, "queued"));
+    let again = status_and_id(post_github(&server, &body, Some("d-2")).await).await;
+    assert_eq!((again.0, again.1.as_str()), (200, "duplicate"));
+    assert_eq!(again.2, first.2, "the duplicate names the first event");
+    // Eight copies of a new body at once, each with its own delivery id: one event.
+    let body2 = format!(
+        r#"{{"ref":"refs/heads/dev","after":"{}"}}"#,
+        uuid::Uuid::new_v4()
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (http, url, body2) = (server.http.clone(), server.url.clone(), body2.clone());
+        tasks.spawn(async move {
+            let r = http
+                .post(format!("{url}/webhooks/github"))
+                .header(
+                    "x-hub-signature-256",
+                    github_signature(GITHUB_SECRET, &body2),
+                )
+                .header("x-github-event", "push")
+                .header("x-github-delivery", format!("c-{i}"))
+                .header("content-type", "application/json")
+                .body(body2)
+                .send()
+                .await
+                .unwrap();
+            status_and_id(r).await
+        });
+    }
+    let answers = tasks.join_all().await;
+    let new: Vec<_> = answers.iter().filter(|a| a.0 == 202).collect();
+    assert_eq!(new.len(), 1, "{answers:?}");
+    assert!(answers.iter().all(|a| a.2 == new[0].2), "{answers:?}");
+    assert_eq!(server.total_events().await, 2);
+    // Once the first copy is older than the window (24 h by default), the body is new again.
+    age_events(&db, Duration::from_secs(25 * 3600)).await;
+    let late = status_and_id(post_github(&server, &body, Some("d-3")).await).await;
+    assert_eq!((late.0, late.1.as_str()), (202, "queued"));
+    assert_eq!(server.total_events().await, 3);
+    server.stop().await;
+}
+both_backends!(body_only_replays_are_duplicates);
+
+/// Move every stored event's arrival back by `by`, as if it had arrived that long ago.
+async fn age_events(db: &TestDb, by: Duration) {
+    use sqlx::Connection;
+    match db.backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query("UPDATE events SET received_at = received_at - make_interval(secs => $1)")
+                .bind(by.as_secs_f64())
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            sqlx::query("UPDATE events SET received_at = received_at - ?1")
+                .bind(i64::try_from(by.as_millis()).unwrap())
+                .execute(&mut c)
+                .await
+                .unwrap();
+        }
+    }
+}

@@ -69,6 +69,10 @@ pub struct VerifiedWebhook {
     body: Bytes,
     headers: BTreeMap<String, String>,
     challenge: Option<String>,
+    /// The signature covers the body and nothing else (no time, no delivery id): a captured
+    /// request can be replayed with any delivery id, so the store also treats a byte-identical
+    /// body as a duplicate within the replay window.
+    signs_only_body: bool,
 }
 
 impl VerifiedWebhook {
@@ -87,7 +91,14 @@ impl VerifiedWebhook {
             body: req.body.clone(),
             headers: audit_headers(req.headers, signature_headers),
             challenge: None,
+            signs_only_body: false,
         }
+    }
+
+    /// Mark a scheme whose signature covers only the body (GitHub, Shopify).
+    fn signed_only_over_body(mut self) -> Self {
+        self.signs_only_body = true;
+        self
     }
 
     /// Mark a signed URL handshake (Slack's `url_verification`): the provider wants this value
@@ -117,6 +128,11 @@ impl VerifiedWebhook {
     pub fn headers(&self) -> &BTreeMap<String, String> {
         &self.headers
     }
+    /// Whether the signature covers only the body (see the field).
+    pub fn signs_only_body(&self) -> bool {
+        self.signs_only_body
+    }
+
     /// Set for a verified handshake that must be answered with this value instead of stored.
     pub fn challenge(&self) -> Option<&str> {
         self.challenge.as_deref()
