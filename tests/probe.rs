@@ -393,3 +393,25 @@ async fn age_events(db: &TestDb, by: Duration) {
         }
     }
 }
+
+/// Finding 4: an admin token shorter than 24 bytes stops start-up, naming the setting (the
+/// failed-login table's eviction and IPv6 /64 keys are unit tests in `src/http/access.rs`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_admin_tokens_are_refused_at_start() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    for (var, short) in [
+        ("HOOKD_ADMIN_TOKEN", "secret"),
+        ("HOOKD_ADMIN_READ_TOKEN", "23-bytes-are-not-enough"),
+    ] {
+        let mut vars = base_vars(&db, "");
+        vars.push((var.into(), short.into()));
+        let err = hookd::config::Config::from_vars(vars)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(var) && err.contains("24 bytes"), "{err}");
+        assert!(!err.contains(short), "the token is not echoed: {err}");
+    }
+    let mut vars = base_vars(&db, "");
+    vars.push(("HOOKD_ADMIN_READ_TOKEN".into(), "x".repeat(24)));
+    assert!(hookd::config::Config::from_vars(vars).is_ok());
+}

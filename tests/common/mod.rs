@@ -21,7 +21,7 @@ use std::process::{Child, Command};
 
 pub const STRIPE_SECRET: &str = "whsec_integration_secret";
 pub const GITHUB_SECRET: &str = "github-integration-secret";
-pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+pub const ADMIN_TOKEN: &str = "admin-token-for-integration-tests";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
