@@ -415,3 +415,56 @@ async fn short_admin_tokens_are_refused_at_start() {
     vars.push(("HOOKD_ADMIN_READ_TOKEN".into(), "x".repeat(24)));
     assert!(hookd::config::Config::from_vars(vars).is_ok());
 }
+
+/// Finding 7: credential-like headers (and the operator's own list) are redacted in the stored
+/// audit headers, and a header sent twice is recorded with the value the verifier read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credential_headers_are_redacted_and_duplicates_agree() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server =
+        TestServer::start(&db, "", &[("HOOKD_AUDIT_REDACT_HEADERS", "X-Tenant-Key")]).await;
+    let (_, body) = stripe_event("charge.succeeded");
+    let good = stripe_header(STRIPE_SECRET, &body, now());
+    let mut headers = axum::http::HeaderMap::new();
+    let mut add = |k: &'static str, v: &str| headers.append(k, v.parse().unwrap());
+    // The verifier reads the first signature; the second is garbage an attacker appended.
+    add("stripe-signature", &good);
+    add("stripe-signature", "t=1,v1=00");
+    add("x-note", "first");
+    add("x-note", "second");
+    for name in [
+        "authorization",
+        "proxy-authorization",
+        "x-api-key",
+        "x-auth-token",
+        "cookie",
+        "x-tenant-key",
+    ] {
+        add(name, "credential-value-that-must-not-be-stored");
+    }
+    add("content-type", "application/json");
+    let r = server
+        .http
+        .post(format!("{}/webhooks/stripe", server.url))
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = id_of(r).await;
+    let v = server.admin_get(&format!("/events/{id}")).await;
+    let stored = &v["headers"];
+    assert!(!stored.to_string().contains("credential-value"), "{stored}");
+    for name in [
+        "proxy-authorization",
+        "x-api-key",
+        "x-auth-token",
+        "x-tenant-key",
+    ] {
+        assert_eq!(stored[name], "[redacted]", "{name}: {stored}");
+    }
+    assert_eq!(stored["x-note"], "first", "the value the verifier saw");
+    assert_eq!(stored["stripe-signature"], "[redacted]");
+    server.stop().await;
+}

@@ -33,6 +33,7 @@ pub(super) struct FileLimits {
     max_headers: Option<usize>,
     max_id_bytes: Option<usize>,
     max_event_type_bytes: Option<usize>,
+    audit_redact_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +85,9 @@ pub struct Limits {
     pub max_id_bytes: usize,
     /// Length of an event type.
     pub max_event_type_bytes: usize,
+    /// Header names (lower-case) whose values are redacted in the stored audit headers, on top
+    /// of the built-in credential-like names (`verify::CREDENTIAL_MARKERS`).
+    pub audit_redact_headers: Vec<String>,
 }
 
 impl Default for Limits {
@@ -100,6 +104,7 @@ impl Default for Limits {
             max_headers: 100,
             max_id_bytes: 255,
             max_event_type_bytes: 128,
+            audit_redact_headers: Vec::new(),
         }
     }
 }
@@ -211,6 +216,7 @@ pub(super) fn limits(
             file.max_event_type_bytes,
             d.max_event_type_bytes,
         )?,
+        audit_redact_headers: header_names(src, file)?,
     };
     // hyper's read buffer holds the headers and cannot be smaller than 8 KiB.
     if !(1024..=1 << 20).contains(&limits.max_header_bytes) {
@@ -221,6 +227,29 @@ pub(super) fn limits(
         });
     }
     Ok(limits)
+}
+
+/// `HOOKD_AUDIT_REDACT_HEADERS`: comma-separated header names (TOML: an array), lower-cased.
+fn header_names(src: &Source<'_>, file: &FileLimits) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = match src.raw("HOOKD_AUDIT_REDACT_HEADERS") {
+        Some(v) => v.split(',').map(|s| s.trim().to_owned()).collect(),
+        None => file.audit_redact_headers.clone().unwrap_or_default(),
+    };
+    list.into_iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if axum::http::HeaderName::from_bytes(s.as_bytes()).is_ok() {
+                Ok(s.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::Invalid {
+                    setting: "HOOKD_AUDIT_REDACT_HEADERS".into(),
+                    value: s,
+                    expected: "header names separated by commas, e.g. X-Tenant-Key,X-Internal"
+                        .into(),
+                })
+            }
+        })
+        .collect()
 }
 
 /// A rate and its burst; a rate of 0 (or none) means unlimited.
