@@ -468,3 +468,24 @@ async fn credential_headers_are_redacted_and_duplicates_agree() {
     assert_eq!(stored["stripe-signature"], "[redacted]");
     server.stop().await;
 }
+
+/// Finding 6: IPv6 addresses that wrap a private IPv4 address (IPv4-compatible, -translated,
+/// 6to4) or tunnel (Teredo) are not public destinations: a forward to one stops start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_wrappers_of_private_addresses_are_not_public() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    for host in [
+        "[::127.0.0.1]",
+        "[::ffff:0:169.254.169.254]",
+        "[2002:a9fe:a9fe::1]",
+        "[2001:0:4136:e378:8000:63bf:3fff:fdd2]",
+    ] {
+        let mut vars = base_vars(&db, &forward_route(&format!("http://{host}:9/in")));
+        vars.push(("HOOKD_FORWARD_ALLOW_PRIVATE".into(), "false".into()));
+        let err = hookd::config::Config::from_vars(vars)
+            .map(|_| ())
+            .expect_err(host)
+            .to_string();
+        assert!(err.contains("HOOKD_FORWARD_ALLOW"), "{host}: {err}");
+    }
+}
