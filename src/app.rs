@@ -150,6 +150,8 @@ fn group_concurrency(backend: &str, pool_size: u32) -> usize {
 pub struct Running {
     /// Where the HTTP server listens (None without the api role).
     pub addr: Option<SocketAddr>,
+    /// Where `/health` and `/metrics` are served when `HOOKD_INTERNAL_ADDR` is set.
+    pub internal_addr: Option<SocketAddr>,
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
     redis: Option<Arc<RedisQueue>>,
@@ -222,6 +224,19 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     } else {
         None
     };
+    let internal = match config.internal_addr.filter(|_| roles.api) {
+        Some(bind) => {
+            let listener = TcpListener::bind(bind)
+                .await
+                .map_err(|source| StartError::Bind { addr: bind, source })?;
+            let local = listener
+                .local_addr()
+                .map_err(|source| StartError::Bind { addr: bind, source })?;
+            Some((listener, local))
+        }
+        None => None,
+    };
+    let internal_addr = internal.as_ref().map(|(_, a)| *a);
 
     // Breaker state lives with the workers of this process; an api-only process has none.
     let mut destinations = None;
@@ -314,7 +329,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             access: http::AccessGuard::new(config.admin_access.clone()),
             schemas: config.schemas.clone(),
         });
-        let app = http::router(state);
+        let app = http::router(state.clone(), internal.is_some());
         if let Some(tls) = &tls {
             tasks.push(tokio::spawn(tls.clone().watch(shutdown_rx.clone())));
         }
@@ -325,6 +340,19 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             // longer is cut off.
             grace: config.shutdown_timeout,
         };
+        if let Some((listener, local)) = internal {
+            tracing::info!(addr = %local, "internal listener: /health and /metrics");
+            let plain = ServerSettings {
+                tls: None,
+                ..settings.clone()
+            };
+            tasks.push(tokio::spawn(server::serve(
+                listener,
+                http::internal_router(state),
+                plain,
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(server::serve(
             listener,
             app,
@@ -335,6 +363,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     Ok(Running {
         addr,
+        internal_addr,
         store,
         queue,
         redis,

@@ -4,7 +4,7 @@
 //! names the setting to fix. Nothing else in hookd reads the environment.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +35,9 @@ pub use hardening::{AdminAccess, Limits, RateQuota, SchemaRule, TlsConfig, parse
 pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
+    /// `HOOKD_INTERNAL_ADDR`: where `/health` and `/metrics` are served instead of the public
+    /// listener; `None`: on the public listener.
+    pub internal_addr: Option<SocketAddr>,
     /// `postgres://...` or `sqlite://...`.
     pub database_url: String,
     pub db_pool_size: u32,
@@ -332,6 +335,7 @@ struct FileServer {
     max_body_bytes: Option<usize>,
     shutdown_timeout_secs: Option<u64>,
     public_url: Option<String>,
+    internal_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -586,6 +590,15 @@ impl Config {
                 "an IP address",
             )?,
             port: src.get("PORT", file.server.port, 3001, "a TCP port (0-65535)")?,
+            internal_addr: match src.raw("HOOKD_INTERNAL_ADDR") {
+                Some(_) => Some(src.get(
+                    "HOOKD_INTERNAL_ADDR",
+                    None,
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    "an address and port, e.g. 127.0.0.1:9090",
+                )?),
+                None => file.server.internal_addr,
+            },
             database_url: src
                 .raw("DATABASE_URL")
                 .map(str::to_owned)

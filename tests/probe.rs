@@ -489,3 +489,65 @@ async fn ipv6_wrappers_of_private_addresses_are_not_public() {
         assert!(err.contains("HOOKD_FORWARD_ALLOW"), "{host}: {err}");
     }
 }
+
+/// Finding 9: a body declared over the limit with `Expect: 100-continue` gets 413 at once,
+/// without `100 Continue` (it used to get 100 and then, the body never coming, 408).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expect_continue_over_the_limit_gets_413_at_once() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db, "", &[("HOOKD_BODY_TIMEOUT_MS", "3000")]).await;
+    for path in ["/webhooks/stripe", "/ui/login", "/admin/replays"] {
+        let started = Instant::now();
+        let mut s = send_head(
+            &server,
+            &format!(
+                "POST {path} HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\n\
+                 content-length: 5000000\r\n\r\n"
+            ),
+        )
+        .await;
+        let answer = read_until_closed(&mut s, Duration::from_secs(2))
+            .await
+            .expect("answered and closed at once");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{path}: {answer}");
+        assert!(!answer.contains("100 Continue"), "{path}: {answer}");
+        assert!(started.elapsed() < Duration::from_secs(1), "{path}");
+    }
+    assert_eq!(server.total_events().await, 0);
+    server.stop().await;
+}
+
+/// Finding 9: with `HOOKD_INTERNAL_ADDR`, `/health` and `/metrics` are served there and not on
+/// the public listener, which keeps only the status probes for load balancers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_can_move_to_an_internal_listener() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let internal = format!("127.0.0.1:{}", free_port());
+    let server = TestServer::start(&db, "", &[("HOOKD_INTERNAL_ADDR", &internal)]).await;
+    let get = |url: String| {
+        let http = server.http.clone();
+        async move { http.get(url).send().await.unwrap() }
+    };
+    for path in ["/health", "/metrics"] {
+        let r = get(format!("{}{path}", server.url)).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "public {path}");
+        let r = get(format!("http://{internal}{path}")).await;
+        assert_eq!(r.status(), StatusCode::OK, "internal {path}");
+    }
+    for path in ["/health/live", "/health/ready"] {
+        let r = get(format!("{}{path}", server.url)).await;
+        assert_eq!(r.status(), StatusCode::OK, "public {path}");
+    }
+    // Nothing of the public surface is on the internal listener.
+    let r = get(format!("http://{internal}/admin/events")).await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let (_, body) = stripe_event("charge.succeeded");
+    assert_eq!(server.post_stripe(&body).await.status(), 202);
+    let metrics = get(format!("http://{internal}/metrics"))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("webhooks"), "{metrics}");
+    server.stop().await;
+}
