@@ -188,6 +188,17 @@ impl Running {
     }
 }
 
+/// Bind a listener; the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 /// Start the roles asked for. Returns once the server is listening.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     // Install the metrics recorder before anything records.
@@ -213,27 +224,12 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     // Bind first: a taken port should stop start-up before any worker claims an event.
     let listener = if roles.api {
-        let bind = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(bind)
-            .await
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
-        Some((listener, local))
+        Some(bind(SocketAddr::new(config.bind, config.port)).await?)
     } else {
         None
     };
     let internal = match config.internal_addr.filter(|_| roles.api) {
-        Some(bind) => {
-            let listener = TcpListener::bind(bind)
-                .await
-                .map_err(|source| StartError::Bind { addr: bind, source })?;
-            let local = listener
-                .local_addr()
-                .map_err(|source| StartError::Bind { addr: bind, source })?;
-            Some((listener, local))
-        }
+        Some(addr) => Some(bind(addr).await?),
         None => None,
     };
     let internal_addr = internal.as_ref().map(|(_, a)| *a);
@@ -346,9 +342,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
                 tls: None,
                 ..settings.clone()
             };
+            let app = http::internal_router(state);
             tasks.push(tokio::spawn(server::serve(
                 listener,
-                http::internal_router(state),
+                app,
                 plain,
                 shutdown_rx.clone(),
             )));
