@@ -2,11 +2,9 @@
 //! sockets: every test here failed before its fix. SECURITY.md names the test of each attack
 //! class.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -227,12 +225,13 @@ async fn environment_proxies_do_not_bypass_the_forward_policy() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     hookd
-        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .wait_status(
+            id,
+            hookd::event::EventStatus::DeadLetter,
+            Duration::from_secs(15),
+        )
         .await;
     assert_eq!(proxy.hits(), 0, "the forward went through the proxy");
 }
