@@ -1441,6 +1441,36 @@ mod tests {
     }
 
     #[test]
+    fn settings_of_issue_20_are_checked() {
+        let err = |v: &[(&str, &str)]| {
+            let mut all = vec![("HOOKD_CONFIG", "/dev/null")];
+            all.extend_from_slice(v);
+            Config::from_vars(vars(&all)).unwrap_err().to_string()
+        };
+        for (setting, value) in [
+            ("HOOKD_WEBHOOK_RESERVED_CONNECTIONS", "4096"),
+            ("HOOKD_WEBHOOK_RESERVED_CONNECTIONS", "many"),
+            ("HOOKD_REPLAY_WINDOW_HOURS", "0"),
+            ("HOOKD_INTERNAL_ADDR", "9090"),
+            ("HOOKD_AUDIT_REDACT_HEADERS", "x-ok,bad header"),
+        ] {
+            let e = err(&[(setting, value)]);
+            assert!(e.contains(setting), "{setting}={value}: {e}");
+        }
+        let c = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("HOOKD_MAX_CONNECTIONS", "50"),
+            ("HOOKD_INTERNAL_ADDR", "127.0.0.1:9090"),
+            ("HOOKD_AUDIT_REDACT_HEADERS", "X-Tenant-Key, x-other"),
+        ]))
+        .unwrap();
+        assert_eq!(c.limits.webhook_reserved_connections, 25, "half by default");
+        assert_eq!(c.replay_window, Duration::from_secs(24 * 3600));
+        assert_eq!(c.internal_addr, Some(([127, 0, 0, 1], 9090).into()));
+        assert_eq!(c.limits.audit_redact_headers, ["x-tenant-key", "x-other"]);
+    }
+
+    #[test]
     fn secrets_list_and_numeric_secret() {
         let c = Config::from_vars(vars(&[
             ("HOOKD_CONFIG", "/dev/null"),
