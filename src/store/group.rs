@@ -46,6 +46,9 @@ pub struct GroupCommitSettings {
     /// answered "unavailable" without being tried, so it can never commit after its answer.
     /// Once in a batch, it waits for the engine, whose own timeouts bound the wait.
     pub max_queued: Duration,
+    /// How long a byte-identical body of a scheme that signs only the body is a duplicate
+    /// (`HOOKD_REPLAY_WINDOW_HOURS`).
+    pub replay_window: Duration,
 }
 
 /// An insert waiting for its batch.
@@ -101,6 +104,7 @@ impl Drop for Slot {
 pub struct GroupCommit {
     inner: Arc<dyn EventStore>,
     queue: Option<Sender<Pending>>,
+    replay_window: Duration,
 }
 
 impl GroupCommit {
@@ -109,8 +113,13 @@ impl GroupCommit {
         inner: Arc<dyn EventStore>,
         settings: GroupCommitSettings,
     ) -> Result<Self, StoreError> {
+        let replay_window = settings.replay_window;
         if settings.max_batch <= 1 {
-            return Ok(Self { inner, queue: None });
+            return Ok(Self {
+                inner,
+                queue: None,
+                replay_window,
+            });
         }
         let (queue, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::current();
@@ -124,6 +133,7 @@ impl GroupCommit {
         Ok(Self {
             inner,
             queue: Some(queue),
+            replay_window,
         })
     }
 }
@@ -430,13 +440,17 @@ impl EventStore for GroupCommit {
         webhook: &VerifiedWebhook,
         traceparent: Option<&str>,
     ) -> Result<Inserted, StoreError> {
+        let event = NewEvent::new(webhook, traceparent)?.with_replay_window(self.replay_window);
         let Some(queue) = &self.queue else {
-            return self.inner.insert(webhook, traceparent).await;
+            let mut done = self.inner.insert_batch(&[event]).await?;
+            return done
+                .pop()
+                .ok_or_else(|| StoreError::Other("insert_batch returned nothing".into()));
         };
         let (reply, answer) = oneshot::channel();
         queue
             .send(Pending {
-                event: NewEvent::new(webhook, traceparent)?,
+                event,
                 reply,
                 queued: Instant::now(),
             })
@@ -558,6 +572,8 @@ mod tests {
             headers_json: "{}".into(),
             body: Bytes::from_static(b"{}"),
             traceparent: None,
+            body_digest: None,
+            replay_window: crate::store::DEFAULT_REPLAY_WINDOW,
         }
     }
 

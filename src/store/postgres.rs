@@ -21,6 +21,7 @@ use crate::event::{
 };
 
 mod admin;
+mod replays;
 
 pub struct PgStore {
     pool: PgPool,
@@ -87,19 +88,22 @@ impl EventStore for PgStore {
         // cached per connection) the same whatever the batch size. Each row returned pairs an
         // input id with the stored id: the same for an inserted event, the earlier event's for
         // a key stored before this statement began.
+        // Byte-identical bodies older than their replay window are no longer replays.
+        replays::expire(&self.pool, events).await?;
         let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "WITH n AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                     $6::text[], $7::bytea[], $8::text[])
+                                     $6::text[], $7::bytea[], $8::text[], $9::text[])
                     AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
-                         traceparent)
+                         traceparent, body_digest)
              ), ins AS (
                 INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                                    traceparent)
+                                    traceparent, body_digest)
                 SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
-                       traceparent
+                       traceparent, body_digest
                 FROM n
-                ON CONFLICT (provider, idempotency_key) DO NOTHING
+                -- Either key: (provider, idempotency key), or (provider, body digest).
+                ON CONFLICT DO NOTHING
                 RETURNING id
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
@@ -107,7 +111,9 @@ impl EventStore for PgStore {
              )
              SELECT id, id FROM ins
              UNION ALL
-             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)",
+             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)
+             UNION ALL
+             SELECT n.id, e.id FROM n JOIN events e USING (provider, body_digest)",
         )
         .bind(order.iter().map(|&i| events[i].id.0).collect::<Vec<_>>())
         .bind(col(|e| &e.provider))
@@ -132,6 +138,12 @@ impl EventStore for PgStore {
                 .map(|&i| events[i].traceparent.as_deref())
                 .collect::<Vec<_>>(),
         )
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].body_digest.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(&self.pool)
         .await?;
         let stored: HashMap<Uuid, Uuid> = rows.into_iter().collect();
@@ -150,34 +162,10 @@ impl EventStore for PgStore {
         if out.iter().all(Option::is_some) {
             return Ok(out.into_iter().flatten().collect());
         }
-        // A key that conflicted with a row committed while this statement ran: its snapshot
-        // could not see that row, but ON CONFLICT waited for the commit, so a new statement does.
-        let (providers, keys): (Vec<&str>, Vec<&str>) = events
-            .iter()
-            .zip(&out)
-            .filter(|(_, o)| o.is_none())
-            .map(|(e, _)| e.key())
-            .unzip();
-        let raced: Vec<(String, String, Uuid)> = sqlx::query_as(
-            "SELECT provider, idempotency_key, e.id FROM events e
-             JOIN unnest($1::text[], $2::text[]) AS k(provider, idempotency_key)
-             USING (provider, idempotency_key)",
-        )
-        .bind(&providers)
-        .bind(&keys)
-        .fetch_all(&self.pool)
-        .await?;
-        let raced: HashMap<(&str, &str), Uuid> = raced
-            .iter()
-            .map(|(p, k, id)| ((p.as_str(), k.as_str()), *id))
-            .collect();
-        for (e, o) in events.iter().zip(out.iter_mut()) {
-            if o.is_none() {
-                *o = raced
-                    .get(&e.key())
-                    .map(|id| Inserted::Duplicate(EventId(*id)));
-            }
-        }
+        // A key that conflicted with a row committed while this statement ran (or with another
+        // row of this statement): its snapshot could not see that row, but ON CONFLICT waited
+        // for the commit, so a new statement does.
+        replays::resolve_conflicts(&self.pool, events, &mut out).await?;
         out.into_iter()
             .map(|o| o.ok_or_else(|| StoreError::Other("a conflicting event vanished".into())))
             .collect()

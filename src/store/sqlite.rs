@@ -3,7 +3,7 @@
 //! serialised in-process, which is the single-writer equivalent of `SKIP LOCKED`. Reads use a
 //! separate pool and run beside the writer (WAL mode). One process per database file.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ use crate::event::{
 };
 
 mod admin;
+mod replays;
 
 pub struct SqliteStore {
     writer: SqlitePool,
@@ -86,26 +87,19 @@ async fn insert_chunk(
     now: i64,
 ) -> Result<Vec<Inserted>, StoreError> {
     let n = chunk.len();
+    // Byte-identical bodies older than their replay window are no longer replays.
+    replays::expire(tx, chunk, now).await?;
     let sql = format!(
         "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                             traceparent, received_at, next_attempt_at, updated_at)
+                             traceparent, body_digest, received_at, next_attempt_at, updated_at)
          VALUES {}
-         ON CONFLICT (provider, idempotency_key) DO NOTHING",
+         ON CONFLICT DO NOTHING",
         // The time is parameter 1, shared by every row.
         (0..n)
             .map(|r| {
-                let b = 2 + r * 8;
-                format!(
-                    "(?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?{}, ?1, ?1, ?1)",
-                    b,
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7
-                )
+                let b = 2 + r * 9;
+                let ps: Vec<String> = (b..b + 9).map(|p| format!("?{p}")).collect();
+                format!("({}, ?1, ?1, ?1)", ps.join(", "))
             })
             .collect::<Vec<_>>()
             .join(", ")
@@ -120,7 +114,8 @@ async fn insert_chunk(
             .bind(e.content_type.as_deref())
             .bind(e.headers_json.as_str())
             .bind(e.body.as_ref())
-            .bind(e.traceparent.as_deref());
+            .bind(e.traceparent.as_deref())
+            .bind(e.body_digest.as_deref());
     }
     let inserted = q.execute(&mut *tx).await?.rows_affected() as usize;
     if inserted > 0 {
@@ -142,32 +137,8 @@ async fn insert_chunk(
     if inserted == n {
         return Ok(chunk.iter().map(|e| Inserted::New(e.id)).collect());
     }
-    let sql = format!(
-        "SELECT provider, idempotency_key, id FROM events
-         WHERE (provider, idempotency_key) IN (VALUES {})",
-        placeholders(n, 2, 1)
-    );
-    let mut q = sqlx::query_as::<_, (String, String, Uuid)>(AssertSqlSafe(sql));
-    for e in chunk {
-        q = q.bind(e.provider.as_str()).bind(e.idempotency_key.as_str());
-    }
-    let stored: HashMap<(String, String), Uuid> = q
-        .fetch_all(&mut *tx)
-        .await?
-        .into_iter()
-        .map(|(p, k, id)| ((p, k), id))
-        .collect();
-    chunk
-        .iter()
-        .map(|e| {
-            let key = (e.provider.clone(), e.idempotency_key.clone());
-            match stored.get(&key) {
-                Some(&id) if id == e.id.0 => Ok(Inserted::New(e.id)),
-                Some(&id) => Ok(Inserted::Duplicate(EventId(id))),
-                None => Err(StoreError::Other("an event of the batch is missing".into())),
-            }
-        })
-        .collect()
+    // Some conflicted, by idempotency key or by body digest: find whom with.
+    replays::resolve(tx, chunk).await
 }
 
 impl SqliteStore {
