@@ -12,12 +12,13 @@ use tokio::task::JoinHandle;
 use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router, SetupError};
 use crate::config::{Config, ConfigError, redact_url};
+use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{TlsError, TlsListener};
 use crate::http::{self, AppState};
 use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
-use crate::store::{self, EventStore, GroupCommit, GroupCommitSettings, StoreError};
+use crate::store::{self, EventStore, StoreError};
 use crate::worker::{Worker, WorkerSettings};
 
 /// Which parts of hookd this process runs.
@@ -122,6 +123,11 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
         delay = (delay * 2).min(Duration::from_secs(5));
         attempt += 1;
     };
+    Ok(store)
+}
+
+/// The accept path's inserts into `store`, committed in groups.
+fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCommit, StartError> {
     let settings = GroupCommitSettings {
         window: config.batch_window,
         max_batch: config.batch_max,
@@ -129,11 +135,10 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
         max_queued: config.store_timeout,
         replay_window: config.replay_window,
     };
-    let store = GroupCommit::new(store, settings).map_err(|source| StartError::Store {
+    GroupCommit::new(store.clone(), settings).map_err(|source| StartError::Store {
         url: redact_url(&config.database_url),
         source,
-    })?;
-    Ok(Arc::new(store))
+    })
 }
 
 /// Batches committing at once. SQLite has one writer, so a second batch would only wait for
@@ -316,6 +321,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             config.providers.iter().map(|p| p.name.as_str()),
         );
         let state = Arc::new(AppState {
+            intake: group_commit(config, &store)?,
             store: store.clone(),
             queue: queue.clone(),
             providers,

@@ -9,6 +9,7 @@ pub mod admin;
 mod bodies;
 mod error;
 mod extract;
+pub mod group_commit;
 mod health;
 pub mod limits;
 pub mod server;
@@ -37,6 +38,8 @@ use crate::verify::Providers;
 
 /// What the handlers share.
 pub struct AppState {
+    /// The webhook route's way into the store: inserts committed in groups.
+    pub intake: group_commit::GroupCommit,
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
     /// The providers webhooks are accepted for (shared with `ops`).

@@ -114,23 +114,9 @@ impl Worker {
         let steps = self
             .router
             .steps_for(&event.provider, &event.event_type, &payload);
-        let progress = if event.attempt > 1 {
-            match self.store.progress(event.id).await {
-                Ok(p) => p,
-                Err(e) => {
-                    // Without the history a finished step could run again: try later. The
-                    // attempt counts, so a store that never answers cannot loop forever.
-                    let error = format!("cannot read earlier step results: {e}");
-                    return Some(
-                        self.settings
-                            .retry
-                            .after_failure(event.attempt, error)
-                            .into(),
-                    );
-                }
-            }
-        } else {
-            Progress::default()
+        let progress = match self.progress(event).await {
+            Ok(p) => p,
+            Err(retry) => return Some(retry.into()),
         };
         if steps.is_empty() && !progress.compensating {
             tracing::info!("no route matches; completing");
@@ -190,6 +176,20 @@ impl Worker {
             return None;
         }
         ending
+    }
+
+    /// What earlier attempts did (nothing before the first). When it cannot be read, the
+    /// outcome to end this attempt with instead.
+    async fn progress(&self, event: &ClaimedEvent) -> Result<Progress, Outcome> {
+        if event.attempt <= 1 {
+            return Ok(Progress::default());
+        }
+        self.store.progress(event.id).await.map_err(|e| {
+            // Without the history a finished step could run again: try later. The attempt
+            // counts, so a store that never answers cannot loop forever.
+            let error = format!("cannot read earlier step results: {e}");
+            self.settings.retry.after_failure(event.attempt, error)
+        })
     }
 
     /// The normal phase: every step that has not succeeded yet, in order, stopping at the first
@@ -290,28 +290,14 @@ impl Worker {
             .filter_map(|s| s.compensation.as_deref())
             .rev()
             .collect();
-        // Crashes during compensation use up claims without recording a result. Allow the
-        // normal phase's attempts, then twice the tries per compensation; the bound keeps a
-        // compensation that always kills its worker from looping forever.
-        let budget = max.saturating_add(1).saturating_add(
-            max.saturating_mul(2)
-                .saturating_mul(compensations.len() as u32),
-        );
+        let budget = compensation_budget(max, compensations.len());
         let mut report = Vec::new();
         for comp in &compensations {
-            if progress.succeeded(&comp.key) {
-                report.push(format!("{} succeeded", comp.key));
+            if let Some(settled) = settled(comp, progress, max, event.attempt > budget) {
+                report.push(settled);
                 continue;
             }
             let failures = progress.failures(&comp.key);
-            if failures >= max {
-                report.push(format!("{} gave up after {failures} tries", comp.key));
-                continue;
-            }
-            if event.attempt > budget {
-                report.push(format!("{} not run: no attempts left", comp.key));
-                continue;
-            }
             if lease.lost() {
                 return None;
             }
@@ -490,4 +476,26 @@ impl Worker {
         let renewer = self.spawn_lease_renewal(event, lost.clone());
         LeaseGuard { lost, renewer }
     }
+}
+
+/// Claims the compensation phase may use. Crashes during compensation use up claims without
+/// recording a result. Allow the normal phase's attempts, then twice the tries per
+/// compensation; the bound keeps a compensation that always kills its worker from looping
+/// forever.
+fn compensation_budget(max: u32, compensations: usize) -> u32 {
+    max.saturating_add(1)
+        .saturating_add(max.saturating_mul(2).saturating_mul(compensations as u32))
+}
+
+/// What the report says of a compensation that is not to run now: it succeeded, it was given
+/// up, or no attempts are left. `None` when it should run.
+fn settled(comp: &Step, progress: &Progress, max: u32, out_of_attempts: bool) -> Option<String> {
+    if progress.succeeded(&comp.key) {
+        return Some(format!("{} succeeded", comp.key));
+    }
+    let failures = progress.failures(&comp.key);
+    if failures >= max {
+        return Some(format!("{} gave up after {failures} tries", comp.key));
+    }
+    out_of_attempts.then(|| format!("{} not run: no attempts left", comp.key))
 }

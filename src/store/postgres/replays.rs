@@ -8,7 +8,7 @@
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use super::super::{Inserted, NewEvent, StoreError};
+use crate::store::{Inserted, NewEvent, StoreError};
 use crate::event::EventId;
 
 /// Clear the digests of earlier events with the same provider and body as one of `events`
@@ -49,7 +49,8 @@ pub(super) async fn expire(pool: &PgPool, events: &[NewEvent]) -> Result<(), Sto
 }
 
 /// Fill in each `None` of `out` with the stored event its insert conflicted with, by
-/// idempotency key first, then by body digest.
+/// idempotency key first, then by body digest: a row committed while the insert ran was not in
+/// its snapshot, but ON CONFLICT waited for its commit, so a new statement sees it.
 pub(super) async fn resolve_conflicts(
     pool: &PgPool,
     events: &[NewEvent],

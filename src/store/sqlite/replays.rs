@@ -5,18 +5,18 @@
 //!
 //! Owns only these statements; it must never insert or change anything but `body_digest`.
 
-use sqlx::AssertSqlSafe;
+use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
-use super::super::{Inserted, NewEvent, StoreError};
-use super::placeholders;
+use super::insert::placeholders;
+use crate::store::{Inserted, NewEvent, StoreError};
 use crate::event::EventId;
 
 /// Clear the digests of earlier events with the same provider and body as one of `chunk`
 /// received before that event's replay window (`now` in milliseconds). No statement when no
 /// event of the chunk has a digest.
 pub(super) async fn expire(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut SqliteConnection,
     chunk: &[NewEvent],
     now: i64,
 ) -> Result<(), StoreError> {
@@ -42,7 +42,7 @@ pub(super) async fn expire(
 /// the row with its idempotency key, or else the row with its body digest, is the one it
 /// duplicates.
 pub(super) async fn resolve(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut SqliteConnection,
     chunk: &[NewEvent],
 ) -> Result<Vec<Inserted>, StoreError> {
     let n = chunk.len();
@@ -50,8 +50,8 @@ pub(super) async fn resolve(
         "SELECT provider, idempotency_key, body_digest, id FROM events
          WHERE (provider, idempotency_key) IN (VALUES {})
             OR (provider, body_digest) IN (VALUES {})",
-        placeholders(n, 2, 1),
-        placeholders(n, 2, 2 * n + 1)
+        placeholders(n, 2, 1, ""),
+        placeholders(n, 2, 2 * n + 1, "")
     );
     let mut q = sqlx::query_as::<_, (String, String, Option<String>, Uuid)>(AssertSqlSafe(sql));
     for e in chunk {
@@ -77,7 +77,7 @@ pub(super) async fn resolve(
             };
             match by_key.or_else(by_body) {
                 Some(r) => Ok(Inserted::Duplicate(EventId(r.3))),
-                None => Err(StoreError::Other("an event of the batch is missing".into())),
+                None => Err(StoreError::other("an event of the batch is missing")),
             }
         })
         .collect()
