@@ -133,6 +133,7 @@ fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCom
         max_batch: config.batch_max,
         concurrency: group_concurrency(store.backend(), config.db_pool_size),
         max_queued: config.store_timeout,
+        replay_window: config.replay_window,
     };
     GroupCommit::new(store.clone(), settings).map_err(|source| StartError::Store {
         url: redact_url(&config.database_url),
@@ -154,6 +155,8 @@ fn group_concurrency(backend: &str, pool_size: u32) -> usize {
 pub struct Running {
     /// Where the HTTP server listens (None without the api role).
     pub addr: Option<SocketAddr>,
+    /// Where `/health` and `/metrics` are served when `HOOKD_INTERNAL_ADDR` is set.
+    pub internal_addr: Option<SocketAddr>,
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
     redis: Option<Arc<RedisQueue>>,
@@ -190,6 +193,17 @@ impl Running {
     }
 }
 
+/// Bind a listener; the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 /// Start the roles asked for. Returns once the server is listening.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     // Install the metrics recorder before anything records.
@@ -215,17 +229,15 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     // Bind first: a taken port should stop start-up before any worker claims an event.
     let listener = if roles.api {
-        let bind = SocketAddr::new(config.bind, config.port);
-        let listener = TcpListener::bind(bind)
-            .await
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| StartError::Bind { addr: bind, source })?;
-        Some((listener, local))
+        Some(bind(SocketAddr::new(config.bind, config.port)).await?)
     } else {
         None
     };
+    let internal = match config.internal_addr.filter(|_| roles.api) {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let internal_addr = internal.as_ref().map(|(_, a)| *a);
 
     // Breaker state lives with the workers of this process; an api-only process has none.
     let mut destinations = None;
@@ -305,6 +317,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         tracing::info!(addr = %local, tls = tls.is_some(), store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
         let admission = http::limits::Admission::new(
             &config.limits,
+            config.max_body_bytes,
             config.providers.iter().map(|p| p.name.as_str()),
         );
         let state = Arc::new(AppState {
@@ -322,7 +335,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             access: http::AccessGuard::new(config.admin_access.clone()),
             schemas: config.schemas.clone(),
         });
-        let app = http::router(state);
+        let app = http::router(state.clone(), internal.is_some());
         if let Some(tls) = &tls {
             tasks.push(tokio::spawn(tls.clone().watch(shutdown_rx.clone())));
         }
@@ -333,6 +346,20 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             // longer is cut off.
             grace: config.shutdown_timeout,
         };
+        if let Some((listener, local)) = internal {
+            tracing::info!(addr = %local, "internal listener: /health and /metrics");
+            let plain = ServerSettings {
+                tls: None,
+                ..settings.clone()
+            };
+            let app = http::internal_router(state);
+            tasks.push(tokio::spawn(server::serve(
+                listener,
+                app,
+                plain,
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(server::serve(
             listener,
             app,
@@ -343,6 +370,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     Ok(Running {
         addr,
+        internal_addr,
         store,
         queue,
         redis,

@@ -4,7 +4,7 @@
 //! names the setting to fix. Nothing else in hookd reads the environment.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +35,9 @@ pub use hardening::{AdminAccess, Limits, RateQuota, SchemaRule, TlsConfig, parse
 pub struct Config {
     pub bind: IpAddr,
     pub port: u16,
+    /// `HOOKD_INTERNAL_ADDR`: where `/health` and `/metrics` are served instead of the public
+    /// listener; `None`: on the public listener.
+    pub internal_addr: Option<SocketAddr>,
     /// `postgres://...` or `sqlite://...`.
     pub database_url: String,
     pub db_pool_size: u32,
@@ -44,6 +47,9 @@ pub struct Config {
     pub batch_window: Duration,
     /// Group commit: most inserts per transaction (1 turns group commit off).
     pub batch_max: usize,
+    /// How long a byte-identical body of a scheme that signs only the body (GitHub, Shopify)
+    /// counts as a replay of the first.
+    pub replay_window: Duration,
     pub max_body_bytes: usize,
     /// Where providers reach hookd (`https://hooks.example.com`), for schemes that sign the URL
     /// they called; `None`: `http://` and the request's `Host`.
@@ -329,6 +335,7 @@ struct FileServer {
     max_body_bytes: Option<usize>,
     shutdown_timeout_secs: Option<u64>,
     public_url: Option<String>,
+    internal_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,6 +348,7 @@ struct FileStore {
     batch_window_us: Option<u64>,
     batch_max: Option<usize>,
     wait_secs: Option<u64>,
+    replay_window_hours: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -582,6 +590,15 @@ impl Config {
                 "an IP address",
             )?,
             port: src.get("PORT", file.server.port, 3001, "a TCP port (0-65535)")?,
+            internal_addr: match src.raw("HOOKD_INTERNAL_ADDR") {
+                Some(_) => Some(src.get(
+                    "HOOKD_INTERNAL_ADDR",
+                    None,
+                    SocketAddr::from(([127, 0, 0, 1], 0)),
+                    "an address and port, e.g. 127.0.0.1:9090",
+                )?),
+                None => file.server.internal_addr,
+            },
             database_url: src
                 .raw("DATABASE_URL")
                 .map(str::to_owned)
@@ -600,6 +617,14 @@ impl Config {
                 (0, 1_000_000),
             )?),
             batch_max: src.within("HOOKD_BATCH_MAX", file.store.batch_max, 256, (1, 10_000))?,
+            replay_window: Duration::from_secs(
+                src.within(
+                    "HOOKD_REPLAY_WINDOW_HOURS",
+                    file.store.replay_window_hours,
+                    24,
+                    (1, 24 * 365),
+                )? * 3600,
+            ),
             max_body_bytes: src.positive(
                 "HOOKD_MAX_BODY_BYTES",
                 file.server.max_body_bytes,
@@ -1413,6 +1438,36 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("HOOKD_BATCH_WINDOW_US"), "{err}");
+    }
+
+    #[test]
+    fn settings_of_issue_20_are_checked() {
+        let err = |v: &[(&str, &str)]| {
+            let mut all = vec![("HOOKD_CONFIG", "/dev/null")];
+            all.extend_from_slice(v);
+            Config::from_vars(vars(&all)).unwrap_err().to_string()
+        };
+        for (setting, value) in [
+            ("HOOKD_WEBHOOK_RESERVED_CONNECTIONS", "4096"),
+            ("HOOKD_WEBHOOK_RESERVED_CONNECTIONS", "many"),
+            ("HOOKD_REPLAY_WINDOW_HOURS", "0"),
+            ("HOOKD_INTERNAL_ADDR", "9090"),
+            ("HOOKD_AUDIT_REDACT_HEADERS", "x-ok,bad header"),
+        ] {
+            let e = err(&[(setting, value)]);
+            assert!(e.contains(setting), "{setting}={value}: {e}");
+        }
+        let c = Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("HOOKD_MAX_CONNECTIONS", "50"),
+            ("HOOKD_INTERNAL_ADDR", "127.0.0.1:9090"),
+            ("HOOKD_AUDIT_REDACT_HEADERS", "X-Tenant-Key, x-other"),
+        ]))
+        .unwrap();
+        assert_eq!(c.limits.webhook_reserved_connections, 25, "half by default");
+        assert_eq!(c.replay_window, Duration::from_secs(24 * 3600));
+        assert_eq!(c.internal_addr, Some(([127, 0, 0, 1], 9090).into()));
+        assert_eq!(c.limits.audit_redact_headers, ["x-tenant-key", "x-other"]);
     }
 
     #[test]

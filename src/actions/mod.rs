@@ -400,6 +400,9 @@ impl Actions {
             .redirect(reqwest::redirect::Policy::none())
             // Every address a name resolves to is checked against the forward policy.
             .dns_resolver(EgressResolver(egress.clone()))
+            // An HTTP_PROXY in the environment would be the only host the resolver checks:
+            // the proxy would then reach whatever the forward names, policy or not.
+            .no_proxy()
             .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
             .build()
             .unwrap_or_else(|_| reqwest::Client::new());

@@ -26,12 +26,14 @@ pub(super) struct FileLimits {
     providers: BTreeMap<String, FileRate>,
     max_in_flight: Option<usize>,
     max_connections: Option<usize>,
+    webhook_reserved_connections: Option<usize>,
     header_timeout_ms: Option<u64>,
     body_timeout_ms: Option<u64>,
     max_header_bytes: Option<usize>,
     max_headers: Option<usize>,
     max_id_bytes: Option<usize>,
     max_event_type_bytes: Option<usize>,
+    audit_redact_headers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +70,9 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Open client connections; beyond it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Connections only webhooks may use: requests to other routes may be reading their bodies
+    /// on at most `max_connections - webhook_reserved_connections` connections at once.
+    pub webhook_reserved_connections: usize,
     /// Time a client has to send the request line and headers (and the TLS handshake).
     pub header_timeout: Duration,
     /// Time a client has to send the whole body, counted from when its headers arrived.
@@ -80,6 +85,9 @@ pub struct Limits {
     pub max_id_bytes: usize,
     /// Length of an event type.
     pub max_event_type_bytes: usize,
+    /// Header names (lower-case) whose values are redacted in the stored audit headers, on top
+    /// of the built-in credential-like names (`verify::CREDENTIAL_MARKERS`).
+    pub audit_redact_headers: Vec<String>,
 }
 
 impl Default for Limits {
@@ -89,12 +97,14 @@ impl Default for Limits {
             provider_rates: BTreeMap::new(),
             max_in_flight: 512,
             max_connections: 4096,
+            webhook_reserved_connections: 2048,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_id_bytes: 255,
             max_event_type_bytes: 128,
+            audit_redact_headers: Vec::new(),
         }
     }
 }
@@ -172,14 +182,21 @@ pub(super) fn limits(
             provider_rates.insert(name.clone(), q);
         }
     }
+    let max_connections = src.positive(
+        "HOOKD_MAX_CONNECTIONS",
+        file.max_connections,
+        d.max_connections,
+    )?;
     let limits = Limits {
         rate,
         provider_rates,
         max_in_flight: src.positive("HOOKD_MAX_IN_FLIGHT", file.max_in_flight, d.max_in_flight)?,
-        max_connections: src.positive(
-            "HOOKD_MAX_CONNECTIONS",
-            file.max_connections,
-            d.max_connections,
+        max_connections,
+        webhook_reserved_connections: src.within(
+            "HOOKD_WEBHOOK_RESERVED_CONNECTIONS",
+            file.webhook_reserved_connections,
+            max_connections / 2,
+            (0, max_connections.saturating_sub(1)),
         )?,
         header_timeout: ms(src.positive(
             "HOOKD_HEADER_TIMEOUT_MS",
@@ -199,6 +216,7 @@ pub(super) fn limits(
             file.max_event_type_bytes,
             d.max_event_type_bytes,
         )?,
+        audit_redact_headers: header_names(src, file)?,
     };
     // hyper's read buffer holds the headers and cannot be smaller than 8 KiB.
     if !(1024..=1 << 20).contains(&limits.max_header_bytes) {
@@ -209,6 +227,29 @@ pub(super) fn limits(
         });
     }
     Ok(limits)
+}
+
+/// `HOOKD_AUDIT_REDACT_HEADERS`: comma-separated header names (TOML: an array), lower-cased.
+fn header_names(src: &Source<'_>, file: &FileLimits) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = match src.raw("HOOKD_AUDIT_REDACT_HEADERS") {
+        Some(v) => v.split(',').map(|s| s.trim().to_owned()).collect(),
+        None => file.audit_redact_headers.clone().unwrap_or_default(),
+    };
+    list.into_iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            if axum::http::HeaderName::from_bytes(s.as_bytes()).is_ok() {
+                Ok(s.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::Invalid {
+                    setting: "HOOKD_AUDIT_REDACT_HEADERS".into(),
+                    value: s,
+                    expected: "header names separated by commas, e.g. X-Tenant-Key,X-Internal"
+                        .into(),
+                })
+            }
+        })
+        .collect()
 }
 
 /// A rate and its burst; a rate of 0 (or none) means unlimited.

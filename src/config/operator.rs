@@ -114,6 +114,42 @@ fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'@'))
 }
 
+/// Shortest admin token accepted: 24 bytes. The failed-login limit slows guessing per address,
+/// not per botnet; a short token is the one thing it cannot make up for.
+pub const MIN_TOKEN_BYTES: usize = 24;
+
+/// Refuse, naming where it was set, any token shorter than [`MIN_TOKEN_BYTES`].
+fn check_lengths(
+    src: &Source<'_>,
+    admin: &FileAdmin,
+    tokens: &[AdminToken],
+) -> Result<(), ConfigError> {
+    for t in tokens {
+        if t.token.expose().len() >= MIN_TOKEN_BYTES {
+            continue;
+        }
+        let setting = match t.name.as_str() {
+            "admin" if src.raw("HOOKD_ADMIN_TOKEN").is_some() => "HOOKD_ADMIN_TOKEN".to_owned(),
+            "read" if src.raw("HOOKD_ADMIN_READ_TOKEN").is_some() => {
+                "HOOKD_ADMIN_READ_TOKEN".to_owned()
+            }
+            name => {
+                let i = admin.tokens.iter().position(|f| f.name == name);
+                let from_env = i.and_then(|i| admin.tokens[i].token_env.clone());
+                from_env.unwrap_or_else(|| format!("admin.tokens[{}].token", i.unwrap_or(0)))
+            }
+        };
+        return Err(invalid(
+            &setting,
+            &format!("({} bytes)", t.token.expose().len()),
+            &format!(
+                "an admin token of at least {MIN_TOKEN_BYTES} bytes (e.g. `openssl rand -hex 24`)"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub(super) fn load(
     src: &Source<'_>,
     admin: &FileAdmin,
@@ -170,6 +206,7 @@ pub(super) fn load(
             scope,
         });
     }
+    check_lengths(src, admin, &tokens)?;
     for (i, a) in tokens.iter().enumerate() {
         for b in &tokens[..i] {
             if a.name == b.name {
@@ -252,14 +289,14 @@ mod tests {
     fn tokens_come_from_env_and_file() {
         let c = config(
             &[
-                ("HOOKD_ADMIN_TOKEN", "op-token"),
-                ("HOOKD_ADMIN_READ_TOKEN", "read-token"),
-                ("ONCALL", "oncall-token"),
+                ("HOOKD_ADMIN_TOKEN", "op-token-0123456789abcdefgh"),
+                ("HOOKD_ADMIN_READ_TOKEN", "read-token-0123456789abcdefgh"),
+                ("ONCALL", "oncall-token-0123456789abcdefgh"),
             ],
             r#"
 [[admin.tokens]]
 name = "ci"
-token = "ci-token"
+token = "ci-token-0123456789abcdefgh"
 scope = "operate"
 [[admin.tokens]]
 name = "oncall"
@@ -277,10 +314,10 @@ scope = "read"
         assert_eq!(
             t,
             [
-                ("admin", "op-token", Scope::Operate),
-                ("read", "read-token", Scope::Read),
-                ("ci", "ci-token", Scope::Operate),
-                ("oncall", "oncall-token", Scope::Read),
+                ("admin", "op-token-0123456789abcdefgh", Scope::Operate),
+                ("read", "read-token-0123456789abcdefgh", Scope::Read),
+                ("ci", "ci-token-0123456789abcdefgh", Scope::Operate),
+                ("oncall", "oncall-token-0123456789abcdefgh", Scope::Read),
             ]
         );
     }
@@ -294,8 +331,8 @@ scope = "read"
         );
         assert!(e.contains("admin.tokens[0].scope"), "{e}");
         let e = err(
-            &[("HOOKD_ADMIN_TOKEN", "same")],
-            "[[admin.tokens]]\nname = \"x\"\ntoken = \"same\"\nscope = \"read\"\n",
+            &[("HOOKD_ADMIN_TOKEN", "same-token-0123456789abcdefgh")],
+            "[[admin.tokens]]\nname = \"x\"\ntoken = \"same-token-0123456789abcdefgh\"\nscope = \"read\"\n",
         );
         assert!(e.contains("different token value"), "{e}");
         let e = err(
@@ -303,6 +340,26 @@ scope = "read"
             "[[admin.tokens]]\nname = \"x\"\ntoken_env = \"NOPE\"\nscope = \"read\"\n",
         );
         assert!(e.contains("NOPE"), "{e}");
+        // Short tokens are refused, naming where they were set and never echoing them.
+        let e = err(&[("HOOKD_ADMIN_TOKEN", "short-secret")], "");
+        assert!(
+            e.contains("HOOKD_ADMIN_TOKEN")
+                && e.contains("24 bytes")
+                && !e.contains("short-secret"),
+            "{e}"
+        );
+        let e = err(&[("HOOKD_ADMIN_READ_TOKEN", "short")], "");
+        assert!(e.contains("HOOKD_ADMIN_READ_TOKEN"), "{e}");
+        let e = err(
+            &[],
+            "[[admin.tokens]]\nname = \"ci\"\ntoken = \"tiny\"\nscope = \"read\"\n",
+        );
+        assert!(e.contains("admin.tokens[0].token"), "{e}");
+        let e = err(
+            &[("CI_TOKEN", "tiny")],
+            "[[admin.tokens]]\nname = \"ci\"\ntoken_env = \"CI_TOKEN\"\nscope = \"read\"\n",
+        );
+        assert!(e.contains("CI_TOKEN"), "{e}");
         let e = err(&[("HOOKD_RETENTION_DAYS", "0")], "");
         assert!(e.contains("HOOKD_RETENTION_DAYS"), "{e}");
         let e = err(&[("DATABASE_READ_URL", "postgres://r/db")], "");

@@ -37,6 +37,9 @@ pub struct GroupCommitSettings {
     /// answered "unavailable" without being tried, so it can never commit after its answer.
     /// Once in a batch, it waits for the engine, whose own timeouts bound the wait.
     pub max_queued: Duration,
+    /// How long a byte-identical body of a scheme that signs only the body is a duplicate
+    /// (`HOOKD_REPLAY_WINDOW_HOURS`).
+    pub replay_window: Duration,
 }
 
 /// An insert waiting for its batch.
@@ -92,13 +95,19 @@ impl Drop for Slot {
 pub struct GroupCommit {
     inner: Arc<dyn Intake>,
     queue: Option<Sender<Pending>>,
+    replay_window: Duration,
 }
 
 impl GroupCommit {
     /// Insert into `inner`. Must be called inside a tokio runtime: batches are committed on it.
     pub fn new(inner: Arc<dyn Intake>, settings: GroupCommitSettings) -> Result<Self, StoreError> {
+        let replay_window = settings.replay_window;
         if settings.max_batch <= 1 {
-            return Ok(Self { inner, queue: None });
+            return Ok(Self {
+                inner,
+                queue: None,
+                replay_window,
+            });
         }
         let (queue, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::current();
@@ -117,6 +126,7 @@ impl GroupCommit {
         Ok(Self {
             inner,
             queue: Some(queue),
+            replay_window,
         })
     }
 
@@ -127,13 +137,17 @@ impl GroupCommit {
         webhook: &VerifiedWebhook,
         traceparent: Option<&str>,
     ) -> Result<Inserted, StoreError> {
+        let event = NewEvent::new(webhook, traceparent)?.with_replay_window(self.replay_window);
         let Some(queue) = &self.queue else {
-            return self.inner.insert(webhook, traceparent).await;
+            let mut done = self.inner.insert_batch(&[event]).await?;
+            return done
+                .pop()
+                .ok_or_else(|| StoreError::other("insert_batch returned nothing"));
         };
         let (reply, answer) = oneshot::channel();
         queue
             .send(Pending {
-                event: NewEvent::new(webhook, traceparent)?,
+                event,
                 reply,
                 queued: Instant::now(),
             })

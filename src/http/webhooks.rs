@@ -67,7 +67,7 @@ async fn accept(
         uri,
         now_unix: chrono::Utc::now().timestamp(),
     };
-    let verified = verifier
+    let mut verified = verifier
         .verify(provider, &request)
         .instrument(tracing::info_span!("verify", provider))
         .await
@@ -79,6 +79,7 @@ async fn accept(
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;
+    verified.redact_headers(&state.limits.audit_redact_headers);
     // A signed URL handshake (Slack): echo the challenge; there is no event to store.
     if let Some(challenge) = verified.challenge() {
         tracing::info!(provider, "answered a URL verification challenge");

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::Digest;
 
 pub use admin::{Operator, Reads};
 pub use error::{Cause, StoreError};
@@ -83,7 +84,18 @@ pub struct NewEvent {
     body: Bytes,
     /// The W3C trace context the worker continues.
     traceparent: Option<String>,
+    /// For schemes that sign only the body: its SHA-256 (hex). Unique per provider among the
+    /// events received within `replay_window`, so a captured request replayed with a new
+    /// delivery id is a duplicate.
+    body_digest: Option<String>,
+    replay_window: Duration,
 }
+
+/// How long a byte-identical body of a scheme that signs only the body counts as a replay,
+/// unless `HOOKD_REPLAY_WINDOW_HOURS` says otherwise: a day covers the providers' own retry
+/// schedules (Shopify retries for 48 hours with new attempts hours apart, GitHub does not retry
+/// by itself) and the time a captured request is most useful to an attacker.
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 impl NewEvent {
     pub fn new(w: &VerifiedWebhook, traceparent: Option<&str>) -> Result<Self, StoreError> {
@@ -96,7 +108,24 @@ impl NewEvent {
             headers_json: serde_json::to_string(w.headers())?,
             body: w.body().clone(),
             traceparent: traceparent.map(str::to_owned),
+            body_digest: w
+                .signs_only_body()
+                .then(|| hex::encode(sha2::Sha256::digest(w.body()))),
+            replay_window: DEFAULT_REPLAY_WINDOW,
         })
+    }
+
+    /// The same event with another replay window (see [`DEFAULT_REPLAY_WINDOW`]).
+    pub fn with_replay_window(mut self, window: Duration) -> Self {
+        self.replay_window = window;
+        self
+    }
+
+    /// `(provider, body digest)`, for schemes that sign only the body.
+    pub fn body_key(&self) -> Option<(&str, &str)> {
+        self.body_digest
+            .as_deref()
+            .map(|d| (self.provider.as_str(), d))
     }
 
     pub fn id(&self) -> EventId {
@@ -115,6 +144,8 @@ impl NewEvent {
             headers_json: "{}".to_owned(),
             body: Bytes::from_static(b"{}"),
             traceparent: None,
+            body_digest: None,
+            replay_window: DEFAULT_REPLAY_WINDOW,
         }
     }
 

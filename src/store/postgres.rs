@@ -20,6 +20,8 @@ use super::sql::{Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, s
 use super::{Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
 
+mod replays;
+
 /// The PostgreSQL engine: one pool for reads and writes.
 pub struct PgStore {
     pool: PgPool,
@@ -42,7 +44,9 @@ impl PgStore {
 
     /// Insert `events` (in key order) and their first transitions in one statement. Returns,
     /// per input id, the stored id: the same for an event inserted, the earlier event's for a
-    /// key stored before this statement began. Keys stored while it ran are missing.
+    /// key (or, for schemes that sign only the body, a body digest) stored before this
+    /// statement began; a key match wins over a digest match. Keys stored while it ran are
+    /// missing.
     async fn insert_rows(&self, events: &[&NewEvent]) -> Result<HashMap<Uuid, Uuid>, StoreError> {
         let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
         let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
@@ -54,16 +58,17 @@ impl PgStore {
         let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
             "WITH n AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                     $6::text[], $7::bytea[], $8::text[])
+                                     $6::text[], $7::bytea[], $8::text[], $9::text[])
                     AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
-                         traceparent)
+                         traceparent, body_digest)
              ), ins AS (
                 INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                                    traceparent)
+                                    traceparent, body_digest)
                 SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
-                       traceparent
+                       traceparent, body_digest
                 FROM n
-                ON CONFLICT (provider, idempotency_key) DO NOTHING
+                -- Either key: (provider, idempotency key), or (provider, body digest).
+                ON CONFLICT DO NOTHING
                 RETURNING id
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
@@ -71,7 +76,9 @@ impl PgStore {
              )
              SELECT id, id FROM ins
              UNION ALL
-             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)",
+             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)
+             UNION ALL
+             SELECT n.id, e.id FROM n JOIN events e USING (provider, body_digest)",
         )
         .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
         .bind(col(|e| &e.provider))
@@ -81,29 +88,14 @@ impl PgStore {
         .bind(col(|e| &e.headers_json))
         .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
         .bind(opt(|e| e.traceparent.as_deref()))
+        .bind(opt(|e| e.body_digest.as_deref()))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows.into_iter().collect())
-    }
-
-    /// The stored ids of keys that conflicted with a row committed while the insert ran: its
-    /// snapshot could not see that row, but ON CONFLICT waited for the commit, so a new
-    /// statement does.
-    async fn raced(
-        &self,
-        keys: &[(&str, &str)],
-    ) -> Result<HashMap<(String, String), Uuid>, StoreError> {
-        let (providers, keys): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
-        let raced: Vec<(String, String, Uuid)> = sqlx::query_as(
-            "SELECT provider, idempotency_key, e.id FROM events e
-             JOIN unnest($1::text[], $2::text[]) AS k(provider, idempotency_key)
-             USING (provider, idempotency_key)",
-        )
-        .bind(&providers)
-        .bind(&keys)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(raced.into_iter().map(|(p, k, id)| ((p, k), id)).collect())
+        let mut stored = HashMap::with_capacity(rows.len());
+        for (input, id) in rows {
+            stored.entry(input).or_insert(id);
+        }
+        Ok(stored)
     }
 }
 
@@ -205,37 +197,28 @@ impl Engine for PgStore {
 #[async_trait]
 impl Intake for PgStore {
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        // Byte-identical bodies older than their replay window are no longer replays.
+        replays::expire(&self.pool, events).await?;
         // Rows go in key order: two batches that share keys then take their unique-index locks
         // in the same order and cannot deadlock.
         let mut sorted: Vec<&NewEvent> = events.iter().collect();
         sorted.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         let stored = self.insert_rows(&sorted).await?;
-        let found = |e: &NewEvent, s: Uuid| {
-            if s == e.id.0 {
-                Inserted::New(e.id)
-            } else {
-                Inserted::Duplicate(EventId(s))
-            }
-        };
-        let missing: Vec<(&str, &str)> = events
+        let mut out: Vec<Option<Inserted>> = events
             .iter()
-            .filter(|e| !stored.contains_key(&e.id.0))
-            .map(NewEvent::key)
-            .collect();
-        let raced = if missing.is_empty() {
-            HashMap::new()
-        } else {
-            self.raced(&missing).await?
-        };
-        events
-            .iter()
-            .map(|e| match stored.get(&e.id.0) {
-                Some(&s) => Ok(found(e, s)),
-                None => raced
-                    .get(&(e.provider.clone(), e.idempotency_key.clone()))
-                    .map(|&id| Inserted::Duplicate(EventId(id)))
-                    .ok_or_else(|| StoreError::other("a conflicting event vanished")),
+            .map(|e| {
+                stored.get(&e.id.0).map(|&s| {
+                    if s == e.id.0 {
+                        Inserted::New(e.id)
+                    } else {
+                        Inserted::Duplicate(EventId(s))
+                    }
+                })
             })
+            .collect();
+        replays::resolve_conflicts(&self.pool, events, &mut out).await?;
+        out.into_iter()
+            .map(|o| o.ok_or_else(|| StoreError::other("a conflicting event vanished")))
             .collect()
     }
 }

@@ -76,6 +76,24 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// The payload route filters and templates read. A body that is not JSON (a form) is `null` to
+/// them; a body that looks like JSON but does not parse (nested deeper than the accept path
+/// allows today, stored before that limit) cannot be matched against filters: an error, so the
+/// event is dead-lettered with the reason instead of completing as if no route matched.
+fn payload(body: &[u8]) -> Result<Value, String> {
+    let json_like = matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    );
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(_) if !json_like => Ok(Value::Null),
+        Err(e) => Err(format!(
+            "the body cannot be parsed to evaluate the route filters: {e}"
+        )),
+    }
+}
+
 fn wall_clock(until: Instant) -> DateTime<Utc> {
     let left = until.saturating_duration_since(Instant::now());
     Utc::now() + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX)
@@ -86,8 +104,13 @@ impl Worker {
     /// nothing may be written but the results of steps that ran.
     pub(super) async fn attempt(&self, event: &ClaimedEvent) -> Option<Ending> {
         let max = self.settings.retry.max_attempts;
-        // Filters and templates read the payload; a body that is not JSON is `null` to them.
-        let payload: Value = serde_json::from_slice(&event.body).unwrap_or(Value::Null);
+        let payload = match payload(&event.body) {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::error!(%error, "event cannot be evaluated against its routes");
+                return Some(Outcome::DeadLetter { error }.into());
+            }
+        };
         let steps = self
             .router
             .steps_for(&event.provider, &event.event_type, &payload);

@@ -4,12 +4,9 @@
 //! It must never commit: the caller owns the transaction, so a batch commits whole or not at
 //! all.
 
-use std::collections::HashMap;
-
 use sqlx::{AssertSqlSafe, SqliteConnection};
-use uuid::Uuid;
 
-use crate::event::EventId;
+use super::replays;
 use crate::store::{Inserted, NewEvent, StoreError};
 
 /// Rows per multi-row statement. Every statement costs a round trip to the connection's
@@ -24,7 +21,7 @@ pub(super) fn chunk_size(left: usize) -> usize {
 
 /// `(?a, ?b, ...), (...)`: `rows` groups of `cols` numbered parameters, starting at `first`,
 /// each group followed by `tail` (text shared by every row).
-fn placeholders(rows: usize, cols: usize, first: usize, tail: &str) -> String {
+pub(super) fn placeholders(rows: usize, cols: usize, first: usize, tail: &str) -> String {
     (0..rows)
         .map(|r| {
             let ps: Vec<String> = (0..cols)
@@ -43,6 +40,8 @@ pub(super) async fn insert_chunk(
     chunk: &[NewEvent],
     now: i64,
 ) -> Result<Vec<Inserted>, StoreError> {
+    // Byte-identical bodies older than their replay window are no longer replays.
+    replays::expire(tx, chunk, now).await?;
     let inserted = insert_events(tx, chunk, now).await?;
     if inserted > 0 {
         insert_transitions(tx, chunk, now).await?;
@@ -50,20 +49,12 @@ pub(super) async fn insert_chunk(
     if inserted == chunk.len() {
         return Ok(chunk.iter().map(|e| Inserted::New(e.id)).collect());
     }
-    let stored = stored_ids(tx, chunk).await?;
-    chunk
-        .iter()
-        .map(
-            |e| match stored.get(&(e.provider.clone(), e.idempotency_key.clone())) {
-                Some(&id) if id == e.id.0 => Ok(Inserted::New(e.id)),
-                Some(&id) => Ok(Inserted::Duplicate(EventId(id))),
-                None => Err(StoreError::other("an event of the batch is missing")),
-            },
-        )
-        .collect()
+    // Some conflicted, by idempotency key or by body digest: find with whom.
+    replays::resolve(tx, chunk).await
 }
 
-/// The events whose key is new; returns how many.
+/// The events whose key (and, for schemes that sign only the body, body digest) is new;
+/// returns how many.
 async fn insert_events(
     tx: &mut SqliteConnection,
     chunk: &[NewEvent],
@@ -72,10 +63,10 @@ async fn insert_events(
     // The time is parameter 1, shared by every row.
     let sql = format!(
         "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                             traceparent, received_at, next_attempt_at, updated_at)
+                             traceparent, body_digest, received_at, next_attempt_at, updated_at)
          VALUES {}
-         ON CONFLICT (provider, idempotency_key) DO NOTHING",
-        placeholders(chunk.len(), 8, 2, ", ?1, ?1, ?1")
+         ON CONFLICT DO NOTHING",
+        placeholders(chunk.len(), 9, 2, ", ?1, ?1, ?1")
     );
     let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
     for e in chunk {
@@ -87,7 +78,8 @@ async fn insert_events(
             .bind(e.content_type.as_deref())
             .bind(e.headers_json.as_str())
             .bind(e.body.as_ref())
-            .bind(e.traceparent.as_deref());
+            .bind(e.traceparent.as_deref())
+            .bind(e.body_digest.as_deref());
     }
     Ok(q.execute(&mut *tx).await?.rows_affected() as usize)
 }
@@ -113,22 +105,4 @@ async fn insert_transitions(
     }
     q.execute(&mut *tx).await?;
     Ok(())
-}
-
-/// The stored id of each key of `chunk`.
-async fn stored_ids(
-    tx: &mut SqliteConnection,
-    chunk: &[NewEvent],
-) -> Result<HashMap<(String, String), Uuid>, StoreError> {
-    let sql = format!(
-        "SELECT provider, idempotency_key, id FROM events
-         WHERE (provider, idempotency_key) IN (VALUES {})",
-        placeholders(chunk.len(), 2, 1, "")
-    );
-    let mut q = sqlx::query_as::<_, (String, String, Uuid)>(AssertSqlSafe(sql));
-    for e in chunk {
-        q = q.bind(e.provider.as_str()).bind(e.idempotency_key.as_str());
-    }
-    let rows = q.fetch_all(&mut *tx).await?;
-    Ok(rows.into_iter().map(|(p, k, id)| ((p, k), id)).collect())
 }

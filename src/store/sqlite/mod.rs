@@ -9,6 +9,7 @@
 
 mod claim;
 mod insert;
+mod replays;
 
 use std::str::FromStr;
 use std::sync::Arc;
