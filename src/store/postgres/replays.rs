@@ -8,8 +8,8 @@
 use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
-use crate::store::{Inserted, NewEvent, StoreError};
 use crate::event::EventId;
+use crate::store::{Inserted, NewEvent, StoreError};
 
 /// Clear the digests of earlier events with the same provider and body as one of `events`
 /// received longer ago than that event's replay window. A no-op (no statement) when no event of

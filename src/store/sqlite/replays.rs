@@ -9,8 +9,8 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
 use super::insert::placeholders;
-use crate::store::{Inserted, NewEvent, StoreError};
 use crate::event::EventId;
+use crate::store::{Inserted, NewEvent, StoreError};
 
 /// Clear the digests of earlier events with the same provider and body as one of `chunk`
 /// received before that event's replay window (`now` in milliseconds). No statement when no
