@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::*;
-use hookd::config::{RedisConfig, RedisTarget};
 use hookd::event::{ClaimedEvent, EventId, EventStatus, Outcome};
 use hookd::queue::{Queue, RedisKeys, RedisQueue};
+use hookd::queue::{RedisConfig, RedisTarget};
 use hookd::store::{EventStore, Inserted};
 use redis::AsyncCommands;
 

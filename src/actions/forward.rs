@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -16,7 +17,8 @@ use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use tracing::Instrument;
 
-use super::{ActionError, error_chain};
+use super::egress::{EgressPolicy, EgressResolver};
+use super::{ActionError, ForwardSettings, error_chain};
 use crate::event::ClaimedEvent;
 use crate::telemetry::trace;
 
@@ -110,6 +112,21 @@ impl SigningKeys {
     }
 }
 
+/// The client every forward goes through. Its settings are the guarantees of this module: no
+/// redirect is followed (it could send the event somewhere the route never named), and every
+/// address a name resolves to is checked against the egress policy. There is no fallback
+/// client: if this cannot be built, start-up stops.
+pub(super) fn client(
+    settings: &ForwardSettings,
+    egress: Arc<EgressPolicy>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(EgressResolver(egress))
+        .user_agent(settings.user_agent.as_str())
+        .build()
+}
+
 /// What a forward step needs besides the event.
 pub(super) struct ForwardRequest<'a> {
     pub url: &'a str,
@@ -120,6 +137,7 @@ pub(super) struct ForwardRequest<'a> {
     pub message_id: &'a str,
 }
 
+/// POST the event to the step's URL and classify the answer.
 pub(super) async fn forward(
     http: &reqwest::Client,
     r: ForwardRequest<'_>,
@@ -134,37 +152,7 @@ pub(super) async fn forward(
         url.full = %url,
         http.response.status_code = tracing::field::Empty,
     );
-    let mut req = http
-        .post(url)
-        .timeout(r.timeout)
-        .header(
-            "content-type",
-            event
-                .content_type
-                .as_deref()
-                .unwrap_or("application/octet-stream"),
-        )
-        .header("x-hookd-event-id", event.id.to_string())
-        .header("x-hookd-provider", &event.provider)
-        .header("x-hookd-event-type", &event.event_type)
-        .header("x-hookd-attempt", event.attempt.to_string());
-    if event.generation > 0 {
-        // An operator replayed the event: the receiver may want to tell it apart.
-        req = req.header("x-hookd-replay", event.generation.to_string());
-    }
-    for (k, v) in r.headers {
-        req = req.header(k, v);
-    }
-    if let Some(keys) = r.signing {
-        let ts = Utc::now().timestamp();
-        req = req
-            .header("webhook-id", r.message_id)
-            .header("webhook-timestamp", ts.to_string())
-            .header(
-                "webhook-signature",
-                keys.sign(r.message_id, ts, &event.body),
-            );
-    }
+    let mut req = request(http, &r, event);
     // The receiving service joins the event's trace as a child of this client span.
     if let Some(tp) = trace::traceparent(&span) {
         req = req.header("traceparent", tp);
@@ -205,6 +193,47 @@ pub(super) async fn forward(
         status: status.as_u16(),
         retry_after,
     })
+}
+
+/// The request with hookd's headers, the route's headers and, when the route signs, the
+/// Standard Webhooks signature; the body is the event's, byte for byte.
+fn request(
+    http: &reqwest::Client,
+    r: &ForwardRequest<'_>,
+    event: &ClaimedEvent,
+) -> reqwest::RequestBuilder {
+    let mut req = http
+        .post(r.url)
+        .timeout(r.timeout)
+        .header(
+            "content-type",
+            event
+                .content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        )
+        .header("x-hookd-event-id", event.id.to_string())
+        .header("x-hookd-provider", &event.provider)
+        .header("x-hookd-event-type", &event.event_type)
+        .header("x-hookd-attempt", event.attempt.to_string());
+    if event.generation > 0 {
+        // An operator replayed the event: the receiver may want to tell it apart.
+        req = req.header("x-hookd-replay", event.generation.to_string());
+    }
+    for (k, v) in r.headers {
+        req = req.header(k, v);
+    }
+    if let Some(keys) = r.signing {
+        let ts = Utc::now().timestamp();
+        req = req
+            .header("webhook-id", r.message_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                keys.sign(r.message_id, ts, &event.body),
+            );
+    }
+    req
 }
 
 /// `Retry-After`: delay-seconds or an HTTP date (RFC 9110). A date in the past means "now".

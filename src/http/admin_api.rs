@@ -22,9 +22,9 @@ use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::{ApiError, AppState};
-use crate::config::Scope;
 use crate::event::{EventDetail, EventId, EventStatus};
 use crate::ops::Principal;
+use crate::ops::Scope;
 use crate::store::admin::{
     ActivityBucket, AuditEntry, AuditFilter, EventFilter, EventSummary, Job, ReplayKind,
 };

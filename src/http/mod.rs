@@ -11,6 +11,7 @@ mod error;
 mod health;
 pub mod limits;
 pub mod server;
+mod settings;
 pub mod tls;
 mod trace_layer;
 mod ui;
@@ -27,9 +28,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use settings::{AdminAccess, HttpSettings, Limits, RateQuota, TlsConfig};
 
 use crate::actions::breaker::Destinations;
-use crate::config::Limits;
 use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::{Backlog, EventStore};
@@ -56,7 +57,7 @@ pub struct AppState {
     /// Allow-list and failed-login limit of `/admin` and `/ui`.
     pub access: access::AccessGuard,
     /// JSON Schemas payloads must match.
-    pub schemas: Vec<crate::config::SchemaRule>,
+    pub schemas: Vec<validate::SchemaRule>,
 }
 
 pub use access::AccessGuard;

@@ -18,7 +18,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsConfig;
+use super::TlsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {

@@ -9,6 +9,9 @@
 
 pub mod jobs;
 pub mod retention;
+mod settings;
+
+pub use settings::{AdminToken, OperatorConfig, Scope, TokenClash, token_clash};
 
 use std::sync::Arc;
 
@@ -16,7 +19,6 @@ use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 use tokio::sync::watch;
 
-use crate::config::{AdminToken, Scope};
 use crate::event::{EventDetail, EventId, EventStatus};
 use crate::queue::Queue;
 use crate::store::admin::{NewAudit, ReplayKind};

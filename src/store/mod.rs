@@ -8,6 +8,7 @@
 pub mod admin;
 mod group;
 mod postgres;
+mod settings;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -20,6 +21,7 @@ use bytes::Bytes;
 pub use admin::AdminStore;
 pub use group::{GroupCommit, GroupCommitSettings};
 pub use postgres::PgStore;
+pub use settings::{StoreSettings, is_postgres_url, is_store_url, redact_url};
 pub use sqlite::SqliteStore;
 
 use crate::event::{

@@ -17,6 +17,9 @@ mod linear;
 mod paddle;
 mod paypal;
 pub mod paypal_certs;
+pub mod registry;
+mod section;
+mod settings;
 mod shopify;
 mod slack;
 mod square;
@@ -34,6 +37,7 @@ use sha2::{Digest, Sha256};
 
 pub use generic::{
     Encoding as HmacEncoding, GenericVerifier, HmacSpec, Part as HmacPart, Source as HmacSource,
+    SpecError as HmacSpecError,
 };
 pub use github::GithubVerifier;
 pub use gitlab::GitlabVerifier;
@@ -41,10 +45,12 @@ pub use hmac::Algorithm;
 pub use linear::LinearVerifier;
 pub use paddle::PaddleVerifier;
 pub use paypal::{PaypalSettings, PaypalVerifier};
+pub use section::{FileSection, FileValue, ProviderError, Section, SettingError, env_prefix};
+pub use settings::{ProviderConfig, VerifierConfig};
 pub use shopify::ShopifyVerifier;
 pub use slack::SlackVerifier;
 pub use square::SquareVerifier;
-pub use standard::{StandardKeys, StandardVerifier};
+pub use standard::{KeyError as StandardKeyError, StandardKeys, StandardVerifier};
 pub use stripe::StripeVerifier;
 pub use twilio::TwilioVerifier;
 
@@ -349,78 +355,6 @@ fn audit_headers(headers: &HeaderMap, signature_headers: &[&str]) -> BTreeMap<St
             (name.to_owned(), value)
         })
         .collect()
-}
-
-/// The signature schemes hookd knows. Every one but `Hmac` is also a built-in provider of the
-/// same name, on as soon as its secret is set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Stripe,
-    Github,
-    Paypal,
-    Standard,
-    Shopify,
-    Slack,
-    Gitlab,
-    Twilio,
-    Paddle,
-    Square,
-    Linear,
-    /// Generic HMAC, described entirely by configuration.
-    Hmac,
-}
-
-impl Scheme {
-    pub const ALL: [Scheme; 12] = [
-        Self::Stripe,
-        Self::Github,
-        Self::Paypal,
-        Self::Standard,
-        Self::Shopify,
-        Self::Slack,
-        Self::Gitlab,
-        Self::Twilio,
-        Self::Paddle,
-        Self::Square,
-        Self::Linear,
-        Self::Hmac,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Stripe => "stripe",
-            Self::Github => "github",
-            Self::Paypal => "paypal",
-            Self::Standard => "standard",
-            Self::Shopify => "shopify",
-            Self::Slack => "slack",
-            Self::Gitlab => "gitlab",
-            Self::Twilio => "twilio",
-            Self::Paddle => "paddle",
-            Self::Square => "square",
-            Self::Linear => "linear",
-            Self::Hmac => "hmac",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    pub fn is_built_in(self) -> bool {
-        self != Self::Hmac
-    }
-
-    /// The default window for schemes that sign a time; `None` where nothing time-like is signed.
-    pub fn default_tolerance_secs(self) -> Option<u64> {
-        match self {
-            Self::Stripe | Self::Paypal | Self::Standard | Self::Slack | Self::Hmac => Some(300),
-            // Paddle's SDKs allow 5 s, Linear's 60 s.
-            Self::Paddle => Some(5),
-            Self::Linear => Some(60),
-            Self::Github | Self::Shopify | Self::Gitlab | Self::Twilio | Self::Square => None,
-        }
-    }
 }
 
 /// What a request's provider name resolves to.

@@ -27,9 +27,9 @@ use subtle::ConstantTimeEq;
 
 use super::admin_api::{self, EventQuery, Window};
 use super::{ApiError, AppState};
-use crate::config::Scope;
 use crate::event::{EventId, EventStatus};
 use crate::ops::Principal;
+use crate::ops::Scope;
 use crate::store::admin::{AuditFilter, EventFilter, ReplayKind, Session};
 
 const SESSION_COOKIE: &str = "hookd_session";
