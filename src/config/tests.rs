@@ -558,3 +558,36 @@ fn retention_and_replica() {
     );
     assert!(config(&[], "").unwrap().operator.retention.is_none());
 }
+
+#[test]
+fn file_mistakes_name_the_file_key() {
+    // A value of the wrong kind names the key it came from, not the variable.
+    let err = with_file("[worker]\nworkers = \"lots\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("worker.workers"), "{err}");
+    let err = with_file("[store]\nbatch_max = 0\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("store.batch_max") && err.contains("1 to 10000"),
+        "{err}"
+    );
+    // The environment wins, and the file's key is still known.
+    let c = with_file("[worker]\nworkers = 2\n", &[("HOOKD_WORKERS", "3")]).unwrap();
+    assert_eq!(c.worker.concurrency, 3);
+    // A section or key nobody reads is refused, named.
+    for (toml, key) in [
+        ("[nonsense]\nx = 1\n", "nonsense.x"),
+        ("[limits]\nrate = 5\n", "limits.rate"),
+        (
+            "[providers.acme]\nscheme = \"hmac\"\nheader = \"x\"\nheadr = \"y\"\n",
+            "providers.acme.headr",
+        ),
+    ] {
+        let err = with_file(toml, &[]).unwrap_err().to_string();
+        assert!(err.contains(key), "{toml}\n=> {err}");
+    }
+    // Sections of settings that are off are still known.
+    with_file("[smtp]\ntimeout_ms = 5\n[redis]\nprefix = \"x\"\n", &[]).unwrap();
+}
