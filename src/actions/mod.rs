@@ -239,8 +239,11 @@ impl ActionError {
 pub enum SetupError {
     #[error("cannot build the forward HTTP client: {source}")]
     ForwardClient { source: reqwest::Error },
-    #[error("SMTP client for {server}: {error}")]
-    Smtp { server: String, error: String },
+    #[error("SMTP client for {server}: TLS setup: {source}")]
+    Smtp {
+        server: String,
+        source: lettre::transport::smtp::Error,
+    },
 }
 
 /// Runs steps. Holds the shared HTTP client and the SMTP client.
@@ -261,9 +264,9 @@ impl Actions {
             .smtp
             .as_ref()
             .map(|s| {
-                Mailer::new(s).map_err(|error| SetupError::Smtp {
+                Mailer::new(s).map_err(|source| SetupError::Smtp {
                     server: s.destination().to_string(),
-                    error,
+                    source,
                 })
             })
             .transpose()?;

@@ -63,6 +63,8 @@ fn egress(r: &Reader<'_>) -> Result<EgressPolicy, ConfigError> {
     })
 }
 
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
 /// `SMTP_URL` and its companions; `None` when no URL is set.
 fn smtp(r: &Reader<'_>) -> Result<Option<SmtpSettings>, ConfigError> {
     let Some(url) = r.text(Some("SMTP_URL"), Some("smtp.url"))? else {
@@ -77,24 +79,24 @@ fn smtp(r: &Reader<'_>) -> Result<Option<SmtpSettings>, ConfigError> {
         .text(Some("HOOKD_SMTP_CA_FILE"), Some("smtp.ca_file"))?
         .map(PathBuf::from);
     let refused =
-        |setting: &str, value: String, expected: &str, source: String| ConfigError::Refused {
+        |setting: &str, value: String, expected: &str, source: BoxError| ConfigError::Refused {
             setting: setting.to_owned(),
             value,
             expected: format!("{expected} ({source})"),
-            source: source.into(),
+            source,
         };
     let mut smtp = SmtpSettings::from_url(&url).map_err(|e| {
         refused(
             "SMTP_URL",
             redact_url(&url),
             "smtp://[user:password@]host[:port][?tls=none] or smtps://...",
-            e,
+            Box::new(e),
         )
     })?;
     if let Some(from) = from {
         smtp.from = Some(
             from.parse::<Recipient>()
-                .map_err(|e| refused("SMTP_FROM", from.clone(), "an email address", e))?,
+                .map_err(|e| refused("SMTP_FROM", from.clone(), "an email address", e.into()))?,
         );
     }
     smtp.timeout = Duration::from_millis(r.positive(
@@ -110,8 +112,14 @@ fn smtp(r: &Reader<'_>) -> Result<Option<SmtpSettings>, ConfigError> {
             expected: format!("a readable PEM file ({e})"),
             source: Box::new(e),
         })?;
-        smtp.trust_pem(&pem)
-            .map_err(|e| refused("HOOKD_SMTP_CA_FILE", shown, "PEM CA certificates", e))?;
+        smtp.trust_pem(&pem).map_err(|e| {
+            refused(
+                "HOOKD_SMTP_CA_FILE",
+                shown,
+                "PEM CA certificates",
+                Box::new(e),
+            )
+        })?;
     }
     Ok(Some(smtp))
 }
