@@ -51,7 +51,7 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot apply migrations: {0}")]
-    Migrate(StoreError),
+    Migrate(#[source] StoreError),
     #[error(transparent)]
     Providers(#[from] ProviderError),
     #[error("cannot set up the actions: {0}")]

@@ -3,7 +3,8 @@
 //! Owns route matching (provider, event-type globs and payload filters), the steps' compiled form
 //! (stable keys, destinations, compensations) and the side effects of each action (a log line, an
 //! HTTP forward, an email). It must never touch the store or decide about retries: it reports
-//! one step's result, classified, and the worker decides what happens next.
+//! one step's result, classified, and the worker decides what happens next. Its settings, with
+//! their defaults and the checks across routes, mail server and egress policy, are in `settings`.
 
 pub mod breaker;
 pub mod egress;

@@ -1,7 +1,10 @@
 //! Provider signature verification: the only way to turn raw request bytes into a
 //! [`VerifiedWebhook`], the only type the store accepts.
 //!
-//! Owns each provider's scheme (one file per provider), secret rotation and timestamp windows.
+//! Owns each provider's scheme (one file per provider), secret rotation and timestamp windows,
+//! and the meaning of each provider's settings: [`registry`] is the table of schemes (what each
+//! reads, how it becomes its verifier), filled from a [`Section`] the configuration reader hands
+//! over. It never reads the environment or a file itself.
 //! It must never parse or re-serialise the body before the signature has been checked over the
 //! exact raw bytes, and never compare MACs in variable time.
 //!
