@@ -27,18 +27,26 @@ use crate::event::ClaimedEvent;
 #[serde(try_from = "String")]
 pub struct Recipient(Mailbox);
 
+/// Text that is not an email address.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not an email address: {source}")]
+pub struct AddressError {
+    text: String,
+    source: lettre::address::AddressError,
+}
+
 impl TryFrom<String> for Recipient {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = AddressError;
+    fn try_from(s: String) -> Result<Self, AddressError> {
         Mailbox::from_str(s.trim())
             .map(Self)
-            .map_err(|e| format!("{s:?} is not an email address: {e}"))
+            .map_err(|source| AddressError { text: s, source })
     }
 }
 
 impl FromStr for Recipient {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, AddressError> {
         Self::try_from(s.to_owned())
     }
 }

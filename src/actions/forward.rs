@@ -48,44 +48,47 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-impl TryFrom<SecretList> for SigningKeys {
-    type Error = String;
+/// A signing secret that cannot be used, by its position (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error("signing_secret: the list is empty")]
+    Empty,
+    #[error("signing_secret #{0}: must start with whsec_ (Standard Webhooks format)")]
+    Prefix(usize),
+    #[error("signing_secret #{0}: the part after whsec_ is not base64")]
+    Base64(usize),
+    #[error("signing_secret #{0}: {1} bytes is too short; use at least 16 random bytes")]
+    Short(usize, usize),
+}
 
-    fn try_from(list: SecretList) -> Result<Self, String> {
+impl TryFrom<SecretList> for SigningKeys {
+    type Error = SigningKeyError;
+
+    fn try_from(list: SecretList) -> Result<Self, SigningKeyError> {
         let secrets = match list {
             SecretList::One(s) => vec![s],
             SecretList::Many(v) => v,
         };
         if secrets.is_empty() {
-            return Err("signing_secret: the list is empty".into());
+            return Err(SigningKeyError::Empty);
         }
         let keys = secrets
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let b64 = s.trim().strip_prefix("whsec_").ok_or_else(|| {
-                    format!(
-                        "signing_secret #{}: must start with whsec_ (Standard Webhooks format)",
-                        i + 1
-                    )
-                })?;
-                let key = B64.decode(b64).map_err(|_| {
-                    format!(
-                        "signing_secret #{}: the part after whsec_ is not base64",
-                        i + 1
-                    )
-                })?;
+                let n = i + 1;
+                let b64 = s
+                    .trim()
+                    .strip_prefix("whsec_")
+                    .ok_or(SigningKeyError::Prefix(n))?;
+                let key = B64.decode(b64).map_err(|_| SigningKeyError::Base64(n))?;
                 // Standard Webhooks secrets are 24 to 64 random bytes.
                 if key.len() < 16 {
-                    return Err(format!(
-                        "signing_secret #{}: {} bytes is too short; use at least 16 random bytes",
-                        i + 1,
-                        key.len()
-                    ));
+                    return Err(SigningKeyError::Short(n, key.len()));
                 }
                 Ok(key)
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, _>>()?;
         Ok(Self(keys))
     }
 }

@@ -94,10 +94,10 @@ fn smtp(r: &Reader<'_>) -> Result<Option<SmtpSettings>, ConfigError> {
         )
     })?;
     if let Some(from) = from {
-        smtp.from = Some(
-            from.parse::<Recipient>()
-                .map_err(|e| refused("SMTP_FROM", from.clone(), "an email address", e.into()))?,
-        );
+        smtp.from =
+            Some(from.parse::<Recipient>().map_err(|e| {
+                refused("SMTP_FROM", from.clone(), "an email address", Box::new(e))
+            })?);
     }
     smtp.timeout = Duration::from_millis(r.positive(
         "HOOKD_SMTP_TIMEOUT_MS",
