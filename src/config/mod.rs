@@ -76,8 +76,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
-    #[error("config file {path}: {key} is not a setting hookd knows")]
-    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {path}: {key} is not a setting hookd knows (known here: {known})")]
+    UnknownKey {
+        path: PathBuf,
+        key: String,
+        known: String,
+    },
     #[error("{key} in the config file: {source}")]
     Section {
         key: String,

@@ -247,18 +247,37 @@ impl<'a> Reader<'a> {
             if covered(&key) {
                 continue;
             }
+            let prefix = format!("{key}.");
+            let read_inside = asked.iter().any(|k| k.starts_with(&prefix));
             match value.as_table() {
-                Some(table) => stack.extend(table.iter().map(|(k, v)| (format!("{key}.{k}"), v))),
-                None => {
+                // A table hookd reads: look for the key inside it that it does not.
+                Some(table) if read_inside => {
+                    stack.extend(table.iter().map(|(k, v)| (format!("{key}.{k}"), v)));
+                }
+                _ => {
+                    let known = siblings(&asked, &key);
                     return Err(ConfigError::UnknownKey {
                         path: self.path.clone().unwrap_or_default(),
                         key,
+                        known,
                     });
                 }
             }
         }
         Ok(())
     }
+}
+
+/// The keys hookd reads next to `key` (in the same table), for the message that refuses it.
+fn siblings(asked: &BTreeSet<String>, key: &str) -> String {
+    let parent = key.rsplit_once('.').map(|(p, _)| format!("{p}."));
+    let parent = parent.as_deref().unwrap_or("");
+    let names: BTreeSet<&str> = asked
+        .iter()
+        .filter_map(|k| k.strip_prefix(parent))
+        .map(|rest| rest.split('.').next().unwrap_or(rest))
+        .collect();
+    names.into_iter().collect::<Vec<_>>().join(", ")
 }
 
 /// A file value as a message shows it: a scalar's text, else its kind.

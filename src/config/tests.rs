@@ -220,6 +220,11 @@ fn bad_file_is_reported() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("workerz"), "{err}");
+    // The message lists what the table does hold.
+    assert!(
+        err.contains("workers") && err.contains("lease_secs"),
+        "{err}"
+    );
     std::fs::write(
         &path,
         "[[routes]]\nsteps = [{ action = \"forward\", url = \"ftp://x\" }]\n",
@@ -578,7 +583,7 @@ fn file_mistakes_name_the_file_key() {
     assert_eq!(c.worker.concurrency, 3);
     // A section or key nobody reads is refused, named.
     for (toml, key) in [
-        ("[nonsense]\nx = 1\n", "nonsense.x"),
+        ("[nonsense]\nx = 1\n", "nonsense is not a setting"),
         ("[limits]\nrate = 5\n", "limits.rate"),
         (
             "[providers.acme]\nscheme = \"hmac\"\nheader = \"x\"\nheadr = \"y\"\n",
