@@ -42,9 +42,11 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Every provider hookd knows: the built-ins and each `[providers.<name>]` section.
     pub providers: Vec<ProviderConfig>,
+    /// The database, its pool, group commit and the start-up wait.
     pub store: StoreSettings,
     /// Redis Streams queue; `None` means the store-backed queue.
     pub redis: Option<RedisConfig>,
+    /// The worker pool: concurrency, leases, the retry schedule and per-provider caps.
     pub worker: WorkerSettings,
     /// Routes, forwards, email, destination breakers and the egress policy.
     pub actions: ActionSettings,
@@ -54,6 +56,7 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Admin tokens, console sessions, the read replica and payload retention.
     pub operator: OperatorConfig,
+    /// Logs and traces.
     pub telemetry: TelemetryConfig,
 }
 
@@ -118,10 +121,11 @@ impl Config {
         let providers = providers::providers(&r, public_url.as_deref())?;
         let names: Vec<String> = providers.iter().map(|p| p.name.clone()).collect();
         let store = store::store(&r)?;
+        // One grace period for the listener and the workers; the workers' type holds its default.
         let shutdown_timeout = Duration::from_secs(r.positive(
             "HOOKD_SHUTDOWN_TIMEOUT_SECS",
             Some("server.shutdown_timeout_secs"),
-            30,
+            WorkerSettings::default().drain_timeout.as_secs(),
         )?);
         let config = Self {
             redis: store::redis(&r, &store)?,

@@ -73,7 +73,9 @@ fn redis_target(r: &Reader<'_>) -> Result<Option<RedisTarget>, ConfigError> {
         .map(str::to_owned)
         .or_else(|| {
             r.raw("REDIS_HOST").map(|host| {
-                let port = r.raw("REDIS_PORT").unwrap_or("6379");
+                let port = r
+                    .raw("REDIS_PORT")
+                    .map_or(RedisTarget::DEFAULT_PORT.to_string(), str::to_owned);
                 match r.raw("REDIS_PASSWORD") {
                     Some(pw) => format!("redis://:{pw}@{host}:{port}"),
                     None => format!("redis://{host}:{port}"),

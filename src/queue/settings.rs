@@ -49,6 +49,9 @@ pub enum RedisSettingError {
 }
 
 impl RedisTarget {
+    /// Redis's port when only a host is given.
+    pub const DEFAULT_PORT: u16 = 6379;
+
     /// Every URL it names.
     pub fn urls(&self) -> &[String] {
         match self {
