@@ -14,6 +14,7 @@ mod http;
 mod operator;
 mod providers;
 mod reader;
+mod spans;
 mod store;
 mod telemetry;
 #[cfg(test)]

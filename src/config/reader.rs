@@ -21,6 +21,8 @@ use super::ConfigError;
 pub(super) struct Reader<'a> {
     env: &'a HashMap<String, String>,
     file: toml::Table,
+    /// The file's text, to say where a mistake in a structured section is.
+    text: String,
     /// The config file in use, if any.
     path: Option<PathBuf>,
     /// File keys (dotted) that have been looked up; a table key covers everything under it.
@@ -47,6 +49,7 @@ impl<'a> Reader<'a> {
         let mut reader = Self {
             env,
             file: toml::Table::new(),
+            text: String::new(),
             path: None,
             asked: RefCell::default(),
         };
@@ -64,6 +67,7 @@ impl<'a> Reader<'a> {
                 path: path.clone(),
                 source,
             })?;
+            reader.text = text;
         }
         Ok(reader)
     }
@@ -227,7 +231,8 @@ impl<'a> Reader<'a> {
             .map(Some)
             .map_err(|source| ConfigError::Section {
                 key: key.to_owned(),
-                source,
+                // The same mistake, found again in the text: now with its line and column.
+                source: super::spans::locate::<T>(&self.text, key).unwrap_or(source),
             })
     }
 

@@ -596,3 +596,20 @@ fn file_mistakes_name_the_file_key() {
     // Sections of settings that are off are still known.
     with_file("[smtp]\ntimeout_ms = 5\n[redis]\nprefix = \"x\"\n", &[]).unwrap();
 }
+
+#[test]
+fn mistakes_in_structured_sections_say_where() {
+    let toml =
+        "[server]\nport = 1\n[[admin.tokens]]\nname = \"x\"\ntokn = \"y\"\nscope = \"read\"\n";
+    let err = with_file(toml, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("admin.tokens") && err.contains("line 5") && err.contains("tokn"),
+        "{err}"
+    );
+    let toml = "[[routes]]\nsteps = [{ action = \"email\", to = [\"nope\"], subject = \"s\", body = \"b\" }]\n";
+    let err = with_file(toml, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("line 2") && err.contains("not an email address"),
+        "{err}"
+    );
+}
