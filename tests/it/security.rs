@@ -1,11 +1,9 @@
 //! Admin access and TLS over real sockets: the allow-list, the failed-login limit, tokens kept
 //! out of the logs, and a listener certificate replaced on disk being served without a restart.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use reqwest::StatusCode;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,18 +167,13 @@ async fn tls_listener_reloads_a_replaced_certificate() {
     // ...a renewed pair does, without a restart.
     std::fs::copy(second.path("server.key"), &key).unwrap();
     std::fs::copy(second.path("server.pem"), &cert).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let now = peer_certificate(&both, &https).await;
-        if now != before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "certificate not reloaded"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    eventually(
+        "the replaced certificate to be served (true: reloaded)",
+        Duration::from_secs(10),
+        || async { peer_certificate(&both, &https).await != before },
+        |&reloaded| reloaded,
+    )
+    .await;
     // A client that trusts only the old CA is now refused.
     assert!(tls_client(&[&first]).get(&https).send().await.is_err());
     server.stop().await;

@@ -3,11 +3,9 @@
 //! background jobs with progress and cancel), and what they do to the actions. Storage-dependent
 //! tests run against SQLite and PostgreSQL.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::*;
+use crate::support::*;
 use hookd::event::{EventId, EventStatus};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -544,16 +542,16 @@ async fn redrive_runs_a_compensated_dead_letter_again(b: Backend) {
 
 /// Wait until the job has left `running`; its final state.
 async fn wait_job(server: &TestServer, id: &str) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (s, job) = get(server, READ_TOKEN, &format!("/jobs/{id}")).await;
-        assert_eq!(s, StatusCode::OK);
-        if job["status"] != "running" {
-            return job;
-        }
-        assert!(Instant::now() < deadline, "job still running: {job}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let path = format!("/jobs/{id}");
+    let (s, job) = eventually(
+        format!("job {id} to leave running"),
+        WAIT,
+        || get(server, READ_TOKEN, &path),
+        |(s, job)| *s != StatusCode::OK || job["status"] != "running",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    job
 }
 
 async fn bulk_redrive_is_a_job_with_progress(b: Backend) {
@@ -686,21 +684,20 @@ async fn bulk_replay_can_be_cancelled(b: Backend) {
     let replayed = done["replayed"].as_u64().unwrap();
     assert!(replayed < 250, "{done}");
     // Exactly the events the job got to were replayed, and they ran again.
-    let deadline = Instant::now() + WAIT;
-    loop {
+    let tally = || async {
         let (_, page) = get(&server, READ_TOKEN, "/events?limit=500").await;
         let events = page["events"].as_array().unwrap();
         let again = events.iter().filter(|e| e["replays"] == 1).count() as u64;
         let completed = events.iter().filter(|e| e["status"] == "completed").count();
-        if again == replayed && completed == 250 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "replayed {again} of {replayed}, {completed} completed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        (again, completed)
+    };
+    eventually(
+        format!("(replayed again, completed) to be ({replayed}, 250)"),
+        WAIT,
+        tally,
+        |&seen| seen == (replayed, 250),
+    )
+    .await;
     server.stop().await;
 }
 
@@ -770,14 +767,13 @@ async fn replays_and_redrives_reach_redis_workers() {
     server.wait_status(id, EventStatus::Completed, wait).await;
     let (s, _) = post(&server, ADMIN_TOKEN, &format!("/events/{id}/replay"), None).await;
     assert_eq!(s, StatusCode::OK);
-    let deadline = Instant::now() + wait;
-    while target.succeeded().len() < 2 {
-        assert!(
-            Instant::now() < deadline,
-            "the replay never reached a worker"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    eventually(
+        "the replay to reach a worker (2 forwards answered 2xx)",
+        wait,
+        || async { target.succeeded().len() },
+        |&n| n >= 2,
+    )
+    .await;
     let e = server.wait_status(id, EventStatus::Completed, wait).await;
     assert_eq!(e.replays, 2);
     server.stop().await;

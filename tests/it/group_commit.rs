@@ -2,11 +2,9 @@
 //! transactions, yet every request gets the answer it would have got alone. A long batch
 //! window makes shared batches near certain; the assertions hold however requests are grouped.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::*;
+use crate::support::*;
 use hookd::event::{EventId, EventStatus};
 use reqwest::StatusCode;
 

@@ -2,11 +2,9 @@
 //! and a contract test (schemathesis, from PyPI) drives every operation from it against a real
 //! server with data in it and finds no server error and no answer that contradicts the document.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use reqwest::StatusCode;
 

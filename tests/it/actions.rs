@@ -3,11 +3,9 @@
 //! (aiosmtpd), the official Standard Webhooks library; storage-dependent tests run against
 //! SQLite and PostgreSQL.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -194,28 +192,25 @@ async fn breaker_holds_events_through_an_outage_and_recovers(b: Backend) {
 
     // The breaker opened, and with every destination of its routes open, Stripe is paused
     // automatically (GitHub, whose destination is fine, is not).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let providers = server.admin_get("/providers").await;
-        let by_name = |n: &str| {
-            providers["providers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|p| p["name"] == n)
-                .cloned()
-                .unwrap()
-        };
-        assert_eq!(by_name("github")["auto_paused"], false, "{providers:#}");
-        if by_name("stripe")["auto_paused"] == true {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stripe never paused automatically: {providers:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "stripe to be paused automatically (and github never)",
+        Duration::from_secs(5),
+        || server.admin_get("/providers"),
+        |providers| {
+            let by_name = |n: &str| {
+                providers["providers"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|p| p["name"] == n)
+                    .cloned()
+                    .unwrap()
+            };
+            assert_eq!(by_name("github")["auto_paused"], false, "{providers:#}");
+            by_name("stripe")["auto_paused"] == true
+        },
+    )
+    .await;
     let dests = server.admin_get("/destinations").await;
     let broken = dests["destinations"]
         .as_array()

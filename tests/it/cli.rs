@@ -2,13 +2,11 @@
 //! `send` and `sign` make test webhooks every provider's verifier accepts, and `events`, `dlq`,
 //! `providers`, `jobs` and `audit` drive the admin API.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 
 const WAIT: Duration = Duration::from_secs(20);

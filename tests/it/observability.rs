@@ -2,14 +2,13 @@
 //! protobuf hookd exports, a Prometheus text parser over `/metrics`, and the JSON log lines of
 //! the real binary.
 
-mod common;
-
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::support::*;
 use axum::body::Bytes;
 use axum::extract::State;
-use common::*;
+use hookd::event::EventStatus;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use reqwest::StatusCode;
@@ -75,18 +74,14 @@ impl OtlpReceiver {
 
     /// Wait until a span matching `pred` has arrived.
     async fn wait_for(&self, what: &str, pred: impl Fn(&SpanSeen) -> bool) -> SpanSeen {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(s) = self.spans.lock().unwrap().iter().find(|s| pred(s)) {
-                return s.clone();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} span; got {:#?}",
-                self.spans.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let spans = eventually(
+            format!("a {what} span"),
+            Duration::from_secs(20),
+            || async { self.spans.lock().unwrap().clone() },
+            |spans| spans.iter().any(&pred),
+        )
+        .await;
+        spans.into_iter().find(pred).expect("eventually found one")
     }
 }
 
@@ -283,36 +278,32 @@ steps = [{{ action = "forward", url = "{}" }}]
         .send()
         .await
         .unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     hookd
-        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .wait_status(id, EventStatus::DeadLetter, Duration::from_secs(15))
         .await;
     ok.wait_hits(2, Duration::from_secs(10)).await;
     // Completion is written just after the forward answers: give it a moment.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Store gauges are cached for a few seconds: scrape until they show the dead letter.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let (text, m) = loop {
-        let text = http
-            .get(format!("{}/metrics", hookd.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let m = scrape(&text);
-        if value(&m, "hookd_events", &[("status", "dead_letter")]) == Some(1.0)
-            || Instant::now() > deadline
-        {
-            break (text, m);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let metrics = format!("{}/metrics", hookd.url);
+    let text = eventually(
+        "/metrics to count the dead letter in hookd_events",
+        Duration::from_secs(15),
+        || async {
+            http.get(&metrics)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        },
+        |text| value(&scrape(text), "hookd_events", &[("status", "dead_letter")]) == Some(1.0),
+    )
+    .await;
+    let m = scrape(&text);
     let received = |outcome: &str, provider: &str| {
         value(
             &m,
@@ -389,8 +380,8 @@ steps = [{{ action = "forward", url = "{}" }}]
 
     // The shipped dashboard and alert rules only use metrics hookd really exposes.
     let shipped = [
-        include_str!("../deploy/grafana/hookd-dashboard.json"),
-        include_str!("../deploy/prometheus/alerts.yml"),
+        include_str!("../../deploy/grafana/hookd-dashboard.json"),
+        include_str!("../../deploy/prometheus/alerts.yml"),
     ];
     for text_file in shipped {
         for word in text_file.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
@@ -436,10 +427,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
         .send()
         .await
         .unwrap();
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     let bad = http
         .post(format!("{}/webhooks/stripe", hookd.url))
         .header(
@@ -452,7 +440,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
         .unwrap();
     assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
     hookd
-        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .wait_status(id, EventStatus::DeadLetter, Duration::from_secs(15))
         .await;
     let pid = hookd.child.id().to_string();
     assert!(
@@ -477,7 +465,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
             .clone()
     };
     let accepted = find("webhook accepted");
-    assert_eq!(accepted["event_id"], id.as_str());
+    assert_eq!(accepted["event_id"], id.to_string());
     assert_eq!(accepted["provider"], "stripe");
     assert_eq!(accepted["level"], "INFO");
     let trace_id = accepted["trace_id"]
@@ -486,7 +474,7 @@ async fn logs_are_flat_json_with_context_errors_apart_and_no_secrets() {
     assert_eq!(trace_id.len(), 32);
     assert_ne!(trace_id, "0".repeat(32), "a real trace id");
     let dead = find("event dead-lettered");
-    assert_eq!(dead["event_id"], id.as_str());
+    assert_eq!(dead["event_id"], id.to_string());
     assert_eq!(dead["provider"], "stripe");
     assert_eq!(
         dead["trace_id"], trace_id,
@@ -545,15 +533,13 @@ async fn liveness_stays_up_while_readiness_follows_the_store() {
         StatusCode::SERVICE_UNAVAILABLE
     );
     outage.end().await;
-    let mut ready = StatusCode::SERVICE_UNAVAILABLE;
-    for _ in 0..50 {
-        ready = get("/health/ready").await.unwrap().status();
-        if ready == StatusCode::OK {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(ready, StatusCode::OK);
+    eventually(
+        "/health/ready to answer 200 after the outage",
+        Duration::from_secs(10),
+        || async { get("/health/ready").await.unwrap().status() },
+        |&ready| ready == StatusCode::OK,
+    )
+    .await;
     server.stop().await;
 }
 

@@ -1,12 +1,11 @@
 //! Tests of the `hookd` binary as a separate OS process: crash recovery after `kill -9`,
 //! SIGTERM, and the command line.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
+use hookd::event::EventStatus;
 use reqwest::StatusCode;
 
 both_backends!(
@@ -41,10 +40,7 @@ async fn kill_9_during_a_forward_loses_nothing(b: Backend) {
     let (_, body) = stripe_event("payment_intent.succeeded");
     let r = post_stripe(&first.url, &body).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     // The forward is in flight: kill the process without any chance to clean up.
     target.wait_hits(1, Duration::from_secs(10)).await;
     first.child.kill().unwrap();
@@ -53,7 +49,7 @@ async fn kill_9_during_a_forward_loses_nothing(b: Backend) {
     let second = Hookd::spawn(&db, &routes, "second.log").await;
     // Lease is 2 s in tests: the restarted process takes the event over once it expires.
     let e = second
-        .wait_status(&id, "completed", Duration::from_secs(15))
+        .wait_status(id, EventStatus::Completed, Duration::from_secs(15))
         .await;
     assert_eq!(e["attempts"], 2, "{e:#}");
     assert_eq!(target.received().len(), 1, "one forward answered");
@@ -93,17 +89,14 @@ async fn kill_9_during_compensation_resumes_it(b: Backend) {
     let mut first = Hookd::spawn(&db, &routes, "first.log").await;
     let (_, body) = stripe_event("payment_intent.succeeded");
     let r = post_stripe(&first.url, &body).await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     undo.wait_hits(1, Duration::from_secs(10)).await;
     first.child.kill().unwrap();
     first.child.wait().unwrap();
 
     let second = Hookd::spawn(&db, &routes, "second.log").await;
     let e = second
-        .wait_status(&id, "dead_letter", Duration::from_secs(15))
+        .wait_status(id, EventStatus::DeadLetter, Duration::from_secs(15))
         .await;
     assert_eq!(
         (step.hits(), failing.hits()),
@@ -150,10 +143,7 @@ async fn sigterm_drains_and_exits_cleanly(b: Backend) {
     let mut hookd = Hookd::spawn(&db, &routes, "term.log").await;
     let (_, body) = stripe_event("payment_intent.succeeded");
     let r = post_stripe(&hookd.url, &body).await;
-    let id = r.json::<serde_json::Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = id_of(r).await;
     target.wait_hits(1, Duration::from_secs(10)).await;
     let pid = hookd.child.id().to_string();
     assert!(
@@ -168,7 +158,7 @@ async fn sigterm_drains_and_exits_cleanly(b: Backend) {
     assert_eq!(target.received().len(), 1, "the in-flight forward finished");
 
     let again = Hookd::spawn(&db, &routes, "after.log").await;
-    let e = again.event(&id).await;
+    let e = again.event(id).await;
     assert_eq!(e["status"], "completed", "{e:#}");
     assert_eq!(e["attempts"], 1);
     drop(again);

@@ -3,13 +3,11 @@
 //! its reason, with nothing stored. These run on SQLite (storage is covered by `webhooks.rs`), except
 //! one that runs on both backends.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::*;
 use base64::Engine;
-use common::*;
 use hmac::{KeyInit, Mac};
 use reqwest::StatusCode;
 

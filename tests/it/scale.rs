@@ -1,13 +1,11 @@
 //! The reference architecture as separate OS processes: PostgreSQL + Redis, several `hookd api`
 //! and `hookd worker` processes, under load and under faults.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use hookd::store::EventStore;
 use tokio::sync::Semaphore;
@@ -79,25 +77,19 @@ async fn open_store(db: &TestDb) -> Arc<dyn EventStore> {
         .unwrap()
 }
 
-async fn wait_completed(store: &Arc<dyn EventStore>, n: u64, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let counts = store.counts().await.unwrap();
-        let done = counts.get(&EventStatus::Completed).copied().unwrap_or(0);
-        if done >= n {
-            assert_eq!(
-                counts.values().sum::<u64>(),
-                n,
-                "nothing else stored: {counts:?}"
-            );
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "only {done} of {n} completed: {counts:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+async fn wait_completed(store: &Arc<dyn EventStore>, n: u64, within: Duration) {
+    let counts = eventually(
+        format!("{n} events to complete"),
+        within,
+        || async { store.counts().await.unwrap() },
+        |counts| counts.get(&EventStatus::Completed).copied().unwrap_or(0) >= n,
+    )
+    .await;
+    assert_eq!(
+        counts.values().sum::<u64>(),
+        n,
+        "nothing else stored: {counts:?}"
+    );
 }
 
 /// How many times the target received each event.

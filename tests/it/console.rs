@@ -2,12 +2,10 @@
 //! console in a real headless Chromium (tests/browser/console.mjs, playwright-core driving
 //! Debian's chromium), with screenshots saved under target/browser-artifacts/.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use reqwest::StatusCode;
 

@@ -1,10 +1,8 @@
 //! End-to-end tests over real HTTP, each against SQLite and against PostgreSQL.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::support::*;
 use hookd::event::EventStatus;
 use reqwest::StatusCode;
 
@@ -504,15 +502,13 @@ async fn store_down_means_503_and_recovery(b: Backend) {
     outage.end().await;
 
     // The provider retries; hookd has recovered on its own.
-    let mut status = StatusCode::SERVICE_UNAVAILABLE;
-    for _ in 0..50 {
-        status = server.post_stripe(&body).await.status();
-        if status == StatusCode::ACCEPTED {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, StatusCode::ACCEPTED);
+    eventually(
+        "the provider's retry to be accepted (202)",
+        WAIT,
+        || async { server.post_stripe(&body).await.status() },
+        |&status| status == StatusCode::ACCEPTED,
+    )
+    .await;
     assert_eq!(
         server.http.get(&health).send().await.unwrap().status(),
         StatusCode::OK

@@ -2,11 +2,9 @@
 //! in-flight bound, slow clients (headers and bodies), oversized headers, connection caps and
 //! ids or event types hookd will not store.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

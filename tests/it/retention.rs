@@ -2,11 +2,9 @@
 //! longer ago than that, keeps everything else, and the database still refuses any other change
 //! to a body. Both stores.
 
-mod common;
+use std::time::Duration;
 
-use std::time::{Duration, Instant};
-
-use common::*;
+use crate::support::*;
 use hookd::event::{EventId, EventStatus};
 use reqwest::StatusCode;
 use sqlx::Connection;
@@ -95,11 +93,13 @@ async fn old_finished_payloads_are_purged_and_nothing_else(b: Backend) {
 
     // A pass runs at start.
     let server = TestServer::start(&db, &routes, &[extra[0], ("HOOKD_RETENTION_DAYS", "30")]).await;
-    let deadline = Instant::now() + WAIT;
-    while server.event(old_dead).await.body_purged_at.is_none() {
-        assert!(Instant::now() < deadline, "payloads not purged");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        "the old dead letter's payload to be purged",
+        WAIT,
+        || server.event(old_dead),
+        |e| e.body_purged_at.is_some(),
+    )
+    .await;
     for id in [old_done, old_dead] {
         let e = server.event(id).await;
         assert_eq!(e.body_bytes, 0);

@@ -1,13 +1,11 @@
 //! Redis Streams queue semantics against a real Redis (own key prefix per test) and a real
 //! PostgreSQL store (own database per test).
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use chrono::Utc;
-use common::*;
 use hookd::event::{ClaimedEvent, EventId, EventStatus, Outcome};
 use hookd::queue::{Queue, RedisKeys, RedisQueue};
 use hookd::queue::{RedisConfig, RedisTarget};
@@ -65,19 +63,20 @@ impl Fixture {
         }
     }
 
-    /// Poll the queue as worker `owner` until something is claimed or `timeout` passes.
-    async fn next(&self, owner: &str, lease: Duration, timeout: Duration) -> Vec<ClaimedEvent> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let got = self
-                .queue
-                .next(owner, lease, 10, Duration::from_millis(100))
-                .await
-                .unwrap();
-            if !got.is_empty() || Instant::now() >= deadline {
-                return got;
-            }
-        }
+    /// Poll the queue as worker `owner` until something is claimed, or fail after `within`.
+    async fn next(&self, owner: &str, lease: Duration, within: Duration) -> Vec<ClaimedEvent> {
+        eventually(
+            format!("worker {owner} to claim something"),
+            within,
+            || async {
+                self.queue
+                    .next(owner, lease, 10, Duration::from_millis(100))
+                    .await
+                    .unwrap()
+            },
+            |got| !got.is_empty(),
+        )
+        .await
     }
 
     async fn finish(&self, e: &ClaimedEvent, owner: &str, outcome: Outcome) {
@@ -410,11 +409,13 @@ impl LocalCluster {
             });
         }
         for n in &nodes {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while std::net::TcpStream::connect(("127.0.0.1", n.port)).is_err() {
-                assert!(Instant::now() < deadline, "cluster node did not start");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let _listening = eventually(
+                format!("cluster node {} to listen", n.port),
+                Duration::from_secs(10),
+                || async { std::net::TcpStream::connect(("127.0.0.1", n.port)).map(drop) },
+                Result::is_ok,
+            )
+            .await;
         }
         let addrs: Vec<String> = nodes
             .iter()
@@ -432,21 +433,21 @@ impl LocalCluster {
             String::from_utf8_lossy(&out.stdout)
         );
         let cluster = Self { nodes };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let ok = cluster.nodes.iter().all(|n| {
-                let out = std::process::Command::new("redis-cli")
-                    .args(["-p", &n.port.to_string(), "cluster", "info"])
-                    .output()
-                    .unwrap();
-                String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
-            });
-            if ok {
-                return cluster;
-            }
-            assert!(Instant::now() < deadline, "cluster did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let node_ok = |n: &PrivateClusterNode| {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &n.port.to_string(), "cluster", "info"])
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&out.stdout).contains("cluster_state:ok")
+        };
+        eventually(
+            "every cluster node to say cluster_state:ok",
+            Duration::from_secs(20),
+            || async { cluster.nodes.iter().map(node_ok).collect::<Vec<_>>() },
+            |ok| ok.iter().all(|&ok| ok),
+        )
+        .await;
+        cluster
     }
 
     fn urls(&self) -> Vec<String> {

@@ -4,13 +4,11 @@
 //! `completed`, nothing else is stored, and the target saw each event at least once, with
 //! repeats only where the test allows them (a worker killed mid-step).
 
-mod common;
-
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::support::*;
 use sqlx::Row;
 use tokio::sync::Semaphore;
 
@@ -132,6 +130,26 @@ fn load(
     })
 }
 
+/// The events table as the reconciliation reads it. It shows as its counts: the rows themselves
+/// would bury a failure message.
+struct Stored(Vec<sqlx::postgres::PgRow>);
+
+impl Stored {
+    fn completed(&self) -> usize {
+        self.0
+            .iter()
+            .filter(|r| r.get::<String, _>("status") == "completed")
+            .count()
+    }
+}
+
+impl std::fmt::Debug for Stored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (done, all) = (self.completed(), self.0.len());
+        write!(f, "{done} of {all} stored events completed")
+    }
+}
+
 /// The reconciliation every fault test ends with. Returns how many forwards were repeats.
 async fn reconcile(
     db_url: &str,
@@ -144,27 +162,19 @@ async fn reconcile(
     let acked: HashSet<&str> = deliveries.iter().map(|d| d.key.as_str()).collect();
     assert_eq!(acked.len(), deliveries.len());
     let pool = sqlx::PgPool::connect(db_url).await.unwrap();
-    let deadline = Instant::now() + timeout;
-    let rows = loop {
-        let rows = sqlx::query("SELECT id::text AS id, idempotency_key, status FROM events")
-            .fetch_all(&pool)
-            .await
-            .unwrap();
-        let done = rows
-            .iter()
-            .filter(|r| r.get::<String, _>("status") == "completed")
-            .count();
-        if done == rows.len() && done >= acked.len() {
-            break rows;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{done} of {} stored events completed ({} acknowledged)",
-            rows.len(),
+    let Stored(rows) = eventually(
+        format!(
+            "every stored event, and at least the {} acknowledged, to complete",
             acked.len()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+        ),
+        timeout,
+        || async {
+            let q = sqlx::query("SELECT id::text AS id, idempotency_key, status FROM events");
+            Stored(q.fetch_all(&pool).await.unwrap())
+        },
+        |stored| stored.completed() == stored.0.len() && stored.completed() >= acked.len(),
+    )
+    .await;
     // Stored exactly what was acknowledged: nothing lost, nothing extra.
     let stored: HashSet<String> = rows.iter().map(|r| r.get("idempotency_key")).collect();
     assert_eq!(stored.len(), rows.len(), "one row per key");

@@ -1,0 +1,23 @@
+//! hookd's integration tests, in one test binary: one module per area, each against real parts
+//! (PostgreSQL, SQLite, Redis, HTTP targets, an SMTP server, the `hookd` binary as a process).
+//! One binary means the harness in `support` and hookd itself are compiled and linked once,
+//! not once per area. Tests are named `<area>::<test>`, e.g. `webhooks::rejected_requests_store_nothing::sqlite`.
+
+mod support;
+
+mod actions;
+mod admin;
+mod cli;
+mod console;
+mod faults;
+mod group_commit;
+mod limits;
+mod observability;
+mod openapi;
+mod process;
+mod providers;
+mod redis_queue;
+mod retention;
+mod scale;
+mod security;
+mod webhooks;

@@ -1,0 +1,93 @@
+//! The real `hookd` binary as a child process (`serve`, `api`, `worker`), for what only a
+//! separate process shows: `kill -9`, SIGTERM, exit codes, fleets of processes sharing a store.
+//! Each logs to a file in the test's folder. Never outlives its test: dropping it kills it.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+
+use hookd::event::{EventId, EventStatus};
+use reqwest::StatusCode;
+
+use super::{ADMIN_TOKEN, ReadEvents, TestDb, base_vars, eventually, free_port};
+
+/// The real `hookd` binary running as a child process.
+pub struct Hookd {
+    /// The process, for signals and its exit status.
+    pub child: Child,
+    /// Its base URL, `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl Hookd {
+    /// Start `hookd serve` on a free port and wait until it answers.
+    pub async fn spawn(db: &TestDb, routes: &str, log_name: &str) -> Self {
+        Self::spawn_with(db, routes, "serve", &[], log_name).await
+    }
+
+    /// Start `hookd <command>` with extra variables. For `worker` (no HTTP server) this returns
+    /// once the process runs; otherwise once `/health` answers 200.
+    pub async fn spawn_with(
+        db: &TestDb,
+        routes: &str,
+        command: &str,
+        extra: &[(&str, String)],
+        log_name: &str,
+    ) -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(db.dir.path().join(log_name)).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+        cmd.arg(command)
+            .env_clear()
+            .envs(base_vars(db, routes))
+            .env("PORT", port.to_string())
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("spawn hookd");
+        let url = format!("http://127.0.0.1:{port}");
+        if command == "worker" {
+            return Self { child, url };
+        }
+        let http = reqwest::Client::new();
+        let health = format!("{url}/health");
+        let _ok = eventually(
+            format!(
+                "hookd to start (see {log_name} in {})",
+                db.dir.path().display()
+            ),
+            Duration::from_secs(20),
+            || async { http.get(&health).send().await.map(|r| r.status()) },
+            |status| matches!(status, Ok(StatusCode::OK)),
+        )
+        .await;
+        Self { child, url }
+    }
+}
+
+impl ReadEvents for Hookd {
+    /// The admin API's JSON for the event.
+    type Event = serde_json::Value;
+
+    async fn event(&self, id: EventId) -> serde_json::Value {
+        reqwest::Client::new()
+            .get(format!("{}/admin/events/{id}", self.url))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    fn status(event: &serde_json::Value) -> Option<EventStatus> {
+        event["status"].as_str().and_then(EventStatus::parse)
+    }
+}
+
+impl Drop for Hookd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
