@@ -248,6 +248,7 @@ impl RouteConfig {
         urls
     }
 
+    /// Its name, or `route<index>` (its position in the file).
     pub fn display_name(&self, index: usize) -> String {
         self.name.clone().unwrap_or_else(|| format!("route{index}"))
     }

@@ -21,6 +21,7 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope as configured and shown: `read` or `operate`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Read => "read",
@@ -28,6 +29,7 @@ impl Scope {
         }
     }
 
+    /// `read` or `operate`.
     pub fn parse(s: &str) -> Option<Self> {
         match s {
             "read" => Some(Self::Read),

@@ -65,6 +65,7 @@ impl Section<'_> {
         format!("providers.{}.{field}", self.name)
     }
 
+    /// The provider's name (its URL path segment).
     pub fn name(&self) -> &str {
         self.name
     }
