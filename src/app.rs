@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{TlsError, TlsListener};
 use crate::http::{self, AppState, HttpSettings};
-use crate::ops::Ops;
+use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, GroupCommit, GroupCommitSettings, StoreError, redact_url};
 use crate::verify::{ProviderError, Providers};
@@ -299,18 +299,22 @@ async fn start_api(
     (listener, local): (TcpListener, SocketAddr),
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<(), StartError> {
-    let providers = Providers::from_config(&config.providers)?;
+    let providers = Arc::new(Providers::from_config(&config.providers)?);
     let ops = Arc::new(Ops::new(
-        parts.store.clone(),
-        open_reads(config, &parts.store).await?,
-        parts.queue.clone(),
+        OpsParts {
+            store: parts.store.clone(),
+            reads: open_reads(config, &parts.store).await?,
+            queue: parts.queue.clone(),
+            providers: providers.clone(),
+            destinations,
+            session_ttl: config.operator.session_ttl,
+            secure_cookies: config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
+            shutdown: parts.shutdown.clone(),
+        },
         &config.operator.tokens,
-        config.operator.session_ttl,
-        config
-            .public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://")),
-        parts.shutdown.clone(),
     ));
     let http = &config.http;
     let tls = http.tls.as_ref().map(TlsListener::new).transpose()?;
@@ -329,7 +333,6 @@ async fn start_api(
         memory_limit_bytes: http.memory_limit_bytes,
         shutting_down: parts.shutdown.clone(),
         backlog: Default::default(),
-        destinations,
         limits: http.limits.clone(),
         admission,
         access: http::AccessGuard::new(http.admin_access.clone()),

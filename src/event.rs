@@ -238,7 +238,7 @@ pub struct ProviderPause {
 }
 
 /// Full history of one event, for the admin API.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventDetail {
     pub id: EventId,
     pub provider: String,
@@ -259,7 +259,7 @@ pub struct EventDetail {
     pub steps: Vec<StepResultRow>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Transition {
     pub from: Option<EventStatus>,
     pub to: EventStatus,
@@ -267,7 +267,7 @@ pub struct Transition {
     pub detail: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StepResultRow {
     pub step: String,
     pub attempt: u32,

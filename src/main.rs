@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Openapi) => {
-            print!("{}", hookd::http::admin_api::openapi_json());
+            print!("{}", hookd::http::admin::openapi_json());
             return Ok(());
         }
         // Clients of a running hookd: no configuration, no telemetry.

@@ -11,8 +11,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::reader::{Reader, invalid};
-use crate::http::validate::SchemaRule;
-use crate::http::{AdminAccess, HttpSettings, Limits, RateQuota, TlsConfig};
+use crate::http::{AdminAccess, HttpSettings, Limits, RateQuota, SchemaRule, TlsConfig};
 use crate::verify::env_prefix;
 
 pub(super) fn http(r: &Reader<'_>, providers: &[String]) -> Result<HttpSettings, ConfigError> {

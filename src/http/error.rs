@@ -54,6 +54,7 @@ impl From<crate::ops::OpsError> for ApiError {
         use crate::ops::OpsError as E;
         match e {
             E::NotFound => Self::NotFound,
+            E::UnknownProvider(name) => Self::UnknownProvider(name),
             E::Conflict { code, message } => Self::Conflict { code, message },
             E::Invalid(m) => Self::InvalidParam(m),
             E::Store(s) => Self::Store(s),

@@ -7,72 +7,9 @@
 //! Owns these limits and the reasons they give. It must never change a value: a webhook either
 //! passes as it is or is refused with a 400 that names the field.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-use super::settings::Limits;
+use super::settings::{Limits, SchemaRule};
 use crate::actions::glob_match;
 use crate::verify::VerifiedWebhook;
-
-/// A JSON Schema that payloads of a provider and event type must match. Compiled once, at start.
-#[derive(Clone)]
-pub struct SchemaRule {
-    /// Provider name or `*`.
-    pub provider: String,
-    /// Globs on the event type.
-    pub events: Vec<String>,
-    /// The file it came from, as configured (named in errors).
-    pub path: PathBuf,
-    pub validator: Arc<jsonschema::Validator>,
-}
-
-impl fmt::Debug for SchemaRule {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SchemaRule")
-            .field("provider", &self.provider)
-            .field("events", &self.events)
-            .field("path", &self.path)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Why a schema file cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SchemaError {
-    #[error("a readable JSON Schema file ({source})")]
-    Read { source: std::io::Error },
-    #[error("a JSON Schema, but it is not JSON: {source}")]
-    Json { source: serde_json::Error },
-    #[error("a valid JSON Schema: {source}")]
-    Invalid {
-        source: Box<jsonschema::ValidationError<'static>>,
-    },
-}
-
-impl SchemaRule {
-    /// Read and compile the schema at `file` (already resolved against the config file's
-    /// folder); `path` is the path as configured, kept for messages.
-    pub fn load(
-        provider: String,
-        events: Vec<String>,
-        path: PathBuf,
-        file: &Path,
-    ) -> Result<Self, SchemaError> {
-        let text = std::fs::read_to_string(file).map_err(|source| SchemaError::Read { source })?;
-        let schema: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| SchemaError::Json { source })?;
-        let validator = jsonschema::validator_for(&schema).map_err(|e| SchemaError::Invalid {
-            source: Box::new(e),
-        })?;
-        Ok(Self {
-            provider,
-            events,
-            path,
-            validator: Arc::new(validator),
-        })
-    }
-}
 
 /// Why a verified webhook was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

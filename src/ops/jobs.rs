@@ -1,15 +1,26 @@
 //! Bulk replays and redrives as background jobs: they page through the events a filter matches
 //! (newest first, each event once), replay them a batch at a time and store their progress, so
 //! any API process can report on a job and cancel it.
+//!
+//! Owns the job's pace and its record (progress, cancel, end). It must never hold the store
+//! for long: one batch per write, with a pause between batches.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Ops, OpsError, Principal};
+use super::{Ops, OpsError, Principal, params};
 use crate::event::EventId;
 use crate::store::admin::{EventFilter, Job, JobProgress, JobStatus, ReplayKind};
+
+// No doc comment: it would become the schema's description and change docs/openapi.json.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct JobList {
+    pub jobs: Vec<Job>,
+}
 
 /// Events replayed per batch (one store write each batch).
 const BATCH: u32 = 100;
@@ -51,6 +62,32 @@ impl Ops {
             .job(id)
             .await?
             .ok_or_else(|| OpsError::Invalid("the job vanished".into()))
+    }
+
+    /// The `limit` most recent jobs, newest first.
+    pub async fn jobs(&self, limit: u32) -> Result<JobList, OpsError> {
+        Ok(JobList {
+            jobs: self.store.jobs(limit).await?,
+        })
+    }
+
+    /// One job and its progress, by the id as given.
+    pub async fn job(&self, id: &str) -> Result<Job, OpsError> {
+        let id = params::job_id(id)?;
+        self.store.job(id).await?.ok_or(OpsError::NotFound)
+    }
+
+    /// Ask a running job to stop after its current batch. Returns the job as it is now.
+    pub async fn cancel_job(&self, id: &str) -> Result<Job, OpsError> {
+        let id = params::job_id(id)?;
+        if !self.store.cancel_job(id).await? {
+            let job = self.store.job(id).await?.ok_or(OpsError::NotFound)?;
+            return Err(OpsError::Conflict {
+                code: "job_not_running",
+                message: format!("the job is {}", job.status.as_str()),
+            });
+        }
+        self.store.job(id).await?.ok_or(OpsError::NotFound)
     }
 
     async fn run_job(

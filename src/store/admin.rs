@@ -60,7 +60,7 @@ impl EventFilter {
 }
 
 /// One event in a list: metadata only.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventSummary {
     pub id: EventId,
     pub provider: String,
@@ -111,7 +111,7 @@ impl ReplayKind {
 }
 
 /// A stored audit entry: who did what, when, and how it ended.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,
@@ -181,7 +181,7 @@ impl JobStatus {
 }
 
 /// A background job (bulk replay or redrive) and its progress.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Job {
     pub id: Uuid,
     /// `replay` or `redrive`.

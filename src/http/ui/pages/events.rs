@@ -1,16 +1,20 @@
-//! The console's HTML. maud escapes every value it inserts; nothing here builds markup from
-//! strings. Pages use only classes (the CSP allows no inline style or script).
+//! The pages of events: the list with its activity chart, one event with its timeline and
+//! payload, and the dead letters with the recent bulk jobs. They must never offer an action
+//! the session's scope does not allow, nor show a purged payload as if it were there.
 
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
-use maud::{DOCTYPE, Markup, html};
+use maud::{Markup, html};
 use serde_json::Value;
 
-use super::{ConsoleSession, can_operate};
+use super::{badge, page, respond, time};
 use crate::event::{EventDetail, EventStatus};
-use crate::http::admin_api::{EventPage, EventQuery, Stats, Window};
-use crate::store::admin::{AuditEntry, EventPayload, EventSummary, Job};
+use crate::http::ui::can_operate;
+use crate::ops::{
+    ActivityBucket, ConsoleSession, EventPage, EventPayload, EventQuery, EventSummary, Job, Stats,
+    Window,
+};
 
 const STATUSES: [EventStatus; 6] = [
     EventStatus::Pending,
@@ -20,103 +24,6 @@ const STATUSES: [EventStatus; 6] = [
     EventStatus::Completed,
     EventStatus::DeadLetter,
 ];
-
-fn time(t: &DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-fn page(title: &str, me: Option<&ConsoleSession>, nav: &str, body: Markup) -> Markup {
-    html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · hookd" }
-                link rel="icon" href="data:,";
-                link rel="stylesheet" href="/ui/static/app.css";
-                script src="/ui/static/app.js" defer {}
-            }
-            body {
-                header.top {
-                    a.brand href="/ui/events" { "hookd" }
-                    @if let Some(me) = me {
-                        nav {
-                            @for (href, label, key) in [
-                                ("/ui/events", "Events", "events"),
-                                ("/ui/dlq", "Dead letters", "dlq"),
-                                ("/ui/providers", "Providers", "providers"),
-                                ("/ui/audit", "Audit log", "audit"),
-                            ] {
-                                a href=(href) class=[(key == nav).then_some("active")] { (label) }
-                            }
-                        }
-                        div.who {
-                            span #who { (me.who.name) " · " (me.who.scope.as_str()) }
-                            form method="post" action="/ui/logout" {
-                                input type="hidden" name="csrf" value=(me.csrf);
-                                button.link type="submit" { "Log out" }
-                            }
-                        }
-                    }
-                }
-                main { (body) }
-            }
-        }
-    }
-}
-
-pub fn respond(status: StatusCode, markup: Markup) -> Response {
-    (
-        status,
-        [("content-type", "text/html; charset=utf-8")],
-        markup.into_string(),
-    )
-        .into_response()
-}
-
-pub fn error(status: StatusCode, me: Option<&ConsoleSession>, message: &str) -> Response {
-    respond(
-        status,
-        page(
-            "Error",
-            me,
-            "",
-            html! {
-                section.card.error {
-                    h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
-                    p #error-message { (message) }
-                    p { a href="/ui/events" { "Back to the events" } }
-                }
-            },
-        ),
-    )
-}
-
-pub fn login(csrf: &str, error: Option<&str>) -> Markup {
-    page(
-        "Log in",
-        None,
-        "",
-        html! {
-            section.card.login {
-                h1 { "Log in to hookd" }
-                p.muted { "Use an admin token: HOOKD_ADMIN_TOKEN, HOOKD_ADMIN_READ_TOKEN or one from [[admin.tokens]]." }
-                @if let Some(e) = error { p.alert #login-error { (e) } }
-                form method="post" action="/ui/login" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    label for="token" { "Admin token" }
-                    input #token type="password" name="token" autocomplete="current-password" required autofocus;
-                    button type="submit" { "Log in" }
-                }
-            }
-        },
-    )
-}
-
-fn badge(status: EventStatus) -> Markup {
-    html! { span class={ "badge st-" (status.as_str()) } { (status.as_str()) } }
-}
 
 pub fn event_rows(events: &[EventSummary]) -> Markup {
     html! {
@@ -152,9 +59,7 @@ fn chart(stats: &Stats) -> Markup {
     let slot = W / n;
     let bar = (slot * 0.42).max(1.0);
     let y = |v: u64| H - (v as f64 / max) * (H - 4.0);
-    let total = |f: fn(&crate::store::admin::ActivityBucket) -> u64| {
-        stats.buckets.iter().map(f).sum::<u64>()
-    };
+    let total = |f: fn(&ActivityBucket) -> u64| stats.buckets.iter().map(f).sum::<u64>();
     let received = total(|b| b.received);
     let completed = total(|b| b.completed);
     let failed = total(|b| b.retried + b.dead_lettered);
@@ -252,15 +157,26 @@ fn next_link(base: &str, query: &str, cursor: &str) -> String {
     format!("{base}?{}", q.finish())
 }
 
-pub fn events(
-    me: &ConsoleSession,
-    q: &EventQuery,
-    providers: &[String],
-    page_: &EventPage,
-    stats: &Stats,
-    _window: Window,
-    query: &str,
-) -> Response {
+/// What the events page shows.
+pub struct EventsView<'a> {
+    /// The filter as asked (shown in the form).
+    pub query: &'a EventQuery,
+    /// Provider names, the filter's choices.
+    pub providers: &'a [String],
+    pub page: &'a EventPage,
+    pub stats: &'a Stats,
+    /// The page's query string, for the live refresh and the next page's link.
+    pub query_string: &'a str,
+}
+
+pub fn events(me: &ConsoleSession, view: &EventsView<'_>) -> Response {
+    let EventsView {
+        query: q,
+        providers,
+        page: page_,
+        stats,
+        query_string: query,
+    } = *view;
     let first_page = q.cursor.as_deref().is_none_or(str::is_empty);
     let live = format!("/ui/events/rows?{}", without_cursor(query));
     respond(
@@ -498,144 +414,6 @@ pub fn dlq(
                     section.card {
                         h2 { "Recent bulk jobs" }
                         ul.jobs #jobs { @for j in jobs { (job_line(j)) } }
-                    }
-                }
-            },
-        ),
-    )
-}
-
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "—".into(),
-        other => other.to_string(),
-    }
-}
-
-pub fn providers(
-    me: &ConsoleSession,
-    list: &impl serde::Serialize,
-    dests: &Value,
-    flash: Option<&str>,
-) -> Response {
-    let list = serde_json::to_value(list).unwrap_or_default();
-    let operate = can_operate(me);
-    let empty = Vec::new();
-    let providers = list["providers"].as_array().unwrap_or(&empty);
-    let destinations = dests["destinations"].as_array().unwrap_or(&empty);
-    respond(
-        StatusCode::OK,
-        page(
-            "Providers",
-            Some(me),
-            "providers",
-            html! {
-                @if let Some(f) = flash { p.flash #flash { (f) } }
-                section.card {
-                    h1 { "Providers" }
-                    table.providers #providers {
-                        thead { tr { th { "Provider" } th { "Accepting" } th { "Processing" } th { "Waiting or dead" } th { "Destinations" } th {} } }
-                        tbody {
-                            @for p in providers {
-                                @let name = s(&p["name"]);
-                                @let paused = p["paused"] == true;
-                                tr data-provider=(name) {
-                                    td { strong { (name) } }
-                                    td { @if p["accepting"] == true { "yes" } @else { span.muted { "no secret" } } }
-                                    td {
-                                        @if paused {
-                                            span.badge.st-dead_letter { "paused" }
-                                            @if let Some(r) = p["reason"].as_str() { " " span.muted { (r) } }
-                                        } @else if p["auto_paused"] == true {
-                                            span.badge.st-retry_scheduled { "auto-paused: breakers open" }
-                                        } @else {
-                                            span.badge.st-completed { "running" }
-                                        }
-                                    }
-                                    td.small {
-                                        @if let Some(c) = p["counts"].as_object() {
-                                            @for (k, n) in c { span.count { (k) " " (n) } " " }
-                                        }
-                                    }
-                                    td.small.mono {
-                                        @if let Some(d) = p["destinations"].as_array() {
-                                            @for x in d { (s(x)) br; }
-                                        }
-                                    }
-                                    td {
-                                        @if operate {
-                                            @if paused {
-                                                form method="post" action={ "/ui/providers/" (name) "/resume" } {
-                                                    input type="hidden" name="csrf" value=(me.csrf);
-                                                    button.small type="submit" { "Resume" }
-                                                }
-                                            } @else {
-                                                form.inline method="post" action={ "/ui/providers/" (name) "/pause" }
-                                                    data-confirm={ "Pause " (name) "? Its events wait until resumed." } {
-                                                    input type="hidden" name="csrf" value=(me.csrf);
-                                                    input.reason type="text" name="reason" placeholder="reason" maxlength="1000";
-                                                    button.small type="submit" { "Pause" }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-                section.card {
-                    h2 { "Destination breakers" }
-                    p.muted { "State of this process's breakers" @if dests["workers"] != true { " (this process runs no workers)" } "." }
-                    table.destinations #destinations {
-                        thead { tr { th { "Destination" } th { "Breaker" } th { "Failures in a row" } th { "Open until" } th { "In flight" } th { "Opened" } th { "Probes" } } }
-                        tbody {
-                            @if destinations.is_empty() { tr { td.empty colspan="7" { "No destinations." } } }
-                            @for d in destinations {
-                                tr {
-                                    td.mono { (s(&d["destination"])) }
-                                    td { span class={ "badge br-" (s(&d["state"])) } { (s(&d["state"])) } }
-                                    td.num { (s(&d["consecutive_failures"])) }
-                                    td { (s(&d["open_until"])) }
-                                    td.num { (s(&d["in_flight"])) " / " (s(&d["concurrency_limit"])) }
-                                    td.num { (s(&d["counters"]["opened"])) }
-                                    td.num { (s(&d["counters"]["probes"])) }
-                                }
-                            }
-                        }
-                    }
-                }
-            },
-        ),
-    )
-}
-
-pub fn audit(me: &ConsoleSession, entries: &[AuditEntry]) -> Response {
-    respond(
-        StatusCode::OK,
-        page(
-            "Audit log",
-            Some(me),
-            "audit",
-            html! {
-                section.card {
-                    h1 { "Audit log" }
-                    table.audit #audit {
-                        thead { tr { th { "At (UTC)" } th { "Who" } th { "Action" } th { "Target" } th { "Result" } th { "Detail" } } }
-                        tbody {
-                            @if entries.is_empty() { tr { td.empty colspan="6" { "Nothing yet." } } }
-                            @for e in entries {
-                                tr {
-                                    td.nowrap { (time(&e.at)) }
-                                    td { (e.actor) }
-                                    td.mono { (e.action) }
-                                    td.mono.small { (e.target.clone().unwrap_or_default()) }
-                                    td class=[(e.status >= 400).then_some("error-text")] { (e.status) }
-                                    td.small { (e.detail.clone().unwrap_or_default()) }
-                                }
-                            }
-                        }
                     }
                 }
             },
