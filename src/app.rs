@@ -12,12 +12,13 @@ use tokio::task::JoinHandle;
 use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router, SetupError};
 use crate::config::Config;
+use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{TlsError, TlsListener};
-use crate::http::{self, AppState, HttpSettings};
+use crate::http::{self, AppState};
 use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
-use crate::store::{self, EventStore, GroupCommit, GroupCommitSettings, StoreError, redact_url};
+use crate::store::{self, EventStore, StoreError, redact_url};
 use crate::verify::{ProviderError, Providers};
 use crate::worker::Worker;
 
@@ -121,15 +122,23 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
         delay = (delay * 2).min(Duration::from_secs(5));
         attempt += 1;
     };
+    Ok(store)
+}
+
+/// The accept path's inserts into `store`, committed in groups.
+fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCommit, StartError> {
+    let settings = &config.store;
     let group = GroupCommitSettings {
         window: settings.batch_window,
         max_batch: settings.batch_max,
         concurrency: group_concurrency(store.backend(), settings.pool_size),
         max_queued: settings.timeout,
+        replay_window: settings.replay_window,
     };
-    let store =
-        GroupCommit::new(store, group).map_err(|source| StartError::Store { url, source })?;
-    Ok(Arc::new(store))
+    GroupCommit::new(store.clone(), group).map_err(|source| StartError::Store {
+        url: redact_url(&settings.database_url),
+        source,
+    })
 }
 
 /// Batches committing at once. SQLite has one writer, so a second batch would only wait for
@@ -146,6 +155,8 @@ fn group_concurrency(backend: &str, pool_size: u32) -> usize {
 pub struct Running {
     /// Where the HTTP server listens (None without the api role).
     pub addr: Option<SocketAddr>,
+    /// Where `/health` and `/metrics` are served when `HOOKD_INTERNAL_ADDR` is set.
+    pub internal_addr: Option<SocketAddr>,
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
     redis: Option<Arc<RedisQueue>>,
@@ -182,6 +193,17 @@ impl Running {
     }
 }
 
+/// Bind a listener; the address it got (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, local))
+}
+
 /// Start the roles asked for. Returns once the server is listening.
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     // Install the metrics recorder before anything records.
@@ -211,10 +233,15 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
 
     // Bind first: a taken port should stop start-up before any worker claims an event.
     let listener = if roles.api {
-        Some(bind(&config.http).await?)
+        Some(bind(SocketAddr::new(config.http.bind, config.http.port)).await?)
     } else {
         None
     };
+    let internal = match config.http.internal_addr.filter(|_| roles.api) {
+        Some(addr) => Some(bind(addr).await?),
+        None => None,
+    };
+    let internal_addr = internal.as_ref().map(|(_, a)| *a);
     // Breaker state lives with the workers of this process; an api-only process has none.
     let destinations = if roles.workers {
         Some(start_workers(config, &parts, instance, &mut tasks)?)
@@ -223,11 +250,12 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     };
     let addr = listener.as_ref().map(|(_, local)| *local);
     if let Some(listener) = listener {
-        start_api(config, &parts, destinations, listener, &mut tasks).await?;
+        start_api(config, &parts, destinations, listener, internal, &mut tasks).await?;
     }
 
     Ok(Running {
         addr,
+        internal_addr,
         store,
         queue,
         redis,
@@ -241,17 +269,6 @@ struct Parts {
     store: Arc<dyn EventStore>,
     queue: Arc<dyn Queue>,
     shutdown: watch::Receiver<bool>,
-}
-
-async fn bind(http: &HttpSettings) -> Result<(TcpListener, SocketAddr), StartError> {
-    let addr = SocketAddr::new(http.bind, http.port);
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { addr, source })?;
-    Ok((listener, local))
 }
 
 /// The worker pool and payload retention; returns this process's destination breakers.
@@ -297,34 +314,22 @@ async fn start_api(
     parts: &Parts,
     destinations: Option<Arc<Destinations>>,
     (listener, local): (TcpListener, SocketAddr),
+    internal: Option<(TcpListener, SocketAddr)>,
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<(), StartError> {
     let providers = Arc::new(Providers::from_config(&config.providers)?);
-    let ops = Arc::new(Ops::new(
-        OpsParts {
-            store: parts.store.clone(),
-            reads: open_reads(config, &parts.store).await?,
-            queue: parts.queue.clone(),
-            providers: providers.clone(),
-            destinations,
-            session_ttl: config.operator.session_ttl,
-            secure_cookies: config
-                .public_url
-                .as_deref()
-                .is_some_and(|u| u.starts_with("https://")),
-            shutdown: parts.shutdown.clone(),
-        },
-        &config.operator.tokens,
-    ));
+    let ops = start_ops(config, parts, providers.clone(), destinations).await?;
     let http = &config.http;
     let tls = http.tls.as_ref().map(TlsListener::new).transpose()?;
     let names: Vec<&str> = providers.names().collect();
     tracing::info!(addr = %local, tls = tls.is_some(), store = parts.store.backend(), queue = parts.queue.kind(), providers = ?names, "listening");
     let admission = http::limits::Admission::new(
         &http.limits,
+        http.max_body_bytes,
         config.providers.iter().map(|p| p.name.as_str()),
     );
     let state = Arc::new(AppState {
+        intake: group_commit(config, &parts.store)?,
         store: parts.store.clone(),
         queue: parts.queue.clone(),
         providers,
@@ -338,7 +343,7 @@ async fn start_api(
         access: http::AccessGuard::new(http.admin_access.clone()),
         schemas: http.schemas.clone(),
     });
-    let app = http::router(state);
+    let app = http::router(state.clone(), internal.is_some());
     if let Some(tls) = &tls {
         tasks.push(tokio::spawn(tls.clone().watch(parts.shutdown.clone())));
     }
@@ -349,6 +354,19 @@ async fn start_api(
         // longer is cut off.
         grace: config.shutdown_timeout,
     };
+    if let Some((listener, local)) = internal {
+        tracing::info!(addr = %local, "internal listener: /health and /metrics");
+        let plain = ServerSettings {
+            tls: None,
+            ..settings.clone()
+        };
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            http::internal_router(state),
+            plain,
+            parts.shutdown.clone(),
+        )));
+    }
     tasks.push(tokio::spawn(server::serve(
         listener,
         app,
@@ -356,6 +374,32 @@ async fn start_api(
         parts.shutdown.clone(),
     )));
     Ok(())
+}
+
+/// The operator surface, over the store and its read replica.
+async fn start_ops(
+    config: &Config,
+    parts: &Parts,
+    providers: Arc<Providers>,
+    destinations: Option<Arc<Destinations>>,
+) -> Result<Arc<Ops>, StartError> {
+    let ops = Ops::new(
+        OpsParts {
+            store: parts.store.clone(),
+            reads: open_reads(config, &parts.store).await?,
+            queue: parts.queue.clone(),
+            providers,
+            destinations,
+            session_ttl: config.operator.session_ttl,
+            secure_cookies: config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
+            shutdown: parts.shutdown.clone(),
+        },
+        &config.operator.tokens,
+    );
+    Ok(Arc::new(ops))
 }
 
 /// Where admin reads go: a read replica when one is configured (never migrated or written

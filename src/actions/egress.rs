@@ -2,7 +2,9 @@
 //! only public addresses: loopback, private, link-local (cloud metadata), shared (CGNAT),
 //! unique-local and other special ranges are refused unless `HOOKD_FORWARD_ALLOW_PRIVATE=true`.
 //! With `HOOKD_FORWARD_ALLOW`, only what it lists: host names (`ledger.internal`), domains
-//! (`*.example.com`) and address ranges (`10.1.0.0/16`).
+//! (`*.example.com`) and address ranges (`10.1.0.0/16`). A listed name may lead only to public
+//! addresses or to a listed range: listing `*.corp.example` does not open loopback, link-local
+//! (cloud metadata) or private addresses to whoever controls a name under it.
 //!
 //! Checked twice: at start for every forward URL (a literal address, or a name the list cannot
 //! allow, stops hookd with the setting to change), and at connection time by the HTTP client's
@@ -10,7 +12,7 @@
 //! at an internal address later (DNS rebinding). It must never let the client connect to an
 //! address it has not checked.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
@@ -74,10 +76,12 @@ impl EgressPolicy {
         let ip = canonical(ip);
         match &self.allow {
             Some(rules) => {
-                host.is_some_and(|h| self.host_listed(h))
-                    || rules
-                        .iter()
-                        .any(|r| matches!(r, Rule::Net(n) if n.contains(&ip)))
+                // A listed range is reachable by any name; a listed name only reaches public
+                // addresses, or its DNS could point forwards at the metadata service.
+                rules
+                    .iter()
+                    .any(|r| matches!(r, Rule::Net(n) if n.contains(&ip)))
+                    || (host.is_some_and(|h| self.host_listed(h)) && is_public(ip))
             }
             None => self.allow_private || is_public(ip),
         }
@@ -166,10 +170,33 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// The IPv4 address an IPv6 address stands for: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible
+/// `::a.b.c.d` (deprecated, but still an address), IPv4-translated `::ffff:0:a.b.c.d` and 6to4
+/// `2002:AABB:CCDD::/48`. Such an address is judged by the IPv4 address inside it.
+fn embedded_v4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = v6.segments();
+    let [hi, lo] = [s[6], s[7]];
+    let tail = Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0, 0, 0, 0, 0, 0xffff, ..] | [0, 0, 0, 0, 0xffff, 0, ..] => Some(tail),
+        // `::` and `::1` are IPv6's own unspecified and loopback addresses.
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, ..] => Some(tail),
+        [0x2002, a, b, ..] => Some(Ipv4Addr::from((u32::from(a) << 16) | u32::from(b))),
+        _ => None,
+    }
+}
+
 /// An address on the public internet (not loopback, private, link-local, shared, multicast,
-/// documentation, benchmarking or reserved).
+/// documentation, benchmarking or reserved). IPv6 addresses that embed an IPv4 address are
+/// judged by it; Teredo (`2001::/32`, which tunnels to an address hidden in the rest) and NAT64
+/// prefixes are never public.
 pub fn is_public(ip: IpAddr) -> bool {
-    match canonical(ip) {
+    let ip = match ip {
+        IpAddr::V6(v6) => embedded_v4(v6).map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    match ip {
         IpAddr::V4(v4) => {
             let [a, b, ..] = v4.octets();
             !(v4.is_unspecified()
@@ -193,7 +220,12 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || (seg[0] & 0xfe00) == 0xfc00
                 || (seg[0] & 0xffc0) == 0xfe80
                 || seg[0] == 0x2001 && seg[1] == 0x0db8
-                || seg[0] == 0x0064 && seg[1] == 0xff9b)
+                // Teredo.
+                || seg[0] == 0x2001 && seg[1] == 0
+                // NAT64: well-known and local-use prefixes.
+                || seg[0] == 0x0064 && seg[1] == 0xff9b
+                // Discard-only.
+                || seg[0] == 0x0100 && seg[1..4] == [0, 0, 0])
         }
     }
 }
@@ -255,8 +287,23 @@ mod tests {
             "::",
             "192.0.2.1",
             "198.18.0.1",
+            // IPv4 inside IPv6: compatible, translated, 6to4; Teredo, NAT64, discard.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "::ffff:0:169.254.169.254",
+            "::ffff:0:127.0.0.1",
+            "2002:7f00:1::",
+            "2002:a9fe:a9fe::1",
+            "2002:c0a8:101::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "64:ff9b::808:808",
+            "64:ff9b:1::a00:1",
+            "100::1",
         ] {
             assert!(!is_public(ip(s)), "{s}");
+        }
+        for s in ["::8.8.8.8", "::ffff:0:8.8.8.8", "2002:808:808::1"] {
+            assert!(is_public(ip(s)), "{s}");
         }
         for s in [
             "8.8.8.8",
@@ -298,9 +345,21 @@ mod tests {
             .map(|s| s.to_string())
             .collect();
         let p = EgressPolicy::new(Some(&list), false).unwrap();
-        assert!(p.allows(Some("ledger.internal"), ip("10.9.9.9")));
-        assert!(p.allows(Some("LEDGER.internal."), ip("10.9.9.9")));
+        assert!(p.allows(Some("ledger.internal"), ip("10.1.9.9")));
+        assert!(p.allows(Some("ledger.internal"), ip("8.8.4.4")));
+        assert!(p.allows(Some("LEDGER.internal."), ip("10.1.9.9")));
         assert!(p.allows(Some("a.b.example.com"), ip("8.8.8.8")));
+        // A listed name cannot lead to special addresses outside the listed ranges.
+        for special in [
+            "10.9.9.9",
+            "127.0.0.1",
+            "169.254.169.254",
+            "::ffff:127.0.0.1",
+            "fe80::1",
+        ] {
+            assert!(!p.allows(Some("ledger.internal"), ip(special)), "{special}");
+            assert!(!p.allows(Some("x.example.com"), ip(special)), "{special}");
+        }
         assert!(!p.allows(Some("example.com"), ip("8.8.8.8")));
         assert!(!p.allows(Some("evilexample.com"), ip("8.8.8.8")));
         assert!(p.allows(Some("anything"), ip("10.1.2.3")));

@@ -116,8 +116,9 @@ impl SigningKeys {
 }
 
 /// The client every forward goes through. Its settings are the guarantees of this module: no
-/// redirect is followed (it could send the event somewhere the route never named), and every
-/// address a name resolves to is checked against the egress policy. There is no fallback
+/// redirect is followed (it could send the event somewhere the route never named), no proxy
+/// from the environment is used, and every address a name resolves to is checked against the
+/// egress policy. There is no fallback
 /// client: if this cannot be built, start-up stops.
 pub(super) fn client(
     settings: &ForwardSettings,
@@ -126,6 +127,9 @@ pub(super) fn client(
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .dns_resolver(EgressResolver(egress))
+        // An HTTP_PROXY in the environment would be the only host the resolver checks:
+        // the proxy would then reach whatever the forward names, policy or not.
+        .no_proxy()
         .user_agent(settings.user_agent.as_str())
         .build()
 }

@@ -19,6 +19,11 @@ pub(super) fn http(r: &Reader<'_>, providers: &[String]) -> Result<HttpSettings,
     Ok(HttpSettings {
         bind: r.get::<IpAddr>("HOOKD_BIND", Some("server.bind"), d.bind, "an IP address")?,
         port: r.get("PORT", Some("server.port"), d.port, "a TCP port (0-65535)")?,
+        internal_addr: r.opt(
+            "HOOKD_INTERNAL_ADDR",
+            Some("server.internal_addr"),
+            "an address and port, e.g. 127.0.0.1:9090",
+        )?,
         max_body_bytes: r.positive(
             "HOOKD_MAX_BODY_BYTES",
             Some("server.max_body_bytes"),
@@ -56,6 +61,11 @@ fn limits(r: &Reader<'_>, providers: &[String]) -> Result<Limits, ConfigError> {
         r.file::<u32>("limits.rate_per_sec", "requests per second (0: unlimited)")?,
         r.file::<u32>("limits.burst", "a positive whole number")?,
     )?;
+    let max_connections = r.positive(
+        "HOOKD_MAX_CONNECTIONS",
+        Some("limits.max_connections"),
+        d.max_connections,
+    )?;
     let limits = Limits {
         rate,
         provider_rates: provider_rates(r, providers, rate)?,
@@ -64,10 +74,13 @@ fn limits(r: &Reader<'_>, providers: &[String]) -> Result<Limits, ConfigError> {
             Some("limits.max_in_flight"),
             d.max_in_flight,
         )?,
-        max_connections: r.positive(
-            "HOOKD_MAX_CONNECTIONS",
-            Some("limits.max_connections"),
-            d.max_connections,
+        max_connections,
+        // Half by default, whatever the connection cap.
+        webhook_reserved_connections: r.within(
+            "HOOKD_WEBHOOK_RESERVED_CONNECTIONS",
+            Some("limits.webhook_reserved_connections"),
+            max_connections / 2,
+            (0, max_connections.saturating_sub(1)),
         )?,
         header_timeout: ms(
             "HOOKD_HEADER_TIMEOUT_MS",
@@ -99,6 +112,7 @@ fn limits(r: &Reader<'_>, providers: &[String]) -> Result<Limits, ConfigError> {
             Some("limits.max_event_type_bytes"),
             d.max_event_type_bytes,
         )?,
+        audit_redact_headers: redact_headers(r)?,
     };
     let (lo, hi) = Limits::HEADER_BYTES;
     if !(lo..=hi).contains(&limits.max_header_bytes) {
@@ -109,6 +123,25 @@ fn limits(r: &Reader<'_>, providers: &[String]) -> Result<Limits, ConfigError> {
         ));
     }
     Ok(limits)
+}
+
+/// `HOOKD_AUDIT_REDACT_HEADERS`: comma-separated header names (TOML: an array), lower-cased.
+fn redact_headers(r: &Reader<'_>) -> Result<Vec<String>, ConfigError> {
+    let list = r
+        .list("HOOKD_AUDIT_REDACT_HEADERS", "limits.audit_redact_headers")?
+        .unwrap_or_default();
+    list.iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            Limits::redact_header(s).ok_or_else(|| {
+                invalid(
+                    "HOOKD_AUDIT_REDACT_HEADERS",
+                    s,
+                    "header names separated by commas, e.g. X-Tenant-Key,X-Internal",
+                )
+            })
+        })
+        .collect()
 }
 
 /// Providers with a rate of their own, from `<PROVIDER>_RATE_LIMIT_*` or

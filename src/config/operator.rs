@@ -86,6 +86,19 @@ fn tokens(r: &Reader<'_>) -> Result<Vec<AdminToken>, ConfigError> {
     for (i, t) in file.iter().enumerate() {
         tokens.push(file_token(r, i, t)?);
     }
+    if let Some(t) = tokens
+        .iter()
+        .find(|t| t.token.expose().len() < AdminToken::MIN_BYTES)
+    {
+        return Err(invalid(
+            &token_setting(r, &file, &t.name),
+            &format!("({} bytes)", t.token.expose().len()),
+            &format!(
+                "an admin token of at least {} bytes (e.g. `openssl rand -hex 24`)",
+                AdminToken::MIN_BYTES
+            ),
+        ));
+    }
     match token_clash(&tokens) {
         None => Ok(tokens),
         Some(TokenClash::Name(name)) => Err(invalid(
@@ -99,6 +112,19 @@ fn tokens(r: &Reader<'_>) -> Result<Vec<AdminToken>, ConfigError> {
             &format!("{a} and {b}"),
             "a different token value for every token",
         )),
+    }
+}
+
+/// Where the token named `name` was set: its variable, or its entry of the file.
+fn token_setting(r: &Reader<'_>, file: &[FileToken], name: &str) -> String {
+    match name {
+        "admin" if r.raw("HOOKD_ADMIN_TOKEN").is_some() => "HOOKD_ADMIN_TOKEN".to_owned(),
+        "read" if r.raw("HOOKD_ADMIN_READ_TOKEN").is_some() => "HOOKD_ADMIN_READ_TOKEN".to_owned(),
+        _ => {
+            let i = file.iter().position(|f| f.name == name);
+            let from_env = i.and_then(|i| file[i].token_env.clone());
+            from_env.unwrap_or_else(|| format!("admin.tokens[{}].token", i.unwrap_or(0)))
+        }
     }
 }
 

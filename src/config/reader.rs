@@ -157,6 +157,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// A setting without a default: `None` when neither the variable nor the key is set.
+    pub fn opt<T: FromStr + DeserializeOwned>(
+        &self,
+        var: &str,
+        key: Option<&str>,
+        expected: &str,
+    ) -> Result<Option<T>, ConfigError> {
+        Ok(self.get_in(Some(var), key, expected)?.map(|g| g.value))
+    }
+
     /// A setting only the file has.
     pub fn file<T: FromStr + DeserializeOwned>(
         &self,

@@ -50,6 +50,14 @@ pub(super) fn store(r: &Reader<'_>) -> Result<StoreSettings, ConfigError> {
             d.wait.as_secs(),
             "whole seconds (0: do not wait)",
         )?),
+        replay_window: Duration::from_secs(
+            r.within(
+                "HOOKD_REPLAY_WINDOW_HOURS",
+                Some("store.replay_window_hours"),
+                d.replay_window.as_secs() / 3600,
+                (1, StoreSettings::MAX_REPLAY_WINDOW_HOURS),
+            )? * 3600,
+        ),
     })
 }
 

@@ -489,14 +489,14 @@ fn config(vars: &[(&str, &str)], toml: &str) -> Result<Config, ConfigError> {
 fn tokens_come_from_env_and_file() {
     let c = config(
         &[
-            ("HOOKD_ADMIN_TOKEN", "op-token"),
-            ("HOOKD_ADMIN_READ_TOKEN", "read-token"),
-            ("ONCALL", "oncall-token"),
+            ("HOOKD_ADMIN_TOKEN", "op-token-0123456789abcdefgh"),
+            ("HOOKD_ADMIN_READ_TOKEN", "read-token-0123456789abcdefgh"),
+            ("ONCALL", "oncall-token-0123456789abcdefgh"),
         ],
         r#"
 [[admin.tokens]]
 name = "ci"
-token = "ci-token"
+token = "ci-token-0123456789abcdefgh"
 scope = "operate"
 [[admin.tokens]]
 name = "oncall"
@@ -514,10 +514,10 @@ scope = "read"
     assert_eq!(
         t,
         [
-            ("admin", "op-token", Scope::Operate),
-            ("read", "read-token", Scope::Read),
-            ("ci", "ci-token", Scope::Operate),
-            ("oncall", "oncall-token", Scope::Read),
+            ("admin", "op-token-0123456789abcdefgh", Scope::Operate),
+            ("read", "read-token-0123456789abcdefgh", Scope::Read),
+            ("ci", "ci-token-0123456789abcdefgh", Scope::Operate),
+            ("oncall", "oncall-token-0123456789abcdefgh", Scope::Read),
         ]
     );
 }
@@ -531,8 +531,8 @@ fn token_mistakes_name_the_setting() {
     );
     assert!(e.contains("admin.tokens[0].scope"), "{e}");
     let e = err(
-        &[("HOOKD_ADMIN_TOKEN", "same")],
-        "[[admin.tokens]]\nname = \"x\"\ntoken = \"same\"\nscope = \"read\"\n",
+        &[("HOOKD_ADMIN_TOKEN", "same-token-0123456789abcdefgh")],
+        "[[admin.tokens]]\nname = \"x\"\ntoken = \"same-token-0123456789abcdefgh\"\nscope = \"read\"\n",
     );
     assert!(e.contains("different token value"), "{e}");
     let e = err(
@@ -540,6 +540,24 @@ fn token_mistakes_name_the_setting() {
         "[[admin.tokens]]\nname = \"x\"\ntoken_env = \"NOPE\"\nscope = \"read\"\n",
     );
     assert!(e.contains("NOPE"), "{e}");
+    // Short tokens are refused, naming where they were set and never echoing them.
+    let e = err(&[("HOOKD_ADMIN_TOKEN", "short-secret")], "");
+    assert!(
+        e.contains("HOOKD_ADMIN_TOKEN") && e.contains("24 bytes") && !e.contains("short-secret"),
+        "{e}"
+    );
+    let e = err(&[("HOOKD_ADMIN_READ_TOKEN", "short")], "");
+    assert!(e.contains("HOOKD_ADMIN_READ_TOKEN"), "{e}");
+    let e = err(
+        &[],
+        "[[admin.tokens]]\nname = \"ci\"\ntoken = \"tiny\"\nscope = \"read\"\n",
+    );
+    assert!(e.contains("admin.tokens[0].token"), "{e}");
+    let e = err(
+        &[("CI_TOKEN", "tiny")],
+        "[[admin.tokens]]\nname = \"ci\"\ntoken_env = \"CI_TOKEN\"\nscope = \"read\"\n",
+    );
+    assert!(e.contains("CI_TOKEN"), "{e}");
     let e = err(&[("HOOKD_RETENTION_DAYS", "0")], "");
     assert!(e.contains("HOOKD_RETENTION_DAYS"), "{e}");
     let e = err(&[("DATABASE_READ_URL", "postgres://r/db")], "");
@@ -611,5 +629,41 @@ fn mistakes_in_structured_sections_say_where() {
     assert!(
         err.contains("line 2") && err.contains("not an email address"),
         "{err}"
+    );
+}
+
+#[test]
+fn settings_of_issue_20_are_checked() {
+    let err = |v: &[(&str, &str)]| {
+        let mut all = vec![("HOOKD_CONFIG", "/dev/null")];
+        all.extend_from_slice(v);
+        Config::from_vars(vars(&all)).unwrap_err().to_string()
+    };
+    for (setting, value) in [
+        ("HOOKD_WEBHOOK_RESERVED_CONNECTIONS", "4096"),
+        ("HOOKD_WEBHOOK_RESERVED_CONNECTIONS", "many"),
+        ("HOOKD_REPLAY_WINDOW_HOURS", "0"),
+        ("HOOKD_INTERNAL_ADDR", "9090"),
+        ("HOOKD_AUDIT_REDACT_HEADERS", "x-ok,bad header"),
+    ] {
+        let e = err(&[(setting, value)]);
+        assert!(e.contains(setting), "{setting}={value}: {e}");
+    }
+    let c = Config::from_vars(vars(&[
+        ("HOOKD_CONFIG", "/dev/null"),
+        ("HOOKD_MAX_CONNECTIONS", "50"),
+        ("HOOKD_INTERNAL_ADDR", "127.0.0.1:9090"),
+        ("HOOKD_AUDIT_REDACT_HEADERS", "X-Tenant-Key, x-other"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        c.http.limits.webhook_reserved_connections, 25,
+        "half by default"
+    );
+    assert_eq!(c.store.replay_window, Duration::from_secs(24 * 3600));
+    assert_eq!(c.http.internal_addr, Some(([127, 0, 0, 1], 9090).into()));
+    assert_eq!(
+        c.http.limits.audit_redact_headers,
+        ["x-tenant-key", "x-other"]
     );
 }

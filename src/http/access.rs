@@ -3,6 +3,11 @@
 //! address (`HOOKD_ADMIN_MAX_FAILURES` a minute; after that every attempt from that address gets
 //! 429 with `Retry-After` until the minute is over, even with the right token).
 //!
+//! Failures are counted per IPv4 address and per IPv6 /64 (one client usually holds a whole /64
+//! and could otherwise rotate through it). At most `MAX_TRACKED` are remembered; when the table
+//! is full the oldest entry that is not locked out is forgotten, so filling the table can neither
+//! stop new addresses being counted nor free a locked-out one early.
+//!
 //! Works on any answer of the surfaces behind it: a 401 is a failed login, whatever the
 //! authentication scheme. It must never read, log or compare a token itself; the client address
 //! is the TCP peer (a proxy in front should enforce its own list).
@@ -21,7 +26,7 @@ use super::AdminAccess;
 use super::{ApiError, AppState};
 
 const WINDOW: Duration = Duration::from_secs(60);
-/// Addresses remembered at most; older windows are dropped first when full.
+/// Addresses remembered at most; see the module doc for what is dropped when full.
 const MAX_TRACKED: usize = 10_000;
 
 /// The allow-list and the failed-login counts of one process.
@@ -49,25 +54,55 @@ impl AccessGuard {
     /// Seconds until `ip` may try again, if it has used up its failures.
     fn blocked(&self, ip: IpAddr, now: Instant) -> Option<u64> {
         let failures = self.failures.lock().expect("not poisoned");
-        let (since, count) = failures.get(&ip)?;
+        let (since, count) = failures.get(&client_key(ip))?;
         let ends = *since + WINDOW;
         (*count >= self.config.max_failures && ends > now)
             .then(|| (ends - now).as_secs_f64().ceil().max(1.0) as u64)
     }
 
     fn record_failure(&self, ip: IpAddr, now: Instant) {
+        let key = client_key(ip);
         let mut failures = self.failures.lock().expect("not poisoned");
-        if failures.len() >= MAX_TRACKED {
+        if failures.len() >= MAX_TRACKED && !failures.contains_key(&key) {
             failures.retain(|_, (since, _)| now.duration_since(*since) < WINDOW);
+            if failures.len() >= MAX_TRACKED {
+                self.evict_one(&mut failures);
+            }
         }
-        if failures.len() >= MAX_TRACKED {
-            return;
-        }
-        let entry = failures.entry(ip).or_insert((now, 0));
+        let entry = failures.entry(key).or_insert((now, 0));
         if now.duration_since(entry.0) >= WINDOW {
             *entry = (now, 0);
         }
         entry.1 += 1;
+    }
+}
+
+impl AccessGuard {
+    /// Forget the entry whose window started first among those not locked out (or, when every
+    /// one is locked out, the oldest of all).
+    fn evict_one(&self, failures: &mut HashMap<IpAddr, (Instant, u32)>) {
+        let max = self.config.max_failures;
+        let oldest = |locked: bool| {
+            failures
+                .iter()
+                .filter(|(_, (_, n))| (*n >= max) == locked)
+                .min_by_key(|(_, (since, _))| *since)
+                .map(|(k, _)| *k)
+        };
+        if let Some(k) = oldest(false).or_else(|| oldest(true)) {
+            failures.remove(&k);
+        }
+    }
+}
+
+/// The failure counter's key: the IPv4 address, or the /64 of an IPv6 address.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match canonical(ip) {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !u128::from(u64::MAX);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -158,6 +193,41 @@ mod tests {
         assert_eq!(g.blocked(ip, t0 + WINDOW), None);
         g.record_failure(ip, t0 + WINDOW);
         assert_eq!(g.blocked(ip, t0 + WINDOW), None);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_per_64() {
+        let g = guard(None, 2);
+        let t0 = Instant::now();
+        g.record_failure("2001:db8:1:2::1".parse().unwrap(), t0);
+        g.record_failure("2001:db8:1:2:ffff::9".parse().unwrap(), t0);
+        assert!(g.blocked("2001:db8:1:2::77".parse().unwrap(), t0).is_some());
+        assert_eq!(g.blocked("2001:db8:1:3::1".parse().unwrap(), t0), None);
+    }
+
+    #[test]
+    fn a_full_table_evicts_instead_of_ignoring_and_keeps_lockouts() {
+        let g = guard(None, 2);
+        let t0 = Instant::now();
+        let locked: IpAddr = "198.51.100.1".parse().unwrap();
+        g.record_failure(locked, t0);
+        g.record_failure(locked, t0);
+        // Fill the table with addresses that each failed once, later in the window.
+        for i in 0..MAX_TRACKED as u32 {
+            let ip = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            g.record_failure(ip, t0 + Duration::from_secs(1));
+        }
+        assert!(g.failures.lock().unwrap().len() <= MAX_TRACKED);
+        // A new address is still counted, and the locked-out one stays locked out.
+        let fresh: IpAddr = "203.0.113.9".parse().unwrap();
+        let t1 = t0 + Duration::from_secs(2);
+        g.record_failure(fresh, t1);
+        g.record_failure(fresh, t1);
+        assert!(g.blocked(fresh, t1).is_some(), "new addresses are recorded");
+        assert!(
+            g.blocked(locked, t1).is_some(),
+            "the lockout survived the flood"
+        );
     }
 
     #[test]

@@ -142,8 +142,9 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::REQUEST_TIMEOUT {
-            // The rest of the body may still be on its way: do not read it, close.
+        if status == StatusCode::REQUEST_TIMEOUT || status == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body may still be on its way (or, after `Expect: 100-continue`,
+            // was never asked for): do not read it, close.
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
         }

@@ -40,6 +40,11 @@ pub struct Admission {
     unknown: Option<DefaultDirectRateLimiter>,
     clock: DefaultClock,
     body_timeout: Duration,
+    /// Largest webhook body, refused on its `Content-Length` before anything is read.
+    max_body_bytes: usize,
+    /// Connections that may be reading a body that is not a webhook's at once: the connections
+    /// beyond it are kept for webhooks (`HOOKD_WEBHOOK_RESERVED_CONNECTIONS`, see `bodies`).
+    pub(super) other_bodies: Arc<Semaphore>,
 }
 
 fn limiter(q: RateQuota) -> DefaultDirectRateLimiter {
@@ -48,7 +53,11 @@ fn limiter(q: RateQuota) -> DefaultDirectRateLimiter {
 }
 
 impl Admission {
-    pub fn new<'a>(limits: &Limits, providers: impl IntoIterator<Item = &'a str>) -> Self {
+    pub fn new<'a>(
+        limits: &Limits,
+        max_body_bytes: usize,
+        providers: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
         let buckets = providers
             .into_iter()
             .filter_map(|p| limits.rate_for(p).map(|q| (p.to_owned(), limiter(q))))
@@ -59,7 +68,18 @@ impl Admission {
             unknown: limits.rate.map(limiter),
             clock: DefaultClock::default(),
             body_timeout: limits.body_timeout,
+            max_body_bytes,
+            other_bodies: Arc::new(Semaphore::new(
+                limits
+                    .max_connections
+                    .saturating_sub(limits.webhook_reserved_connections),
+            )),
         }
+    }
+
+    /// Time a client has to send a whole body after its headers.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
     }
 
     /// Take a token for `provider`; the wait until the next one if there is none.
@@ -91,6 +111,13 @@ pub async fn admit(
         e.into_response()
     };
     // Overload first: it costs nothing and protects everything behind it.
+    // A body declared too large is refused before it is polled, so a client that sent
+    // `Expect: 100-continue` is not told to go ahead first.
+    if super::bodies::declared_length(&request).is_some_and(|n| n > admission.max_body_bytes) {
+        return reject(ApiError::BodyTooLarge {
+            limit: admission.max_body_bytes,
+        });
+    }
     let Ok(permit) = admission.in_flight.clone().try_acquire_owned() else {
         tracing::warn!(
             provider = label,
@@ -187,6 +214,7 @@ mod tests {
                 per_sec: 2,
                 burst: 3,
             })),
+            1024,
             ["stripe"],
         );
         for _ in 0..3 {
@@ -200,7 +228,7 @@ mod tests {
 
     #[test]
     fn no_rate_means_no_limit() {
-        let a = Admission::new(&limits(None), ["stripe"]);
+        let a = Admission::new(&limits(None), 1024, ["stripe"]);
         for _ in 0..10_000 {
             assert!(a.take("stripe", true).is_ok());
             assert!(a.take("x", false).is_ok());
@@ -217,7 +245,7 @@ mod tests {
                 burst: 1,
             }),
         );
-        let a = Admission::new(&l, ["stripe", "github"]);
+        let a = Admission::new(&l, 1024, ["stripe", "github"]);
         assert!(a.take("github", true).is_ok());
         assert!(a.take("github", true).is_err());
         assert!(a.take("stripe", true).is_ok());

@@ -6,8 +6,10 @@
 
 mod access;
 pub mod admin;
+mod bodies;
 mod error;
 mod extract;
+pub mod group_commit;
 mod health;
 pub mod limits;
 pub mod server;
@@ -39,6 +41,8 @@ use crate::verify::Providers;
 
 /// What the handlers share.
 pub struct AppState {
+    /// The webhook route's way into the store: inserts committed in groups.
+    pub intake: group_commit::GroupCommit,
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
     /// The providers webhooks are accepted for (shared with `ops`).
@@ -66,8 +70,10 @@ pub use access::AccessGuard;
 #[derive(Default)]
 pub struct BacklogCache(Mutex<Option<(Instant, Backlog)>>);
 
-/// The full HTTP application.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The full HTTP application. With `internal_listener` (`HOOKD_INTERNAL_ADDR` is set), `/health`
+/// and `/metrics` are served only by [`internal_router`]; the status-only probes
+/// `/health/live` and `/health/ready` stay here for load balancers.
+pub fn router(state: Arc<AppState>, internal_listener: bool) -> Router {
     let webhooks = Router::new()
         .route(
             "/webhooks/{provider}",
@@ -78,18 +84,40 @@ pub fn router(state: Arc<AppState>) -> Router {
             limits::admit,
         ))
         .route_layer(axum::middleware::from_fn(trace_layer::trace_requests));
-    Router::new()
-        .merge(webhooks)
-        .route("/health", get(health::health))
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics_page))
+    probes(Router::new().merge(webhooks), !internal_listener)
         .nest("/admin", admin::router(state.clone()))
         .nest("/ui", ui::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
+        // Inside the allow-list: a refused address is answered before its body is read.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            bodies::bounded,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             access::guard,
         ))
         .with_state(state)
+}
+
+/// What the internal listener (`HOOKD_INTERNAL_ADDR`) serves: health in detail, the probes and
+/// the metrics, and nothing of the public surface (no webhooks, admin API or console). Built on
+/// its own so any process with an internal port can serve it.
+pub fn internal_router(state: Arc<AppState>) -> Router {
+    probes(Router::new(), true)
+        .fallback(|| async { ApiError::NotFound })
+        .with_state(state)
+}
+
+/// The liveness and readiness probes, and with `details` the full health report and metrics.
+fn probes(r: Router<Arc<AppState>>, details: bool) -> Router<Arc<AppState>> {
+    let r = r
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready));
+    if details {
+        r.route("/health", get(health::health))
+            .route("/metrics", get(health::metrics_page))
+    } else {
+        r
+    }
 }

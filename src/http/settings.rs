@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,9 @@ use ipnet::IpNet;
 pub struct HttpSettings {
     pub bind: IpAddr,
     pub port: u16,
+    /// Where `/health` and `/metrics` are served instead of the public listener; `None`: on
+    /// the public listener.
+    pub internal_addr: Option<SocketAddr>,
     /// Largest webhook body accepted (413 beyond).
     pub max_body_bytes: usize,
     /// `/health` reports unhealthy above this resident set size.
@@ -36,6 +39,7 @@ impl Default for HttpSettings {
         Self {
             bind: IpAddr::from([0, 0, 0, 0]),
             port: 3001,
+            internal_addr: None,
             max_body_bytes: 1 << 20,
             memory_limit_bytes: 1024 * 1024 * 1024,
             limits: Limits::default(),
@@ -64,6 +68,9 @@ pub struct Limits {
     pub max_in_flight: usize,
     /// Open client connections; beyond it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Connections only webhooks may use: requests to other routes may be reading their bodies
+    /// on at most `max_connections - webhook_reserved_connections` connections at once.
+    pub webhook_reserved_connections: usize,
     /// Time a client has to send the request line and headers (and the TLS handshake).
     pub header_timeout: Duration,
     /// Time a client has to send the whole body, counted from when its headers arrived.
@@ -76,6 +83,9 @@ pub struct Limits {
     pub max_id_bytes: usize,
     /// Length of an event type.
     pub max_event_type_bytes: usize,
+    /// Header names (lower-case) whose values are redacted in the stored audit headers, on top
+    /// of the built-in credential-like names (`verify::CREDENTIAL_MARKERS`).
+    pub audit_redact_headers: Vec<String>,
 }
 
 impl Default for Limits {
@@ -85,12 +95,14 @@ impl Default for Limits {
             provider_rates: BTreeMap::new(),
             max_in_flight: 512,
             max_connections: 4096,
+            webhook_reserved_connections: 2048,
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
             max_header_bytes: 16 * 1024,
             max_headers: 100,
             max_id_bytes: 255,
             max_event_type_bytes: 128,
+            audit_redact_headers: Vec::new(),
         }
     }
 }
@@ -99,6 +111,13 @@ impl Limits {
     /// hyper's read buffer holds the headers and cannot be smaller than 8 KiB; more than 1 MiB
     /// of headers is never a webhook.
     pub const HEADER_BYTES: (usize, usize) = (1024, 1 << 20);
+
+    /// A header name to redact, checked and lower-cased; `None` when it is not a header name.
+    pub fn redact_header(name: &str) -> Option<String> {
+        axum::http::HeaderName::from_bytes(name.as_bytes())
+            .ok()
+            .map(|h| h.as_str().to_owned())
+    }
 
     /// The rate that applies to `provider`.
     pub fn rate_for(&self, provider: &str) -> Option<RateQuota> {

@@ -1,6 +1,7 @@
 //! Checks on a verified webhook before it is stored: its idempotency key and event type must be
 //! short and printable (they become database keys, log fields, route matches and admin output),
-//! and its payload must match the JSON Schemas configured for its provider and event type
+//! a JSON payload may nest at most [`MAX_JSON_DEPTH`] levels (so every later parse of it, by route
+//! filters, schemas and the console, succeeds), and its payload must match the JSON Schemas configured for its provider and event type
 //! (`[[schemas]]`, compiled once at start). Runs after verification (an unsigned request never
 //! gets this far) and before the store.
 //!
@@ -18,6 +19,9 @@ pub enum ValidationError {
     IdempotencyKey(&'static str),
     #[error("the event type {0}")]
     EventType(&'static str),
+    /// Arrays and objects nested deeper than [`MAX_JSON_DEPTH`].
+    #[error("the JSON payload nests arrays and objects deeper than {MAX_JSON_DEPTH} levels")]
+    TooDeep,
     /// The payload does not match a configured JSON Schema.
     #[error("the payload does not match the schema {schema}: {message} (at {path:?})")]
     Schema {
@@ -34,18 +38,69 @@ impl ValidationError {
         match self {
             Self::IdempotencyKey(_) => "invalid_idempotency_key",
             Self::EventType(_) => "invalid_event_type",
+            Self::TooDeep => "too_deeply_nested",
             Self::Schema { .. } => "schema_violation",
         }
     }
 }
 
-/// Check the key and event type against the limits.
+/// Deepest nesting of arrays and objects a JSON payload may have: serde_json's own recursion
+/// limit (it refuses the 128th level), so the worker's parse for route filters cannot fail on
+/// an event accepted here. Verifiers read only a few fields and skip the rest without that
+/// limit, hence the separate check.
+pub const MAX_JSON_DEPTH: usize = 127;
+
+/// Check the key, the event type and the payload's nesting against the limits.
 pub fn check(limits: &Limits, webhook: &VerifiedWebhook) -> Result<(), ValidationError> {
     field(webhook.idempotency_key(), limits.max_id_bytes, false)
         .map_err(ValidationError::IdempotencyKey)?;
     field(webhook.event_type(), limits.max_event_type_bytes, true)
         .map_err(ValidationError::EventType)?;
+    if nesting_exceeds(webhook.body(), MAX_JSON_DEPTH) {
+        return Err(ValidationError::TooDeep);
+    }
     Ok(())
+}
+
+/// Whether a body that looks like JSON (starts with `{` or `[`) nests deeper than `max`. One pass
+/// over the bytes, no recursion and no allocation: a 30,000-deep body costs what its length
+/// costs. Brackets inside strings do not count; other bodies (forms) are not JSON and pass.
+pub fn nesting_exceeds(body: &[u8], max: usize) -> bool {
+    if !looks_like_json(body) {
+        return false;
+    }
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A JSON object or array, by its first byte that is not white space.
+pub fn looks_like_json(body: &[u8]) -> bool {
+    matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    )
 }
 
 /// Validate the payload against every schema whose provider and event-type globs match. The body
@@ -143,6 +198,26 @@ mod tests {
         assert!(field("a b", 10, false).is_err());
         assert!(field(" a", 10, true).is_err());
         assert!(field("a\u{0}", 10, true).is_err());
+    }
+
+    fn nested(depth: usize) -> String {
+        format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn nesting_is_limited_where_serde_json_stops() {
+        let ok = nested(MAX_JSON_DEPTH);
+        assert!(!nesting_exceeds(ok.as_bytes(), MAX_JSON_DEPTH));
+        assert!(serde_json::from_str::<serde_json::Value>(&ok).is_ok());
+        let deep = nested(MAX_JSON_DEPTH + 1);
+        assert!(nesting_exceeds(deep.as_bytes(), MAX_JSON_DEPTH));
+        assert!(serde_json::from_str::<serde_json::Value>(&deep).is_err());
+        assert!(nesting_exceeds(nested(30_000).as_bytes(), MAX_JSON_DEPTH));
+        // Brackets in strings (escaped quotes included) are text; forms are not JSON.
+        let text = format!(r#"{{"a":"\"{}"}}"#, "[".repeat(500));
+        assert!(!nesting_exceeds(text.as_bytes(), MAX_JSON_DEPTH));
+        let form = format!("a={}", "[".repeat(500));
+        assert!(!nesting_exceeds(form.as_bytes(), MAX_JSON_DEPTH));
     }
 
     proptest! {

@@ -15,7 +15,7 @@ use tracing::{Instrument, Span};
 use super::{ApiError, AppState};
 use crate::store::Inserted;
 use crate::telemetry::{metrics, trace};
-use crate::verify::{Lookup, RawRequest};
+use crate::verify::{Lookup, RawRequest, VerifiedWebhook};
 
 type Accepted = (StatusCode, Json<serde_json::Value>);
 
@@ -60,24 +60,14 @@ async fn accept(
         }
         Lookup::Unknown => return Err(ApiError::UnknownProvider(provider.to_owned())),
     };
-    let body = body.map_err(|r| {
-        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::BodyTooLarge {
-                limit: state.max_body_bytes,
-            }
-        } else if super::limits::is_body_timeout(&r) {
-            ApiError::BodyTimeout
-        } else {
-            ApiError::BadBody(r.body_text())
-        }
-    })?;
+    let body = body.map_err(|r| body_error(state, &r))?;
     let request = RawRequest {
         headers,
         body: &body,
         uri,
         now_unix: chrono::Utc::now().timestamp(),
     };
-    let verified = verifier
+    let mut verified = verifier
         .verify(provider, &request)
         .instrument(tracing::info_span!("verify", provider))
         .await
@@ -89,15 +79,35 @@ async fn accept(
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;
+    verified.redact_headers(&state.limits.audit_redact_headers);
     // A signed URL handshake (Slack): echo the challenge; there is no event to store.
     if let Some(challenge) = verified.challenge() {
         tracing::info!(provider, "answered a URL verification challenge");
         return Ok((StatusCode::OK, Json(json!({ "challenge": challenge }))));
     }
+    store(state, &verified).await
+}
+
+/// Why the body could not be read.
+fn body_error(state: &AppState, r: &BytesRejection) -> ApiError {
+    if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::BodyTooLarge {
+            limit: state.max_body_bytes,
+        }
+    } else if super::limits::is_body_timeout(r) {
+        ApiError::BodyTimeout
+    } else {
+        ApiError::BadBody(r.body_text())
+    }
+}
+
+/// Commit a verified webhook, hint the queue, and answer: 202 for a new event, 200 for one
+/// already stored.
+async fn store(state: &AppState, verified: &VerifiedWebhook) -> Result<Accepted, ApiError> {
     let traceparent = trace::traceparent(&Span::current());
     let inserted = state
-        .store
-        .insert(&verified, traceparent.as_deref())
+        .intake
+        .insert(verified, traceparent.as_deref())
         .instrument(tracing::info_span!(
             "store.insert",
             db.system = state.store.backend()

@@ -49,6 +49,10 @@ pub struct AdminToken {
 }
 
 impl AdminToken {
+    /// Shortest admin token accepted: 24 bytes. The failed-login limit slows guessing per
+    /// address, not per botnet; a short token is the one thing it cannot make up for.
+    pub const MIN_BYTES: usize = 24;
+
     /// A name the audit log can show as it is: 1 to 64 letters, digits, '-', '_', '.' or '@'.
     pub fn valid_name(name: &str) -> bool {
         !name.is_empty()

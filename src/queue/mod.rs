@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 
 use crate::event::{ClaimedEvent, EventId, Outcome};
-use crate::store::{Claim, EventStore, StoreError};
+use crate::store::{Claim, Leases, StoreError};
 
 mod redis;
 mod settings;
@@ -61,12 +61,12 @@ pub trait Queue: Send + Sync + 'static {
 /// (`next_attempt_at <= now`), and a local enqueue wakes them at once so a new event does not
 /// wait for the next poll.
 pub struct StoreQueue {
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn Leases>,
     wake: Notify,
 }
 
 impl StoreQueue {
-    pub fn new(store: Arc<dyn EventStore>) -> Self {
+    pub fn new(store: Arc<dyn Leases>) -> Self {
         Self {
             store,
             wake: Notify::new(),

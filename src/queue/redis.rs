@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, OnceCell, mpsc, watch};
 
 use super::{Queue, QueueError, RedisConfig, RedisTarget};
 use crate::event::{ClaimedEvent, EventId, Outcome};
-use crate::store::{Claim, EventStore};
+use crate::store::{Claim, Leases};
 
 const GROUP: &str = "hookd";
 /// Enqueue hints waiting for the background writer; beyond this they are dropped and the sweeper
@@ -148,7 +148,7 @@ impl Conn {
 
 /// The Redis Streams queue.
 pub struct RedisQueue {
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn Leases>,
     keys: Keys,
     config: RedisConfig,
     conn: Conn,
@@ -167,11 +167,7 @@ pub struct RedisQueue {
 impl RedisQueue {
     /// Build the queue and start its background enqueue writer. Connects lazily: Redis may be
     /// down now and come up later.
-    pub fn start(
-        config: &RedisConfig,
-        store: Arc<dyn EventStore>,
-        max_block: Duration,
-    ) -> Arc<Self> {
+    pub fn start(config: &RedisConfig, store: Arc<dyn Leases>, max_block: Duration) -> Arc<Self> {
         let (enqueue_tx, enqueue_rx) = mpsc::channel(ENQUEUE_BUFFER);
         let queue = Arc::new(Self {
             store,
@@ -265,36 +261,7 @@ impl RedisQueue {
             .arg(1000)
             .invoke_async(&mut c)
             .await?;
-        let mut out = Vec::new();
-        let claimed = {
-            let mut cursor = self.autoclaim_cursor.lock().await;
-            let r: RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
-                .arg(&self.keys.stream)
-                .arg(GROUP)
-                .arg(owner)
-                .arg(lease.as_millis() as u64)
-                .arg(cursor.as_str())
-                .arg("COUNT")
-                .arg(max)
-                .query_async(&mut c)
-                .await;
-            match r {
-                Ok(reply) => {
-                    *cursor = reply.next_stream_id;
-                    reply.claimed
-                }
-                Err(e) if e.code() == Some("NOGROUP") => {
-                    self.ensure_group(&mut c).await?;
-                    Vec::new()
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
-        out.extend(
-            claimed
-                .into_iter()
-                .map(|m| (m.id.clone(), message_event(&m.map))),
-        );
+        let mut out = self.autoclaim(&mut c, owner, lease, max).await?;
         let room = max as usize - out.len().min(max as usize);
         if room == 0 {
             return Ok(out);
@@ -304,6 +271,55 @@ impl RedisQueue {
         } else {
             1
         };
+        out.extend(self.read_new(&mut c, owner, room, block_ms).await?);
+        Ok(out)
+    }
+
+    /// Up to `max` messages another consumer left idle for longer than `lease`, taken over.
+    async fn autoclaim(
+        &self,
+        c: &mut Live,
+        owner: &str,
+        lease: Duration,
+        max: u32,
+    ) -> Result<Vec<(String, Option<EventId>)>, QueueError> {
+        let mut cursor = self.autoclaim_cursor.lock().await;
+        let r: RedisResult<StreamAutoClaimReply> = redis::cmd("XAUTOCLAIM")
+            .arg(&self.keys.stream)
+            .arg(GROUP)
+            .arg(owner)
+            .arg(lease.as_millis() as u64)
+            .arg(cursor.as_str())
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut *c)
+            .await;
+        match r {
+            Ok(reply) => {
+                *cursor = reply.next_stream_id;
+                Ok(reply
+                    .claimed
+                    .into_iter()
+                    .map(|m| (m.id.clone(), message_event(&m.map)))
+                    .collect())
+            }
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.ensure_group(c).await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Up to `room` new messages, blocking up to `block_ms` when there are none. Blocking reads
+    /// use their own connection; `c` only recreates a missing group.
+    async fn read_new(
+        &self,
+        c: &mut Live,
+        owner: &str,
+        room: usize,
+        block_ms: u64,
+    ) -> Result<Vec<(String, Option<EventId>)>, QueueError> {
         let mut b = self.blocking.get().await?;
         let r: RedisResult<Option<StreamReadReply>> = redis::cmd("XREADGROUP")
             .arg("GROUP")
@@ -319,19 +335,19 @@ impl RedisQueue {
             .query_async(&mut b)
             .await;
         match r {
-            Ok(reply) => {
-                for key in reply.map(|r| r.keys).unwrap_or_default() {
-                    out.extend(
-                        key.ids
-                            .into_iter()
-                            .map(|m| (m.id.clone(), message_event(&m.map))),
-                    );
-                }
+            Ok(reply) => Ok(reply
+                .map(|r| r.keys)
+                .unwrap_or_default()
+                .into_iter()
+                .flat_map(|key| key.ids)
+                .map(|m| (m.id.clone(), message_event(&m.map)))
+                .collect()),
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.ensure_group(c).await?;
+                Ok(Vec::new())
             }
-            Err(e) if e.code() == Some("NOGROUP") => self.ensure_group(&mut c).await?,
-            Err(e) => return Err(e.into()),
+            Err(e) => Err(e.into()),
         }
-        Ok(out)
     }
 
     /// Acknowledge and delete messages that need no processing.

@@ -1,8 +1,12 @@
 //! What the operator surface needs from the store: searching events, replays, payload
-//! retention, the audit log, background jobs and console sessions.
+//! retention, the audit log, background jobs and console sessions. Its types, and two traits
+//! split by direction: [`Reads`] (which a read replica can serve) and [`Operator`] (writes).
 //!
-//! A separate trait from [`super::EventStore`] (which has it as a supertrait) so the hot path's
-//! contract stays small. Both engines implement it in their own `admin` submodule.
+//! Separate from the worker's and the accept path's traits so the hot path's contract stays
+//! small. Both are implemented once, for either engine, in `store::sql`. This module must never
+//! hold SQL.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -10,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::StoreError;
-use crate::event::{EventId, EventStatus};
+use super::{Backlog, StoreError};
+use crate::event::{EventDetail, EventId, EventStatus, ProviderPause};
 
 /// Which events to list (every field optional; all that are set must hold).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -37,26 +41,6 @@ pub struct EventFilter {
     /// Text that must occur in the raw payload (case-sensitive, byte for byte).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
-}
-
-impl EventFilter {
-    /// The event-type glob as a SQL `LIKE` pattern with `\` as the escape character.
-    pub fn type_like(&self) -> Option<String> {
-        self.event_type.as_ref().map(|glob| {
-            let mut out = String::with_capacity(glob.len() + 4);
-            for c in glob.chars() {
-                match c {
-                    '*' => out.push('%'),
-                    '%' | '_' | '\\' => {
-                        out.push('\\');
-                        out.push(c);
-                    }
-                    c => out.push(c),
-                }
-            }
-            out
-        })
-    }
 }
 
 /// One event in a list: metadata only.
@@ -241,9 +225,23 @@ pub struct ProviderCount {
     pub count: u64,
 }
 
-/// Operator-facing store operations.
+/// What the operator surface, health checks and metrics read: events, their counts and
+/// backlog, audit entries, jobs and sessions. Reads only: an implementation may answer from a
+/// read replica.
 #[async_trait]
-pub trait AdminStore: Send + Sync {
+pub trait Reads: Send + Sync {
+    /// One event with its transitions and step results.
+    async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError>;
+
+    /// The backlog, from indexed queries cheap enough for every metrics scrape.
+    async fn backlog(&self) -> Result<Backlog, StoreError>;
+
+    /// Number of events in each status (statuses with none are left out).
+    async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError>;
+
+    /// Every operator pause in force.
+    async fn provider_pauses(&self) -> Result<Vec<ProviderPause>, StoreError>;
+
     /// Events matching `filter`, newest first, older than the event `before` (the cursor).
     async fn list_events(
         &self,
@@ -258,6 +256,43 @@ pub trait AdminStore: Send + Sync {
     /// The stored headers and raw body of one event.
     async fn event_payload(&self, id: EventId) -> Result<Option<EventPayload>, StoreError>;
 
+    /// Audit entries, newest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+
+    async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
+
+    /// The most recent jobs, newest first.
+    async fn jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError>;
+
+    /// Events received, completed, retried and dead-lettered per bucket since `since`.
+    async fn activity(
+        &self,
+        since: DateTime<Utc>,
+        bucket_secs: u32,
+    ) -> Result<Vec<ActivityBucket>, StoreError>;
+
+    /// Unfinished and dead-lettered events per provider and status.
+    async fn provider_counts(&self) -> Result<Vec<ProviderCount>, StoreError>;
+
+    /// A session that has not expired.
+    async fn session(&self, digest: &[u8]) -> Result<Option<Session>, StoreError>;
+}
+
+/// What operators change: pauses, replays, payload retention, the audit log, background jobs
+/// and console sessions.
+#[async_trait]
+pub trait Operator: Send + Sync {
+    /// Pause a provider's processing in every process (claims skip its events) until resumed.
+    /// False if it was already paused.
+    async fn pause_provider(
+        &self,
+        provider: &str,
+        reason: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Undo [`Operator::pause_provider`]. False if it was not paused.
+    async fn resume_provider(&self, provider: &str) -> Result<bool, StoreError>;
+
     /// Start a new attempt cycle for each of `ids` that is in a status `kind` allows and still
     /// has its payload: status `pending`, attempts 0, the replay generation one up, and a
     /// transition that says who asked. Returns the ids replayed (the others were left alone).
@@ -269,9 +304,6 @@ pub trait AdminStore: Send + Sync {
     ) -> Result<Vec<EventId>, StoreError>;
 
     async fn append_audit(&self, entry: &NewAudit) -> Result<(), StoreError>;
-
-    /// Audit entries, newest first.
-    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
 
     /// Store a new running job.
     async fn create_job(
@@ -297,11 +329,6 @@ pub trait AdminStore: Send + Sync {
     /// Ask a running job to stop. False when there is no such running job.
     async fn cancel_job(&self, id: Uuid) -> Result<bool, StoreError>;
 
-    async fn job(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
-
-    /// The most recent jobs, newest first.
-    async fn jobs(&self, limit: u32) -> Result<Vec<Job>, StoreError>;
-
     /// Purge the payloads of up to `limit` finished events received in `[after, before)` whose
     /// payload is still there, oldest first. Returns how many, and the latest `received_at`
     /// purged (where the next batch may start).
@@ -312,20 +339,7 @@ pub trait AdminStore: Send + Sync {
         limit: u32,
     ) -> Result<(u64, Option<DateTime<Utc>>), StoreError>;
 
-    /// Events received, completed, retried and dead-lettered per bucket since `since`.
-    async fn activity(
-        &self,
-        since: DateTime<Utc>,
-        bucket_secs: u32,
-    ) -> Result<Vec<ActivityBucket>, StoreError>;
-
-    /// Unfinished and dead-lettered events per provider and status.
-    async fn provider_counts(&self) -> Result<Vec<ProviderCount>, StoreError>;
-
     async fn create_session(&self, digest: &[u8], session: &Session) -> Result<(), StoreError>;
-
-    /// A session that has not expired.
-    async fn session(&self, digest: &[u8]) -> Result<Option<Session>, StoreError>;
 
     async fn delete_session(&self, digest: &[u8]) -> Result<(), StoreError>;
 }
@@ -379,40 +393,9 @@ pub fn fill_buckets(
     out
 }
 
-/// Turn `(provider, status, count)` rows into typed counts.
-pub(super) fn provider_counts(
-    rows: Vec<(String, String, i64)>,
-) -> Result<Vec<ProviderCount>, StoreError> {
-    rows.into_iter()
-        .map(|(provider, s, n)| {
-            Ok(ProviderCount {
-                provider,
-                status: EventStatus::parse(&s)
-                    .ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))?,
-                count: n as u64,
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn globs_become_escaped_like_patterns() {
-        let f = |g: &str| {
-            EventFilter {
-                event_type: Some(g.into()),
-                ..Default::default()
-            }
-            .type_like()
-            .unwrap()
-        };
-        assert_eq!(f("payment_intent.*"), "payment\\_intent.%");
-        assert_eq!(f("100%"), "100\\%");
-        assert_eq!(f("a\\b*"), "a\\\\b%");
-    }
 
     #[test]
     fn buckets_are_filled() {

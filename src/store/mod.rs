@@ -1,14 +1,21 @@
 //! The durable event store: the single source of truth for every event, its status history
-//! and its step results. Two engines behind one trait: PostgreSQL and embedded SQLite.
+//! and its step results. Two engines, PostgreSQL and embedded SQLite, share one SQL core
+//! (`sql`) and keep only what really differs.
+//!
+//! Its traits are split by who uses them: [`Intake`] (the accept path's inserts), [`Leases`]
+//! (claims, leases and outcomes: the queues), [`Work`] (those plus step results: the workers),
+//! [`Reads`] and [`Operator`] (the operator surface), and [`EventStore`], all of them, for the
+//! wiring and tools.
 //!
 //! Owns the schema (migrations embedded in the binary), idempotent inserts and leases.
 //! It must never accept anything but a [`VerifiedWebhook`], never alter a stored body, and
 //! never change an event's status without writing the transition that explains it.
 
 pub mod admin;
-mod group;
+mod error;
 mod postgres;
 mod settings;
+mod sql;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -17,17 +24,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::Digest;
 
-pub use admin::AdminStore;
-pub use group::{GroupCommit, GroupCommitSettings};
+pub use admin::{Operator, Reads};
+pub use error::{Cause, StoreError};
 pub use postgres::PgStore;
 pub use settings::{StoreSettings, is_postgres_url, is_store_url, redact_url};
 pub use sqlite::SqliteStore;
 
-use crate::event::{
-    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepOutcome,
-    StepRecord,
-};
+use crate::event::{ClaimedEvent, EventId, EventStatus, Outcome, Progress, StepRecord};
 use crate::verify::VerifiedWebhook;
 
 /// Result of storing a webhook.
@@ -81,7 +86,18 @@ pub struct NewEvent {
     body: Bytes,
     /// The W3C trace context the worker continues.
     traceparent: Option<String>,
+    /// For schemes that sign only the body: its SHA-256 (hex). Unique per provider among the
+    /// events received within `replay_window`, so a captured request replayed with a new
+    /// delivery id is a duplicate.
+    body_digest: Option<String>,
+    replay_window: Duration,
 }
+
+/// How long a byte-identical body of a scheme that signs only the body counts as a replay,
+/// unless `HOOKD_REPLAY_WINDOW_HOURS` says otherwise: a day covers the providers' own retry
+/// schedules (Shopify retries for 48 hours with new attempts hours apart, GitHub does not retry
+/// by itself) and the time a captured request is most useful to an attacker.
+pub const DEFAULT_REPLAY_WINDOW: Duration = Duration::from_secs(24 * 3600);
 
 impl NewEvent {
     pub fn new(w: &VerifiedWebhook, traceparent: Option<&str>) -> Result<Self, StoreError> {
@@ -91,15 +107,48 @@ impl NewEvent {
             idempotency_key: w.idempotency_key().to_owned(),
             event_type: w.event_type().to_owned(),
             content_type: w.content_type().map(str::to_owned),
-            headers_json: serde_json::to_string(w.headers())
-                .map_err(|e| StoreError::Other(format!("cannot encode headers: {e}")))?,
+            headers_json: serde_json::to_string(w.headers())?,
             body: w.body().clone(),
             traceparent: traceparent.map(str::to_owned),
+            body_digest: w
+                .signs_only_body()
+                .then(|| hex::encode(sha2::Sha256::digest(w.body()))),
+            replay_window: DEFAULT_REPLAY_WINDOW,
         })
+    }
+
+    /// The same event with another replay window (see [`DEFAULT_REPLAY_WINDOW`]).
+    pub fn with_replay_window(mut self, window: Duration) -> Self {
+        self.replay_window = window;
+        self
+    }
+
+    /// `(provider, body digest)`, for schemes that sign only the body.
+    pub fn body_key(&self) -> Option<(&str, &str)> {
+        self.body_digest
+            .as_deref()
+            .map(|d| (self.provider.as_str(), d))
     }
 
     pub fn id(&self) -> EventId {
         self.id
+    }
+
+    /// An event with an empty JSON body, for tests of what handles batches of them.
+    #[cfg(test)]
+    pub(crate) fn for_test(provider: &str, idempotency_key: &str) -> Self {
+        Self {
+            id: EventId::new(),
+            provider: provider.to_owned(),
+            idempotency_key: idempotency_key.to_owned(),
+            event_type: "t".to_owned(),
+            content_type: None,
+            headers_json: "{}".to_owned(),
+            body: Bytes::from_static(b"{}"),
+            traceparent: None,
+            body_digest: None,
+            replay_window: DEFAULT_REPLAY_WINDOW,
+        }
     }
 
     /// The uniqueness key: `(provider, idempotency key)`.
@@ -117,7 +166,7 @@ pub enum Claim {
     Events(Vec<EventId>),
 }
 
-/// The end of one attempt, for [`EventStore::finish_many`].
+/// The end of one attempt, for [`Leases::finish_many`].
 #[derive(Debug, Clone)]
 pub struct Finish {
     pub id: EventId,
@@ -128,69 +177,16 @@ pub struct Finish {
     pub step: Option<StepRecord>,
 }
 
-/// Store failures, split by what the caller should do about them.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached or is busy: retry later (HTTP 503).
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    /// Anything else: a bug or a schema problem (HTTP 500).
-    #[error("store error: {0}")]
-    Other(String),
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &e {
-            E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::Tls(_) | E::WorkerCrashed => {
-                Self::Unavailable(e.to_string())
-            }
-            E::Database(db) => {
-                let code = db.code().unwrap_or_default();
-                // SQLite: 5 BUSY, 6 LOCKED, 10 IOERR, 13 FULL, 14 CANTOPEN (and extended codes).
-                // PostgreSQL: 08 connection, 28 authorization, 3D no such database, 40 transaction
-                // rollback (deadlock, serialization), 53 resources, 55 not accepting connections,
-                // 57 operator intervention (shutdown, terminated), 58 system (I/O).
-                // Which engine matters: many SQLSTATEs are numeric too (22021 & 0xff is 5).
-                let down = if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
-                    code.parse::<i32>()
-                        .is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 10 | 13 | 14))
-                } else {
-                    ["08", "28", "3D", "40", "53", "55", "57", "58"]
-                        .iter()
-                        .any(|class| code.starts_with(class))
-                };
-                if down {
-                    Self::Unavailable(e.to_string())
-                } else {
-                    Self::Other(e.to_string())
-                }
-            }
-            _ => Self::Other(e.to_string()),
-        }
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for StoreError {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        match e {
-            sqlx::migrate::MigrateError::Execute(inner) => inner.into(),
-            other => Self::Other(other.to_string()),
-        }
-    }
-}
-
-/// The event store seam.
+/// The accept path's part of the store: committing verified webhooks.
 #[async_trait]
-pub trait EventStore: AdminStore + Send + Sync + 'static {
-    /// `postgres` or `sqlite`.
-    fn backend(&self) -> &'static str;
+pub trait Intake: Send + Sync {
+    /// Store several events, each with its first transition, in **one** transaction: all of
+    /// them commit or none does. Their keys are distinct. Returns, in input order, `New(id)` for
+    /// each event inserted and `Duplicate(stored id)` for each whose key was already stored.
+    /// Returns only after the commit.
+    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
 
-    /// Apply the embedded migrations.
-    async fn migrate(&self) -> Result<(), StoreError>;
-
-    /// Store a verified webhook with its first transition, in one transaction. Returns only
+    /// Store one verified webhook with its first transition, in one transaction. Returns only
     /// after the commit. `traceparent` is the W3C trace context the worker continues.
     async fn insert(
         &self,
@@ -201,15 +197,14 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
             .insert_batch(&[NewEvent::new(webhook, traceparent)?])
             .await?;
         done.pop()
-            .ok_or_else(|| StoreError::Other("insert_batch returned nothing".into()))
+            .ok_or_else(|| StoreError::other("insert_batch returned nothing"))
     }
+}
 
-    /// Store several events, each with its first transition, in **one** transaction: all of
-    /// them commit or none does. Their keys are distinct. Returns, in input order, `New(id)` for
-    /// each event inserted and `Duplicate(stored id)` for each whose key was already stored.
-    /// Returns only after the commit.
-    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
-
+/// Claims and leases: what decides who processes which event. The queues need only this; the
+/// workers need [`Work`], which adds their step results.
+#[async_trait]
+pub trait Leases: Send + Sync {
     /// Claim due events for `owner`: pending or retry-scheduled events whose time has come, and
     /// processing events whose lease expired (their worker died). Each claim starts a new
     /// attempt and holds a lease of `lease`. An event that is not due, or is leased to a live
@@ -229,12 +224,6 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
         lease: Duration,
     ) -> Result<bool, StoreError>;
 
-    /// Keys of the steps of `id` that already succeeded in an earlier attempt.
-    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError>;
-
-    /// Record one step's result.
-    async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError>;
-
     /// End the attempt held by `owner`. False when the lease was lost (nothing is changed).
     async fn finish(
         &self,
@@ -253,19 +242,15 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
         Ok(done.first().copied().unwrap_or(false))
     }
 
-    /// End many attempts in one transaction: for each, what [`EventStore::finish`] does, after
+    /// End many attempts in one transaction: for each, what [`Leases::finish`] does, after
     /// recording its last step when one is given. A step is recorded even when its attempt's
-    /// lease was lost (as [`EventStore::record_step`] would have, so the new holder does not run
-    /// it again); an outcome only while its owner holds the lease. One answer per item, in
-    /// order.
+    /// lease was lost (as [`Work::record_step`] would have, so the new holder does not run it
+    /// again); an outcome only while its owner holds the lease. One answer per item, in order.
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError>;
 
     /// Hand back every lease `owner` still holds (shutdown): those events are due again now,
     /// and the interrupted attempt does not count.
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError>;
-
-    /// One event with its transitions and step results.
-    async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError>;
 
     /// Events that should have been claimed at least `grace` ago but were not (their queue
     /// message was lost: enqueue failed, the process died, Redis restarted). Their due time is
@@ -275,29 +260,31 @@ pub trait EventStore: AdminStore + Send + Sync + 'static {
         grace: Duration,
         limit: u32,
     ) -> Result<Vec<EventId>, StoreError>;
+}
 
-    /// The backlog, from indexed queries cheap enough for every metrics scrape.
-    async fn backlog(&self) -> Result<Backlog, StoreError>;
+/// The workers' part of the store: claims, leases and outcomes, and the step results of each
+/// attempt.
+#[async_trait]
+pub trait Work: Leases {
+    /// Keys of the steps of `id` that already succeeded in an earlier attempt.
+    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError>;
+
+    /// Record one step's result.
+    async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError>;
+
     /// What earlier attempts of `id` did: its step results, in order, and whether it has entered
     /// compensation. Read at the start of every attempt after the first.
     async fn progress(&self, id: EventId) -> Result<Progress, StoreError>;
+}
 
-    /// Pause a provider's processing in every process (claims skip its events) until resumed.
-    /// False if it was already paused.
-    async fn pause_provider(
-        &self,
-        provider: &str,
-        reason: Option<&str>,
-    ) -> Result<bool, StoreError>;
+/// The whole store: every part, plus what the wiring and health checks need.
+#[async_trait]
+pub trait EventStore: Intake + Work + Reads + Operator + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
 
-    /// Undo [`EventStore::pause_provider`]. False if it was not paused.
-    async fn resume_provider(&self, provider: &str) -> Result<bool, StoreError>;
-
-    /// Every operator pause in force.
-    async fn provider_pauses(&self) -> Result<Vec<ProviderPause>, StoreError>;
-
-    /// Number of events in each status (statuses with none are left out).
-    async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError>;
+    /// Apply the embedded migrations.
+    async fn migrate(&self) -> Result<(), StoreError>;
 
     /// Cheap check that the store can take writes.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -315,50 +302,5 @@ pub async fn connect(
         ))
     } else {
         Ok(Arc::new(PgStore::connect(url, pool_size, timeout).await?))
-    }
-}
-
-/// Turn `(status, count)` rows into the map `counts` returns.
-fn count_map(rows: Vec<(String, i64)>) -> Result<BTreeMap<EventStatus, u64>, StoreError> {
-    rows.into_iter()
-        .map(|(s, n)| {
-            EventStatus::parse(&s)
-                .map(|st| (st, n as u64))
-                .ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))
-        })
-        .collect()
-}
-
-/// Turn `(step, outcome)` rows into typed results.
-fn step_outcomes(rows: Vec<(String, String)>) -> Result<Vec<(String, StepOutcome)>, StoreError> {
-    rows.into_iter()
-        .map(|(step, o)| {
-            StepOutcome::parse(&o)
-                .map(|o| (step, o))
-                .ok_or_else(|| StoreError::Other(format!("unknown step outcome {o:?}")))
-        })
-        .collect()
-}
-
-/// Detail of the transition written when a shutdown hands an attempt back.
-const RELEASED: &str = "lease released at shutdown; attempt not counted";
-
-/// `(detail, last_error)` written when an attempt ends.
-fn outcome_texts(outcome: &Outcome) -> (String, Option<String>) {
-    match outcome {
-        Outcome::Completed { detail } => (detail.clone(), None),
-        Outcome::RetryAt { at, error } => (
-            format!("retry at {}: {error}", at.to_rfc3339()),
-            Some(error.clone()),
-        ),
-        Outcome::DeadLetter { error } => (format!("dead-lettered: {error}"), Some(error.clone())),
-        Outcome::Compensate { error, detail, .. } => (detail.clone(), Some(error.clone())),
-        Outcome::Postpone { at, reason, .. } => (
-            format!(
-                "{reason}; waiting until {}; attempt not counted",
-                at.to_rfc3339()
-            ),
-            None,
-        ),
     }
 }

@@ -1,27 +1,28 @@
 //! PostgreSQL event store. Workers claim with `FOR UPDATE SKIP LOCKED`, so any number of
 //! processes can share one database; every write is a single statement (its own transaction),
 //! and the database clock is the only clock used for leases.
+//!
+//! Holds only what PostgreSQL does its own way: array-bound batch inserts and outcomes, claims,
+//! leases and replays that lock rows; every other statement is in the shared `sql` core. It
+//! must never hold a statement the SQLite engine could run as written.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use uuid::Uuid;
 
-use super::{
-    Backlog, Claim, EventStore, Finish, Inserted, NewEvent, RELEASED, StoreError, count_map,
-    outcome_texts, step_outcomes,
-};
-use crate::event::{
-    ClaimedEvent, EventDetail, EventId, EventStatus, Outcome, Progress, ProviderPause, StepRecord,
-    StepResultRow, Transition,
-};
+use super::admin::ReplayKind;
+use super::sql::{Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, since_replay};
+use super::{Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
+use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
 
-mod admin;
+mod replays;
 
+/// The PostgreSQL engine: one pool for reads and writes.
 pub struct PgStore {
     pool: PgPool,
 }
@@ -40,15 +41,62 @@ impl PgStore {
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
-}
 
-/// SQL for the id of the transition that started the event's current replay generation (0 when
-/// never replayed): a replay is the only way out of `completed` or `dead_letter`.
-fn since_replay(event_id: &str) -> String {
-    format!(
-        "COALESCE((SELECT max(r.id) FROM event_transitions r WHERE r.event_id = {event_id}
-                   AND r.from_status IN ('completed', 'dead_letter')), 0)"
-    )
+    /// Insert `events` (in key order) and their first transitions in one statement. Returns,
+    /// per input id, the stored id: the same for an event inserted, the earlier event's for a
+    /// key (or, for schemes that sign only the body, a body digest) stored before this
+    /// statement began; a key match wins over a digest match. Keys stored while it ran are
+    /// missing.
+    async fn insert_rows(&self, events: &[&NewEvent]) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+        let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
+        let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
+            events.iter().map(|e| f(e)).collect()
+        };
+        // One statement, so one transaction: every new event and its first transition commit
+        // together or not at all. Arrays keep the statement text (and so its prepared form,
+        // cached per connection) the same whatever the batch size.
+        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
+            "WITH n AS (
+                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                     $6::text[], $7::bytea[], $8::text[], $9::text[])
+                    AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
+                         traceparent, body_digest)
+             ), ins AS (
+                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
+                                    traceparent, body_digest)
+                SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
+                       traceparent, body_digest
+                FROM n
+                -- Either key: (provider, idempotency key), or (provider, body digest).
+                ON CONFLICT DO NOTHING
+                RETURNING id
+             ), t AS (
+                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+                SELECT id, NULL, 'pending', 'received' FROM ins
+             )
+             SELECT id, id FROM ins
+             UNION ALL
+             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)
+             UNION ALL
+             SELECT n.id, e.id FROM n JOIN events e USING (provider, body_digest)",
+        )
+        .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
+        .bind(col(|e| &e.provider))
+        .bind(col(|e| &e.idempotency_key))
+        .bind(col(|e| &e.event_type))
+        .bind(opt(|e| e.content_type.as_deref()))
+        .bind(col(|e| &e.headers_json))
+        .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+        .bind(opt(|e| e.traceparent.as_deref()))
+        .bind(opt(|e| e.body_digest.as_deref()))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut stored = HashMap::with_capacity(rows.len());
+        for (input, id) in rows {
+            stored.entry(input).or_insert(id);
+        }
+        Ok(stored)
+    }
 }
 
 enum ClaimParam {
@@ -56,15 +104,19 @@ enum ClaimParam {
     Ids(Vec<Uuid>),
 }
 
-fn status(row: &PgRow, col: &str) -> Result<EventStatus, StoreError> {
-    let s: String = row.try_get(col)?;
-    EventStatus::parse(&s).ok_or_else(|| StoreError::Other(format!("unknown status {s:?}")))
-}
-
 #[async_trait]
-impl EventStore for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
+impl Engine for PgStore {
+    type Row = PgRow;
+    const DIALECT: Dialect = Dialect::Postgres;
+
+    /// One pool serves reads and writes alike.
+    async fn rows(&self, q: Sql, _: Side) -> Result<Vec<PgRow>, StoreError> {
+        Ok(q.query::<Postgres>()?.fetch_all(&self.pool).await?)
+    }
+
+    async fn write(&self, q: Sql) -> Result<u64, StoreError> {
+        let done = q.query::<Postgres>()?.execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -74,67 +126,84 @@ impl EventStore for PgStore {
         Ok(())
     }
 
-    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
-        // Rows go in key order: two batches that share keys then take their unique-index locks
-        // in the same order and cannot deadlock.
-        let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_unstable_by(|&a, &b| events[a].key().cmp(&events[b].key()));
-        let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> {
-            order.iter().map(|&i| f(&events[i])).collect()
-        };
-        // One statement, so one transaction: every new event and its first transition commit
-        // together or not at all. Arrays keep the statement text (and so its prepared form,
-        // cached per connection) the same whatever the batch size. Each row returned pairs an
-        // input id with the stored id: the same for an inserted event, the earlier event's for
-        // a key stored before this statement began.
-        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "WITH n AS (
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                     $6::text[], $7::bytea[], $8::text[])
-                    AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
-                         traceparent)
-             ), ins AS (
-                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                                    traceparent)
-                SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
-                       traceparent
-                FROM n
-                ON CONFLICT (provider, idempotency_key) DO NOTHING
-                RETURNING id
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn replay(
+        &self,
+        ids: &[EventId],
+        kind: ReplayKind,
+        actor: &str,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
+        let from: Vec<String> = kind.from_statuses().iter().map(|s| s.to_string()).collect();
+        // One statement: the new cycle and the transition that records it commit together.
+        // The status is checked again once the row is locked (a purge may have come first).
+        let done: Vec<Uuid> = sqlx::query_scalar(
+            "WITH target AS (
+                SELECT id, status AS from_status FROM events
+                WHERE id = ANY($1) AND status = ANY($2) AND body_purged_at IS NULL
+                FOR UPDATE
+             ), upd AS (
+                UPDATE events e SET status = 'pending', attempts = 0, replays = e.replays + 1,
+                    lease_owner = NULL, next_attempt_at = now(), last_error = NULL, updated_at = now()
+                FROM target WHERE e.id = target.id
+                RETURNING e.id, target.from_status, e.replays
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-                SELECT id, NULL, 'pending', 'received' FROM ins
+                SELECT id, from_status, 'pending', $3 || ' ' || replays || ' by ' || $4 FROM upd
              )
-             SELECT id, id FROM ins
-             UNION ALL
-             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)",
+             SELECT id FROM upd",
         )
-        .bind(order.iter().map(|&i| events[i].id.0).collect::<Vec<_>>())
-        .bind(col(|e| &e.provider))
-        .bind(col(|e| &e.idempotency_key))
-        .bind(col(|e| &e.event_type))
-        .bind(
-            order
-                .iter()
-                .map(|&i| events[i].content_type.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(col(|e| &e.headers_json))
-        .bind(
-            order
-                .iter()
-                .map(|&i| events[i].body.as_ref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            order
-                .iter()
-                .map(|&i| events[i].traceparent.as_deref())
-                .collect::<Vec<_>>(),
-        )
+        .bind(&ids)
+        .bind(&from)
+        .bind(kind.as_str())
+        .bind(actor)
         .fetch_all(&self.pool)
         .await?;
-        let stored: HashMap<Uuid, Uuid> = rows.into_iter().collect();
+        Ok(done.into_iter().map(EventId).collect())
+    }
+
+    async fn purge_payloads(
+        &self,
+        after: DateTime<Utc>,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<(u64, Option<DateTime<Utc>>), StoreError> {
+        // A small batch per statement, rows a worker holds skipped: no long lock on anything.
+        let purged: Vec<DateTime<Utc>> = sqlx::query_scalar(
+            "UPDATE events SET body = ''::bytea, body_purged_at = now()
+             WHERE id IN (
+                SELECT id FROM events
+                WHERE status IN ('completed', 'dead_letter') AND body_purged_at IS NULL
+                  AND received_at >= $1 AND received_at < $2
+                ORDER BY received_at
+                LIMIT $3
+                FOR UPDATE SKIP LOCKED
+             )
+             RETURNING received_at",
+        )
+        .bind(after)
+        .bind(before)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok((purged.len() as u64, purged.into_iter().max()))
+    }
+}
+
+#[async_trait]
+impl Intake for PgStore {
+    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        // Byte-identical bodies older than their replay window are no longer replays.
+        replays::expire(&self.pool, events).await?;
+        // Rows go in key order: two batches that share keys then take their unique-index locks
+        // in the same order and cannot deadlock.
+        let mut sorted: Vec<&NewEvent> = events.iter().collect();
+        sorted.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        let stored = self.insert_rows(&sorted).await?;
         let mut out: Vec<Option<Inserted>> = events
             .iter()
             .map(|e| {
@@ -147,42 +216,15 @@ impl EventStore for PgStore {
                 })
             })
             .collect();
-        if out.iter().all(Option::is_some) {
-            return Ok(out.into_iter().flatten().collect());
-        }
-        // A key that conflicted with a row committed while this statement ran: its snapshot
-        // could not see that row, but ON CONFLICT waited for the commit, so a new statement does.
-        let (providers, keys): (Vec<&str>, Vec<&str>) = events
-            .iter()
-            .zip(&out)
-            .filter(|(_, o)| o.is_none())
-            .map(|(e, _)| e.key())
-            .unzip();
-        let raced: Vec<(String, String, Uuid)> = sqlx::query_as(
-            "SELECT provider, idempotency_key, e.id FROM events e
-             JOIN unnest($1::text[], $2::text[]) AS k(provider, idempotency_key)
-             USING (provider, idempotency_key)",
-        )
-        .bind(&providers)
-        .bind(&keys)
-        .fetch_all(&self.pool)
-        .await?;
-        let raced: HashMap<(&str, &str), Uuid> = raced
-            .iter()
-            .map(|(p, k, id)| ((p.as_str(), k.as_str()), *id))
-            .collect();
-        for (e, o) in events.iter().zip(out.iter_mut()) {
-            if o.is_none() {
-                *o = raced
-                    .get(&e.key())
-                    .map(|id| Inserted::Duplicate(EventId(*id)));
-            }
-        }
+        replays::resolve_conflicts(&self.pool, events, &mut out).await?;
         out.into_iter()
-            .map(|o| o.ok_or_else(|| StoreError::Other("a conflicting event vanished".into())))
+            .map(|o| o.ok_or_else(|| StoreError::other("a conflicting event vanished")))
             .collect()
     }
+}
 
+#[async_trait]
+impl Leases for PgStore {
     async fn claim(
         &self,
         owner: &str,
@@ -232,23 +274,7 @@ impl EventStore for PgStore {
             ClaimParam::Ids(ids) => query.bind(ids),
         };
         let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|r| {
-                Ok(ClaimedEvent {
-                    id: EventId(r.try_get("id")?),
-                    provider: r.try_get("provider")?,
-                    event_type: r.try_get("event_type")?,
-                    idempotency_key: r.try_get("idempotency_key")?,
-                    content_type: r.try_get("content_type")?,
-                    body: r.try_get("body")?,
-                    attempt: r.try_get::<i32, _>("attempts")? as u32,
-                    received_at: r.try_get("received_at")?,
-                    traceparent: r.try_get("traceparent")?,
-                    delivery: None,
-                    generation: r.try_get::<i32, _>("replays")? as u32,
-                })
-            })
-            .collect()
+        rows.iter().map(claimed).collect()
     }
 
     async fn renew_lease(
@@ -267,33 +293,6 @@ impl EventStore for PgStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
-    }
-
-    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
-        Ok(sqlx::query_scalar(
-            "SELECT DISTINCT step FROM step_results s JOIN events e ON e.id = s.event_id
-             WHERE s.event_id = $1 AND s.outcome = 'succeeded' AND s.generation = e.replays",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    async fn record_step(&self, r: &StepRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, generation)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(r.event_id.0)
-        .bind(&r.step)
-        .bind(r.attempt as i32)
-        .bind(r.outcome.as_str())
-        .bind(r.error.as_deref())
-        .bind(r.duration_ms as i64)
-        .bind(r.generation as i32)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
     }
 
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
@@ -389,81 +388,6 @@ impl EventStore for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {
-        let Some(e) = sqlx::query(
-            "SELECT id, provider, event_type, idempotency_key, status, attempts, received_at,
-                    next_attempt_at, last_error, content_type, length(body) AS body_bytes,
-                    replays, body_purged_at
-             FROM events WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?
-        else {
-            return Ok(None);
-        };
-        let transitions = sqlx::query(
-            "SELECT from_status, to_status, at, detail FROM event_transitions WHERE event_id = $1 ORDER BY id",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(Transition {
-                from: r
-                    .try_get::<Option<String>, _>("from_status")?
-                    .and_then(|s| EventStatus::parse(&s)),
-                to: status(r, "to_status")?,
-                at: r.try_get("at")?,
-                detail: r.try_get("detail")?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-        let steps = sqlx::query(
-            "SELECT step, attempt, outcome, error, duration_ms, at, generation FROM step_results WHERE event_id = $1 ORDER BY id",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(StepResultRow {
-                step: r.try_get("step")?,
-                attempt: r.try_get::<i32, _>("attempt")? as u32,
-                outcome: r.try_get("outcome")?,
-                error: r.try_get("error")?,
-                duration_ms: r.try_get::<i64, _>("duration_ms")? as u64,
-                at: r.try_get("at")?,
-                generation: r.try_get::<i32, _>("generation")? as u32,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
-        let status_now = status(&e, "status")?;
-        Ok(Some(EventDetail {
-            id: EventId(e.try_get("id")?),
-            provider: e.try_get("provider")?,
-            event_type: e.try_get("event_type")?,
-            idempotency_key: e.try_get("idempotency_key")?,
-            status: status_now,
-            attempts: e.try_get::<i32, _>("attempts")? as u32,
-            received_at: e.try_get("received_at")?,
-            next_attempt_at: matches!(
-                status_now,
-                EventStatus::Pending | EventStatus::RetryScheduled | EventStatus::Compensating
-            )
-            .then(|| e.try_get("next_attempt_at"))
-            .transpose()?,
-            last_error: e.try_get("last_error")?,
-            content_type: e.try_get("content_type")?,
-            body_bytes: e.try_get::<i32, _>("body_bytes")? as usize,
-            replays: e.try_get::<i32, _>("replays")? as u32,
-            body_purged_at: e.try_get("body_purged_at")?,
-            transitions,
-            steps,
-        }))
-    }
-
     async fn requeue_overdue(
         &self,
         grace: Duration,
@@ -487,109 +411,5 @@ impl EventStore for PgStore {
         .fetch_all(&self.pool)
         .await?;
         Ok(ids.into_iter().map(EventId).collect())
-    }
-
-    async fn backlog(&self) -> Result<Backlog, StoreError> {
-        // Unfinished statuses are counted through the partial due index, dead letters through
-        // (status, received_at); completed events are never scanned.
-        let rows: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT status, count(*) FROM events
-             WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating') GROUP BY status
-             UNION ALL
-             SELECT 'dead_letter', count(*) FROM events WHERE status = 'dead_letter'",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let oldest: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT min(received_at) FROM events WHERE status IN ('pending', 'retry_scheduled')",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(Backlog {
-            by_status: count_map(rows)?,
-            oldest_pending: oldest,
-        })
-    }
-
-    async fn progress(&self, id: EventId) -> Result<Progress, StoreError> {
-        // Only this replay generation counts: its compensations and its step results.
-        let head = sqlx::query(AssertSqlSafe(format!(
-            "SELECT last_error, EXISTS (
-                SELECT 1 FROM event_transitions t WHERE t.event_id = e.id AND t.to_status = 'compensating'
-                    AND t.id > {}
-             ) AS compensating
-             FROM events e WHERE id = $1",
-            since_replay("e.id")
-        )))
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(head) = head else {
-            return Ok(Progress::default());
-        };
-        let results = sqlx::query_as::<_, (String, String)>(
-            "SELECT s.step, s.outcome FROM step_results s JOIN events e ON e.id = s.event_id
-             WHERE s.event_id = $1 AND s.generation = e.replays ORDER BY s.id",
-        )
-        .bind(id.0)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Progress {
-            compensating: head.try_get("compensating")?,
-            last_error: head.try_get("last_error")?,
-            results: step_outcomes(results)?,
-        })
-    }
-
-    async fn pause_provider(
-        &self,
-        provider: &str,
-        reason: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO provider_pauses (provider, reason) VALUES ($1, $2)
-             ON CONFLICT (provider) DO NOTHING",
-        )
-        .bind(provider)
-        .bind(reason)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn resume_provider(&self, provider: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM provider_pauses WHERE provider = $1")
-            .bind(provider)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn provider_pauses(&self) -> Result<Vec<ProviderPause>, StoreError> {
-        sqlx::query("SELECT provider, paused_at, reason FROM provider_pauses ORDER BY provider")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(ProviderPause {
-                    provider: r.try_get("provider")?,
-                    paused_at: r.try_get("paused_at")?,
-                    reason: r.try_get("reason")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {
-        count_map(
-            sqlx::query_as("SELECT status, count(*) FROM events GROUP BY status")
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
     }
 }

@@ -19,6 +19,9 @@ pub struct StoreSettings {
     pub batch_max: usize,
     /// How long start-up waits for the store to answer before giving up.
     pub wait: Duration,
+    /// How long a byte-identical body of a scheme that signs only the body (GitHub, Shopify)
+    /// counts as a replay of the first.
+    pub replay_window: Duration,
 }
 
 impl Default for StoreSettings {
@@ -30,6 +33,7 @@ impl Default for StoreSettings {
             batch_window: Duration::from_micros(200),
             batch_max: 256,
             wait: Duration::from_secs(60),
+            replay_window: super::DEFAULT_REPLAY_WINDOW,
         }
     }
 }
@@ -39,6 +43,8 @@ impl StoreSettings {
     pub const MAX_BATCH_WINDOW_US: u64 = 1_000_000;
     /// Most inserts in one group-commit transaction.
     pub const MAX_BATCH: usize = 10_000;
+    /// Longest replay window, in hours: a year.
+    pub const MAX_REPLAY_WINDOW_HOURS: u64 = 24 * 365;
 
     /// Whether this process runs on embedded SQLite (one process, nothing to share).
     pub fn is_sqlite(&self) -> bool {

@@ -1,13 +1,15 @@
 //! GitHub: `X-Hub-Signature-256: sha256=<hex>`, HMAC-SHA256 over the raw body. The delivery GUID
 //! (`X-GitHub-Delivery`, stable across redeliveries) is the idempotency key and `X-GitHub-Event`
 //! the event type. Bodies are JSON, or form-encoded `payload=` when the hook is set up that way.
+//! Only the body is signed: the delivery id is required (a request without one is refused), and
+//! the store treats a byte-identical body within the replay window as a duplicate.
 
 use serde::de::IgnoredAny;
 
 use super::hmac::any_secret_matches;
 use super::{
-    RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, body_digest_key, header_str,
-    is_form, parse_json, signature_header,
+    RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, header_str, is_form, parse_json,
+    signature_header,
 };
 
 const HEADER: &str = "x-hub-signature-256";
@@ -56,14 +58,11 @@ impl Verifier for GithubVerifier {
         }
         let key = header_str(req.headers, "x-github-delivery")
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .unwrap_or_else(|| body_digest_key(req.body));
-        Ok(VerifiedWebhook::new(
-            provider,
-            key,
-            event_type,
-            req,
-            &[HEADER, "x-hub-signature"],
-        ))
+            .ok_or(VerifyError::MissingHeader("X-GitHub-Delivery".into()))?
+            .to_owned();
+        Ok(
+            VerifiedWebhook::new(provider, key, event_type, req, &[HEADER, "x-hub-signature"])
+                .signed_only_over_body(),
+        )
     }
 }

@@ -78,6 +78,10 @@ pub struct VerifiedWebhook {
     body: Bytes,
     headers: BTreeMap<String, String>,
     challenge: Option<String>,
+    /// The signature covers the body and nothing else (no time, no delivery id): a captured
+    /// request can be replayed with any delivery id, so the store also treats a byte-identical
+    /// body as a duplicate within the replay window.
+    signs_only_body: bool,
 }
 
 impl VerifiedWebhook {
@@ -96,7 +100,14 @@ impl VerifiedWebhook {
             body: req.body.clone(),
             headers: audit_headers(req.headers, signature_headers),
             challenge: None,
+            signs_only_body: false,
         }
+    }
+
+    /// Mark a scheme whose signature covers only the body (GitHub, Shopify).
+    fn signed_only_over_body(mut self) -> Self {
+        self.signs_only_body = true;
+        self
     }
 
     /// Mark a signed URL handshake (Slack's `url_verification`): the provider wants this value
@@ -126,6 +137,21 @@ impl VerifiedWebhook {
     pub fn headers(&self) -> &BTreeMap<String, String> {
         &self.headers
     }
+    /// Redact these headers (lower-case names) too: the operator's own list
+    /// (`HOOKD_AUDIT_REDACT_HEADERS`). Only ever hides values; nothing verified changes.
+    pub fn redact_headers(&mut self, names: &[String]) {
+        for name in names {
+            if let Some(v) = self.headers.get_mut(name.as_str()) {
+                REDACTED.clone_into(v);
+            }
+        }
+    }
+
+    /// Whether the signature covers only the body (see the field).
+    pub fn signs_only_body(&self) -> bool {
+        self.signs_only_body
+    }
+
     /// Set for a verified handshake that must be answered with this value instead of stored.
     pub fn challenge(&self) -> Option<&str> {
         self.challenge.as_deref()
@@ -333,31 +359,58 @@ fn called_url(public_url: Option<&str>, req: &RawRequest<'_>) -> Result<String, 
     }
 }
 
-/// Headers worth keeping for audit. Signature headers are redacted, hop-by-hop noise dropped.
+/// Headers worth keeping for audit. Signature headers and credential-like headers (see
+/// [`is_credential`]) are redacted, hop-by-hop noise dropped. A header sent more than once keeps
+/// its first value, the one the verifiers read (`HeaderMap::get`), so the record shows what was
+/// verified.
 fn audit_headers(headers: &HeaderMap, signature_headers: &[&str]) -> BTreeMap<String, String> {
-    const DROP: &[&str] = &[
-        "authorization",
-        "cookie",
-        "connection",
-        "content-length",
-        "host",
-    ];
-    headers
-        .iter()
-        .filter(|(k, _)| !DROP.contains(&k.as_str()))
-        .map(|(k, v)| {
-            let name = k.as_str();
-            let value = if signature_headers
+    const DROP: &[&str] = &["connection", "content-length", "host"];
+    let mut kept = BTreeMap::new();
+    for (k, v) in headers {
+        let name = k.as_str();
+        if DROP.contains(&name) || kept.contains_key(name) {
+            continue;
+        }
+        let secret = is_credential(name)
+            || signature_headers
                 .iter()
-                .any(|s| s.eq_ignore_ascii_case(name))
-            {
-                "[redacted]".to_owned()
-            } else {
-                String::from_utf8_lossy(v.as_bytes()).into_owned()
-            };
-            (name.to_owned(), value)
-        })
-        .collect()
+                .any(|s| s.eq_ignore_ascii_case(name));
+        let value = if secret {
+            REDACTED.to_owned()
+        } else {
+            String::from_utf8_lossy(v.as_bytes()).into_owned()
+        };
+        kept.insert(name.to_owned(), value);
+    }
+    kept
+}
+
+/// What a redacted header's value is stored as.
+pub const REDACTED: &str = "[redacted]";
+
+/// Parts of a (lower-case) header name that mark a credential: `Authorization`,
+/// `Proxy-Authorization`, `Cookie`, `X-Api-Key`, `X-Auth-Token`, `X-Amz-Security-Token`,
+/// `X-Client-Secret` and the like. Names with `idempotency` in them (Twilio's
+/// `I-Twilio-Idempotency-Token`) are ids, not credentials. More names can be listed in
+/// `HOOKD_AUDIT_REDACT_HEADERS`.
+pub const CREDENTIAL_MARKERS: &[&str] = &[
+    "auth",
+    "cookie",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api-key",
+    "apikey",
+    "api_key",
+    "session",
+    "credential",
+    "signature",
+];
+
+/// Whether a (lower-case) header name looks like it carries a credential.
+pub fn is_credential(name: &str) -> bool {
+    !name.contains("idempotency") && CREDENTIAL_MARKERS.iter().any(|m| name.contains(m))
 }
 
 /// What a request's provider name resolves to.

@@ -1,13 +1,15 @@
 //! Shopify: `X-Shopify-Hmac-Sha256: <base64>`, HMAC-SHA256 over the raw body with the app's client
 //! secret. Nothing time-like is signed, so there is no window. `X-Shopify-Webhook-Id` is stable
-//! across retries (the idempotency key); `X-Shopify-Topic` is the event type.
+//! across retries (the idempotency key, required: only the body is signed, so the store also
+//! treats a byte-identical body within the replay window as a duplicate); `X-Shopify-Topic` is
+//! the event type.
 
 use serde::de::IgnoredAny;
 
 use super::hmac::any_secret_matches;
 use super::{
-    RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, body_digest_key, decode_base64,
-    header_key, header_str, parse_json, signature_header,
+    RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, decode_base64, header_key,
+    header_str, parse_json, signature_header,
 };
 
 const HEADER: &str = "x-shopify-hmac-sha256";
@@ -47,18 +49,12 @@ impl Verifier for ShopifyVerifier {
         parse_json::<IgnoredAny>(req.body)?;
         let key = header_key(req.headers, "x-shopify-webhook-id")
             .or_else(|| header_key(req.headers, "x-shopify-event-id"))
-            .unwrap_or_else(|| body_digest_key(req.body));
+            .ok_or(VerifyError::MissingHeader("X-Shopify-Webhook-Id".into()))?;
         let event_type = header_str(req.headers, "x-shopify-topic")
             .filter(|s| !s.is_empty())
             .unwrap_or("unknown")
             .to_owned();
-        Ok(VerifiedWebhook::new(
-            provider,
-            key,
-            event_type,
-            req,
-            &[HEADER],
-        ))
+        Ok(VerifiedWebhook::new(provider, key, event_type, req, &[HEADER]).signed_only_over_body())
     }
 }
 

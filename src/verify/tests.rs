@@ -278,16 +278,20 @@ fn github_header_edge_cases() {
     let mac = hex::encode(hmac::hmac_sha256(b"s", &[body.as_bytes()]));
     let ok = format!("sha256={mac}");
     let with = |sig: &str, event: Option<&str>| {
-        let mut h = headers(&[("x-hub-signature-256", sig)]);
+        let mut h = headers(&[("x-hub-signature-256", sig), ("x-github-delivery", "d-1")]);
         if let Some(e) = event {
             h.insert("x-github-event", HeaderValue::from_str(e).unwrap());
         }
         run(&v, &h, body, 0)
     };
     let w = with(&ok, Some("ping")).unwrap();
-    assert!(
-        w.idempotency_key().starts_with("sha256:"),
-        "falls back to the body digest"
+    assert_eq!(w.idempotency_key(), "d-1");
+    assert!(w.signs_only_body());
+    // Only the body is signed: without a delivery id a replay could not be told apart.
+    let no_delivery = headers(&[("x-hub-signature-256", &ok), ("x-github-event", "ping")]);
+    assert_eq!(
+        run(&v, &no_delivery, body, 0).unwrap_err().reason(),
+        "missing_header"
     );
     assert_eq!(with(&ok, None).unwrap_err().reason(), "missing_header");
     assert_eq!(
@@ -318,6 +322,7 @@ fn github_header_edge_cases() {
     let h = headers(&[
         ("x-hub-signature-256", &format!("sha256={mac}")),
         ("x-github-event", "push"),
+        ("x-github-delivery", "d-2"),
         ("content-type", "application/x-www-form-urlencoded"),
     ]);
     run(&v, &h, form, 0).unwrap();

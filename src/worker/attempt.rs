@@ -85,6 +85,24 @@ impl Drop for LeaseGuard {
     }
 }
 
+/// The payload route filters and templates read. A body that is not JSON (a form) is `null` to
+/// them; a body that looks like JSON but does not parse (nested deeper than the accept path
+/// allows today, stored before that limit) cannot be matched against filters: an error, so the
+/// event is dead-lettered with the reason instead of completing as if no route matched.
+fn payload(body: &[u8]) -> Result<Value, String> {
+    let json_like = matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    );
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(_) if !json_like => Ok(Value::Null),
+        Err(e) => Err(format!(
+            "the body cannot be parsed to evaluate the route filters: {e}"
+        )),
+    }
+}
+
 fn wall_clock(until: Instant) -> DateTime<Utc> {
     let left = until.saturating_duration_since(Instant::now());
     Utc::now() + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX)
@@ -95,28 +113,19 @@ impl Worker {
     /// nothing may be written but the results of steps that ran.
     pub(super) async fn attempt(&self, event: &ClaimedEvent) -> Option<Ending> {
         let max = self.settings.retry.max_attempts;
-        // Filters and templates read the payload; a body that is not JSON is `null` to them.
-        let payload: Value = serde_json::from_slice(&event.body).unwrap_or(Value::Null);
+        let payload = match payload(&event.body) {
+            Ok(p) => p,
+            Err(error) => {
+                tracing::error!(%error, "event cannot be evaluated against its routes");
+                return Some(Outcome::DeadLetter { error }.into());
+            }
+        };
         let steps = self
             .router
             .steps_for(&event.provider, &event.event_type, &payload);
-        let progress = if event.attempt > 1 {
-            match self.store.progress(event.id).await {
-                Ok(p) => p,
-                Err(e) => {
-                    // Without the history a finished step could run again: try later. The
-                    // attempt counts, so a store that never answers cannot loop forever.
-                    let error = format!("cannot read earlier step results: {e}");
-                    return Some(
-                        self.settings
-                            .retry
-                            .after_failure(event.attempt, error)
-                            .into(),
-                    );
-                }
-            }
-        } else {
-            Progress::default()
+        let progress = match self.progress(event).await {
+            Ok(p) => p,
+            Err(retry) => return Some(retry.into()),
         };
         if steps.is_empty() && !progress.compensating {
             tracing::info!("no route matches; completing");
@@ -176,6 +185,20 @@ impl Worker {
             return None;
         }
         ending
+    }
+
+    /// What earlier attempts did (nothing before the first). When it cannot be read, the
+    /// outcome to end this attempt with instead.
+    async fn progress(&self, event: &ClaimedEvent) -> Result<Progress, Outcome> {
+        if event.attempt <= 1 {
+            return Ok(Progress::default());
+        }
+        self.store.progress(event.id).await.map_err(|e| {
+            // Without the history a finished step could run again: try later. The attempt
+            // counts, so a store that never answers cannot loop forever.
+            let error = format!("cannot read earlier step results: {e}");
+            self.settings.retry.after_failure(event.attempt, error)
+        })
     }
 
     /// The normal phase: every step that has not succeeded yet, in order, stopping at the first
@@ -276,28 +299,14 @@ impl Worker {
             .filter_map(|s| s.compensation.as_deref())
             .rev()
             .collect();
-        // Crashes during compensation use up claims without recording a result. Allow the
-        // normal phase's attempts, then twice the tries per compensation; the bound keeps a
-        // compensation that always kills its worker from looping forever.
-        let budget = max.saturating_add(1).saturating_add(
-            max.saturating_mul(2)
-                .saturating_mul(compensations.len() as u32),
-        );
+        let budget = compensation_budget(max, compensations.len());
         let mut report = Vec::new();
         for comp in &compensations {
-            if progress.succeeded(&comp.key) {
-                report.push(format!("{} succeeded", comp.key));
+            if let Some(settled) = settled(comp, progress, max, event.attempt > budget) {
+                report.push(settled);
                 continue;
             }
             let failures = progress.failures(&comp.key);
-            if failures >= max {
-                report.push(format!("{} gave up after {failures} tries", comp.key));
-                continue;
-            }
-            if event.attempt > budget {
-                report.push(format!("{} not run: no attempts left", comp.key));
-                continue;
-            }
             if lease.lost() {
                 return None;
             }
@@ -481,4 +490,26 @@ impl Worker {
         let renewer = self.spawn_lease_renewal(event, lost.clone());
         LeaseGuard { lost, renewer }
     }
+}
+
+/// Claims the compensation phase may use. Crashes during compensation use up claims without
+/// recording a result. Allow the normal phase's attempts, then twice the tries per
+/// compensation; the bound keeps a compensation that always kills its worker from looping
+/// forever.
+fn compensation_budget(max: u32, compensations: usize) -> u32 {
+    max.saturating_add(1)
+        .saturating_add(max.saturating_mul(2).saturating_mul(compensations as u32))
+}
+
+/// What the report says of a compensation that is not to run now: it succeeded, it was given
+/// up, or no attempts are left. `None` when it should run.
+fn settled(comp: &Step, progress: &Progress, max: u32, out_of_attempts: bool) -> Option<String> {
+    if progress.succeeded(&comp.key) {
+        return Some(format!("{} succeeded", comp.key));
+    }
+    let failures = progress.failures(&comp.key);
+    if failures >= max {
+        return Some(format!("{} gave up after {failures} tries", comp.key));
+    }
+    out_of_attempts.then(|| format!("{} not run: no attempts left", comp.key))
 }

@@ -1,6 +1,6 @@
 //! Outcomes written together: every worker task of a process hands the end of its attempt to
 //! one writer task, which writes whatever has queued up since its previous write in one
-//! transaction ([`EventStore::finish_many`]). Under load one commit then ends many attempts
+//! transaction ([`crate::store::Leases::finish_many`]). Under load one commit then ends many attempts
 //! instead of one (the workers' counterpart of the accept path's group commit); with a single
 //! event in flight a batch of one goes at once, so nothing waits for company.
 //!
@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{EventStore, Finish, StoreError};
+use crate::store::{Finish, StoreError, Work};
 
 type Reply = oneshot::Sender<Result<bool, StoreError>>;
 
@@ -26,7 +26,7 @@ pub(super) struct Finisher {
 
 impl Finisher {
     /// Start the writer task; it stops when the last handle is dropped.
-    pub(super) fn start(store: Arc<dyn EventStore>) -> Self {
+    pub(super) fn start(store: Arc<dyn Work>) -> Self {
         let (queue, mut rx) = mpsc::channel::<(Finish, Reply)>(MAX_BATCH * 2);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -51,7 +51,7 @@ impl Finisher {
 
     /// Write one attempt's end: true once committed, false when the lease had been lost.
     pub(super) async fn finish(&self, item: Finish) -> Result<bool, StoreError> {
-        let stopped = || StoreError::Unavailable("the outcome writer has stopped".into());
+        let stopped = || StoreError::unavailable("the outcome writer has stopped");
         let (reply, answer) = oneshot::channel();
         self.queue
             .send((item, reply))

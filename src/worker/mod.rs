@@ -27,7 +27,7 @@ use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router};
 use crate::event::{ClaimedEvent, Outcome};
 use crate::queue::Queue;
-use crate::store::{EventStore, Finish};
+use crate::store::{Finish, Work};
 use crate::telemetry::{metrics, trace};
 
 /// The retry schedule, as data: attempt `n` failing waits `min(2^n * base, cap)`, and the
@@ -109,7 +109,7 @@ impl Default for WorkerSettings {
 
 /// A pool of workers in one process, sharing one lease owner name.
 pub struct Worker {
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn Work>,
     queue: Arc<dyn Queue>,
     router: Router,
     actions: Actions,
@@ -123,7 +123,7 @@ pub struct Worker {
 impl Worker {
     /// Call inside the async runtime: the outcome writer is a task.
     pub fn new(
-        store: Arc<dyn EventStore>,
+        store: Arc<dyn Work>,
         queue: Arc<dyn Queue>,
         router: Router,
         actions: Actions,

@@ -10,7 +10,7 @@ use hookd::event::EventStatus;
 use reqwest::StatusCode;
 
 const WAIT: Duration = Duration::from_secs(20);
-const READ_TOKEN: &str = "console-read-token";
+const READ_TOKEN: &str = "console-read-token-for-tests";
 const XSS_TYPE: &str = "<img src=x onerror=alert(1)>";
 
 both_backends!(sessions_csrf_and_escaping);

@@ -14,6 +14,7 @@ mod group_commit;
 mod limits;
 mod observability;
 mod openapi;
+mod probe;
 mod process;
 mod providers;
 mod redis_queue;

@@ -268,7 +268,12 @@ const STANDARD: Spec = Spec {
 // --- Shopify -------------------------------------------------------------------------------------
 
 fn sign_shopify(secret: &str, id: &str, _t: i64) -> Req {
-    let body = r#"{"id":820982911946154508,"email":"jon@example.com","total_price":"403.00"}"#;
+    // Each delivery its own body: Shopify signs only the body, so a byte-identical body under a
+    // new webhook id is a replay (a duplicate).
+    let body = format!(
+        r#"{{"id":820982911946154508,"email":"jon@example.com","total_price":"403.00","note":"{id}"}}"#
+    );
+    let body = body.as_str();
     Req::new(
         &[
             (

@@ -219,13 +219,14 @@ async fn forwards_to_private_addresses_must_be_allowed() {
     let detail = format!("{e:?}");
     assert!(detail.contains("forward policy"), "{detail}");
     server.stop().await;
-    // Listed by name, it is allowed.
+    // Listed by name and its loopback range listed too, it is allowed (a name alone reaches only
+    // public addresses: tests/probe.rs).
     let server = TestServer::start(
         &db,
         &by_name,
         &[
             ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
-            ("HOOKD_FORWARD_ALLOW", "localhost"),
+            ("HOOKD_FORWARD_ALLOW", "localhost,127.0.0.0/8"),
         ],
     )
     .await;

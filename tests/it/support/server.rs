@@ -14,7 +14,7 @@ use hookd::store::EventStore;
 use super::{ReadEvents, STRIPE_SECRET, TestDb, eventually, now, stripe_header};
 
 /// The admin token every test server accepts (all scopes).
-pub const ADMIN_TOKEN: &str = "admin-token-for-tests";
+pub const ADMIN_TOKEN: &str = "admin-token-for-integration-tests";
 
 /// Settings every test server starts with: fast polls and retries, a free port.
 pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {

@@ -1,0 +1,118 @@
+//! [`Work`] for any engine: the reads of earlier attempts and the step results, written once
+//! (the claim, lease and finish statements are the engine's own [`crate::store::Leases`]: they
+//! lock differently).
+//!
+//! It must never change an event's status: only the engine's fenced statements do.
+
+use async_trait::async_trait;
+
+use super::{Engine, Record, Sql, since_replay};
+use crate::event::{ClaimedEvent, EventId, Outcome, Progress, StepOutcome, StepRecord};
+use crate::store::{StoreError, Work};
+
+/// A claimed event from the row a claim returns (the event's columns after the update).
+pub fn claimed(r: &impl Record) -> Result<ClaimedEvent, StoreError> {
+    Ok(ClaimedEvent {
+        id: EventId(r.get("id")?),
+        provider: r.get("provider")?,
+        event_type: r.get("event_type")?,
+        idempotency_key: r.get("idempotency_key")?,
+        content_type: r.get("content_type")?,
+        body: r.get("body")?,
+        attempt: r.small("attempts")?,
+        received_at: r.time("received_at")?,
+        traceparent: r.get("traceparent")?,
+        delivery: None,
+        generation: r.small("replays")?,
+    })
+}
+
+/// The statement that records one step's result.
+pub fn insert_step(r: &StepRecord) -> Sql {
+    Sql::new(
+        "INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, at, generation)
+         VALUES ($1, $2, $3, $4, $5, $6, {now}, $7)",
+    )
+    .arg(r.event_id)
+    .arg(&r.step)
+    .arg(i32::try_from(r.attempt).unwrap_or(i32::MAX))
+    .arg(r.outcome.as_str())
+    .arg(r.error.as_deref())
+    .arg(r.duration_ms as i64)
+    .arg(i32::try_from(r.generation).unwrap_or(i32::MAX))
+}
+
+#[async_trait]
+impl<E: Engine> Work for E {
+    async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
+        let q = Sql::new(
+            "SELECT DISTINCT step FROM step_results s JOIN events e ON e.id = s.event_id
+             WHERE s.event_id = $1 AND s.outcome = 'succeeded' AND s.generation = e.replays",
+        )
+        .arg(id);
+        self.read(q).await?.iter().map(|r| r.get("step")).collect()
+    }
+
+    async fn record_step(&self, record: &StepRecord) -> Result<(), StoreError> {
+        self.write(insert_step(record)).await?;
+        Ok(())
+    }
+
+    async fn progress(&self, id: EventId) -> Result<Progress, StoreError> {
+        // Only this replay generation counts: its compensations and its step results.
+        let head = Sql::new(&format!(
+            "SELECT last_error, EXISTS (
+                SELECT 1 FROM event_transitions t WHERE t.event_id = e.id
+                    AND t.to_status = 'compensating' AND t.id > {}
+             ) AS compensating
+             FROM events e WHERE id = $1",
+            since_replay("e.id")
+        ))
+        .arg(id);
+        let Some(head) = self.read(head).await?.into_iter().next() else {
+            return Ok(Progress::default());
+        };
+        let results = Sql::new(
+            "SELECT s.step, s.outcome FROM step_results s JOIN events e ON e.id = s.event_id
+             WHERE s.event_id = $1 AND s.generation = e.replays ORDER BY s.id",
+        )
+        .arg(id);
+        let results = self
+            .read(results)
+            .await?
+            .iter()
+            .map(|r| {
+                let outcome: String = r.get("outcome")?;
+                let parsed = StepOutcome::parse(&outcome).ok_or_else(|| {
+                    StoreError::other(format!("unknown step outcome {outcome:?}"))
+                })?;
+                Ok((r.get("step")?, parsed))
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Progress {
+            compensating: head.get("compensating")?,
+            last_error: head.get("last_error")?,
+            results,
+        })
+    }
+}
+
+/// `(detail, last_error)` written when an attempt ends.
+pub fn outcome_texts(outcome: &Outcome) -> (String, Option<String>) {
+    match outcome {
+        Outcome::Completed { detail } => (detail.clone(), None),
+        Outcome::RetryAt { at, error } => (
+            format!("retry at {}: {error}", at.to_rfc3339()),
+            Some(error.clone()),
+        ),
+        Outcome::DeadLetter { error } => (format!("dead-lettered: {error}"), Some(error.clone())),
+        Outcome::Compensate { error, detail, .. } => (detail.clone(), Some(error.clone())),
+        Outcome::Postpone { at, reason, .. } => (
+            format!(
+                "{reason}; waiting until {}; attempt not counted",
+                at.to_rfc3339()
+            ),
+            None,
+        ),
+    }
+}
