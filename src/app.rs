@@ -11,15 +11,16 @@ use tokio::task::JoinHandle;
 
 use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router, SetupError};
-use crate::config::{Config, ConfigError, redact_url};
+use crate::config::Config;
 use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{TlsError, TlsListener};
 use crate::http::{self, AppState};
 use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
-use crate::store::{self, EventStore, StoreError};
-use crate::worker::{Worker, WorkerSettings};
+use crate::store::{self, EventStore, StoreError, redact_url};
+use crate::verify::{ProviderError, Providers};
+use crate::worker::Worker;
 
 /// Which parts of hookd this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,9 +52,9 @@ pub enum StartError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     #[error("cannot apply migrations: {0}")]
-    Migrate(StoreError),
+    Migrate(#[source] StoreError),
     #[error(transparent)]
-    Providers(#[from] ConfigError),
+    Providers(#[from] ProviderError),
     #[error("cannot set up the actions: {0}")]
     Actions(#[from] SetupError),
     #[error("cannot listen on {addr}: {source} (set PORT or HOOKD_BIND)")]
@@ -67,22 +68,20 @@ pub enum StartError {
 /// be reached (it is starting, restarting, or the network is not up yet) this retries with
 /// backoff for up to `HOOKD_STORE_WAIT_SECS`, saying so in the log, rather than exit at once.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartError> {
-    let url = redact_url(&config.database_url);
+    let settings = &config.store;
+    let url = redact_url(&settings.database_url);
     let started = Instant::now();
     let mut delay = Duration::from_millis(250);
     let mut attempt = 1u32;
     let store = loop {
         let opened = async {
-            let store = store::connect(
-                &config.database_url,
-                config.db_pool_size,
-                config.store_timeout,
-            )
-            .await
-            .map_err(|source| StartError::Store {
-                url: url.clone(),
-                source,
-            })?;
+            let store =
+                store::connect(&settings.database_url, settings.pool_size, settings.timeout)
+                    .await
+                    .map_err(|source| StartError::Store {
+                        url: url.clone(),
+                        source,
+                    })?;
             store.migrate().await.map_err(StartError::Migrate)?;
             Ok::<_, StartError>(store)
         }
@@ -103,7 +102,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
             Err(other) => return Err(other),
         };
         let waited = started.elapsed();
-        if waited + delay > config.store_wait {
+        if waited + delay > settings.wait {
             return Err(StartError::StoreWait {
                 url,
                 waited_secs: waited.as_secs(),
@@ -115,7 +114,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
             attempt,
             retry_in_ms = delay.as_millis() as u64,
             waited_secs = waited.as_secs(),
-            max_wait_secs = config.store_wait.as_secs(),
+            max_wait_secs = settings.wait.as_secs(),
             error = %source,
             "store not reachable; waiting for it"
         );
@@ -128,15 +127,16 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
 
 /// The accept path's inserts into `store`, committed in groups.
 fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCommit, StartError> {
-    let settings = GroupCommitSettings {
-        window: config.batch_window,
-        max_batch: config.batch_max,
-        concurrency: group_concurrency(store.backend(), config.db_pool_size),
-        max_queued: config.store_timeout,
-        replay_window: config.replay_window,
+    let settings = &config.store;
+    let group = GroupCommitSettings {
+        window: settings.batch_window,
+        max_batch: settings.batch_max,
+        concurrency: group_concurrency(store.backend(), settings.pool_size),
+        max_queued: settings.timeout,
+        replay_window: settings.replay_window,
     };
-    GroupCommit::new(store.clone(), settings).map_err(|source| StartError::Store {
-        url: redact_url(&config.database_url),
+    GroupCommit::new(store.clone(), group).map_err(|source| StartError::Store {
+        url: redact_url(&settings.database_url),
         source,
     })
 }
@@ -211,12 +211,11 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let store = open_store(config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
-    let mut addr = None;
     let instance = instance_name();
     let redis = config
         .redis
         .as_ref()
-        .map(|r| RedisQueue::start(r, store.clone(), config.poll_interval));
+        .map(|r| RedisQueue::start(r, store.clone(), config.worker.poll_interval));
     let queue: Arc<dyn Queue> = match &redis {
         Some(r) => {
             tasks.push(tokio::spawn(
@@ -226,146 +225,32 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         }
         None => Arc::new(StoreQueue::new(store.clone())),
     };
+    let parts = Parts {
+        store: store.clone(),
+        queue: queue.clone(),
+        shutdown: shutdown_rx,
+    };
 
     // Bind first: a taken port should stop start-up before any worker claims an event.
     let listener = if roles.api {
-        Some(bind(SocketAddr::new(config.bind, config.port)).await?)
+        Some(bind(SocketAddr::new(config.http.bind, config.http.port)).await?)
     } else {
         None
     };
-    let internal = match config.internal_addr.filter(|_| roles.api) {
+    let internal = match config.http.internal_addr.filter(|_| roles.api) {
         Some(addr) => Some(bind(addr).await?),
         None => None,
     };
     let internal_addr = internal.as_ref().map(|(_, a)| *a);
-
     // Breaker state lives with the workers of this process; an api-only process has none.
-    let mut destinations = None;
-    if roles.workers {
-        let router = Router::new(
-            &config.routes,
-            config.smtp.as_ref().map(|s| s.destination()),
-        );
-        let dests = Arc::new(Destinations::new(
-            config.breaker,
-            config.destination_concurrency,
-            router.provider_destinations(),
-        ));
-        destinations = Some(dests.clone());
-        let worker = Arc::new(Worker::new(
-            store.clone(),
-            queue.clone(),
-            router,
-            Actions::new(
-                config.forward_timeout,
-                config.smtp.as_ref(),
-                Arc::new(config.egress.clone()),
-            )?,
-            dests,
-            instance.clone(),
-            WorkerSettings {
-                concurrency: config.workers,
-                lease: config.lease,
-                poll_interval: config.poll_interval,
-                retry: config.retry,
-                drain_timeout: config.shutdown_timeout,
-                provider_concurrency: config.provider_concurrency.clone(),
-            },
-        ));
-        tasks.push(tokio::spawn(worker.run(shutdown_rx.clone())));
-        if let Some(keep) = config.operator.retention {
-            tasks.push(tokio::spawn(crate::ops::retention::run(
-                store.clone(),
-                keep,
-                shutdown_rx.clone(),
-            )));
-        }
-    }
-
-    if let Some((listener, local)) = listener {
-        addr = Some(local);
-        let providers = config.providers()?;
-        // Admin reads may go to a read replica; it is never migrated or written to.
-        let reads = match &config.operator.read_database_url {
-            Some(url) => store::connect(url, config.db_pool_size, config.store_timeout)
-                .await
-                .map_err(|source| StartError::Store {
-                    url: redact_url(url),
-                    source,
-                })?,
-            None => store.clone(),
-        };
-        let providers = Arc::new(providers);
-        let ops = Arc::new(Ops::new(
-            OpsParts {
-                store: store.clone(),
-                reads,
-                queue: queue.clone(),
-                providers: providers.clone(),
-                destinations,
-                session_ttl: config.operator.session_ttl,
-                secure_cookies: config
-                    .public_url
-                    .as_deref()
-                    .is_some_and(|u| u.starts_with("https://")),
-                shutdown: shutdown_rx.clone(),
-            },
-            &config.operator.tokens,
-        ));
-        let names: Vec<&str> = providers.names().collect();
-        let tls = config.tls.as_ref().map(TlsListener::new).transpose()?;
-        tracing::info!(addr = %local, tls = tls.is_some(), store = store.backend(), queue = queue.kind(), providers = ?names, "listening");
-        let admission = http::limits::Admission::new(
-            &config.limits,
-            config.max_body_bytes,
-            config.providers.iter().map(|p| p.name.as_str()),
-        );
-        let state = Arc::new(AppState {
-            intake: group_commit(config, &store)?,
-            store: store.clone(),
-            queue: queue.clone(),
-            providers,
-            ops,
-            max_body_bytes: config.max_body_bytes,
-            memory_limit_bytes: config.memory_limit_bytes,
-            shutting_down: shutdown_rx.clone(),
-            backlog: Default::default(),
-            limits: config.limits.clone(),
-            admission,
-            access: http::AccessGuard::new(config.admin_access.clone()),
-            schemas: config.schemas.clone(),
-        });
-        let app = http::router(state.clone(), internal.is_some());
-        if let Some(tls) = &tls {
-            tasks.push(tokio::spawn(tls.clone().watch(shutdown_rx.clone())));
-        }
-        let settings = ServerSettings {
-            limits: config.limits.clone(),
-            tls,
-            // In-flight requests get the grace period; a client that holds its connection
-            // longer is cut off.
-            grace: config.shutdown_timeout,
-        };
-        if let Some((listener, local)) = internal {
-            tracing::info!(addr = %local, "internal listener: /health and /metrics");
-            let plain = ServerSettings {
-                tls: None,
-                ..settings.clone()
-            };
-            let app = http::internal_router(state);
-            tasks.push(tokio::spawn(server::serve(
-                listener,
-                app,
-                plain,
-                shutdown_rx.clone(),
-            )));
-        }
-        tasks.push(tokio::spawn(server::serve(
-            listener,
-            app,
-            settings,
-            shutdown_rx,
-        )));
+    let destinations = if roles.workers {
+        Some(start_workers(config, &parts, instance, &mut tasks)?)
+    } else {
+        None
+    };
+    let addr = listener.as_ref().map(|(_, local)| *local);
+    if let Some(listener) = listener {
+        start_api(config, &parts, destinations, listener, internal, &mut tasks).await?;
     }
 
     Ok(Running {
@@ -377,4 +262,197 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         shutdown,
         tasks,
     })
+}
+
+/// What every role shares.
+struct Parts {
+    store: Arc<dyn EventStore>,
+    queue: Arc<dyn Queue>,
+    shutdown: watch::Receiver<bool>,
+}
+
+/// The worker pool and payload retention; returns this process's destination breakers.
+fn start_workers(
+    config: &Config,
+    parts: &Parts,
+    instance: String,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<Arc<Destinations>, StartError> {
+    let actions = &config.actions;
+    let router = Router::new(
+        &actions.routes,
+        actions.smtp.as_ref().map(|s| s.destination()),
+    );
+    let destinations = Arc::new(Destinations::new(
+        actions.breaker,
+        actions.destination_concurrency,
+        router.provider_destinations(),
+    ));
+    let worker = Arc::new(Worker::new(
+        parts.store.clone(),
+        parts.queue.clone(),
+        router,
+        Actions::new(actions)?,
+        destinations.clone(),
+        instance,
+        config.worker.clone(),
+    ));
+    tasks.push(tokio::spawn(worker.run(parts.shutdown.clone())));
+    if let Some(keep) = config.operator.retention {
+        tasks.push(tokio::spawn(crate::ops::retention::run(
+            parts.store.clone(),
+            keep,
+            parts.shutdown.clone(),
+        )));
+    }
+    Ok(destinations)
+}
+
+/// The HTTP server: webhooks, health, metrics, the admin API and the console.
+async fn start_api(
+    config: &Config,
+    parts: &Parts,
+    destinations: Option<Arc<Destinations>>,
+    (listener, local): (TcpListener, SocketAddr),
+    internal: Option<(TcpListener, SocketAddr)>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> Result<(), StartError> {
+    let providers = Arc::new(Providers::from_config(&config.providers)?);
+    let ops = start_ops(config, parts, providers.clone(), destinations).await?;
+    let http = &config.http;
+    let tls = http.tls.as_ref().map(TlsListener::new).transpose()?;
+    let names: Vec<&str> = providers.names().collect();
+    tracing::info!(addr = %local, tls = tls.is_some(), store = parts.store.backend(), queue = parts.queue.kind(), providers = ?names, "listening");
+    let admission = http::limits::Admission::new(
+        &http.limits,
+        http.max_body_bytes,
+        config.providers.iter().map(|p| p.name.as_str()),
+    );
+    let state = Arc::new(AppState {
+        intake: group_commit(config, &parts.store)?,
+        store: parts.store.clone(),
+        queue: parts.queue.clone(),
+        providers,
+        ops,
+        max_body_bytes: http.max_body_bytes,
+        memory_limit_bytes: http.memory_limit_bytes,
+        shutting_down: parts.shutdown.clone(),
+        backlog: Default::default(),
+        limits: http.limits.clone(),
+        admission,
+        access: http::AccessGuard::new(http.admin_access.clone()),
+        schemas: http.schemas.clone(),
+    });
+    let app = http::router(state.clone(), internal.is_some());
+    if let Some(tls) = &tls {
+        tasks.push(tokio::spawn(tls.clone().watch(parts.shutdown.clone())));
+    }
+    let settings = ServerSettings {
+        limits: http.limits.clone(),
+        tls,
+        // In-flight requests get the grace period; a client that holds its connection
+        // longer is cut off.
+        grace: config.shutdown_timeout,
+    };
+    if let Some((listener, local)) = internal {
+        tracing::info!(addr = %local, "internal listener: /health and /metrics");
+        let plain = ServerSettings {
+            tls: None,
+            ..settings.clone()
+        };
+        tasks.push(tokio::spawn(server::serve(
+            listener,
+            http::internal_router(state),
+            plain,
+            parts.shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        app,
+        settings,
+        parts.shutdown.clone(),
+    )));
+    Ok(())
+}
+
+/// The operator surface, over the store and its read replica.
+async fn start_ops(
+    config: &Config,
+    parts: &Parts,
+    providers: Arc<Providers>,
+    destinations: Option<Arc<Destinations>>,
+) -> Result<Arc<Ops>, StartError> {
+    let ops = Ops::new(
+        OpsParts {
+            store: parts.store.clone(),
+            reads: open_reads(config, &parts.store).await?,
+            queue: parts.queue.clone(),
+            providers,
+            destinations,
+            session_ttl: config.operator.session_ttl,
+            secure_cookies: config
+                .public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("https://")),
+            shutdown: parts.shutdown.clone(),
+        },
+        &config.operator.tokens,
+    );
+    Ok(Arc::new(ops))
+}
+
+/// Where admin reads go: a read replica when one is configured (never migrated or written
+/// to), else the store itself.
+async fn open_reads(
+    config: &Config,
+    store: &Arc<dyn EventStore>,
+) -> Result<Arc<dyn EventStore>, StartError> {
+    let Some(url) = &config.operator.read_database_url else {
+        return Ok(store.clone());
+    };
+    store::connect(url, config.store.pool_size, config.store.timeout)
+        .await
+        .map_err(|source| StartError::Store {
+            url: redact_url(url),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Forwards never go out without the egress policy or with redirects on: a forward client
+    /// that cannot be built stops start-up, before any worker claims an event.
+    #[tokio::test]
+    async fn start_up_stops_when_the_forward_client_cannot_be_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::from_vars([
+            ("HOOKD_CONFIG".to_owned(), "/dev/null".to_owned()),
+            (
+                "DATABASE_URL".to_owned(),
+                format!("sqlite://{}", dir.path().join("hookd.db").display()),
+            ),
+        ])
+        .unwrap();
+        // A header value with a line break: the real client builder refuses it.
+        config.actions.forward.user_agent = "hookd\n1".into();
+        let roles = Roles {
+            api: false,
+            workers: true,
+        };
+        let Err(err) = start(&config, roles).await else {
+            panic!("hookd started without its forward client");
+        };
+        assert!(
+            matches!(err, StartError::Actions(SetupError::ForwardClient { .. })),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("cannot build the forward HTTP client"),
+            "{err}"
+        );
+    }
 }

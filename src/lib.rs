@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod event;
 pub mod http;
+pub mod net;
 pub mod ops;
 pub mod queue;
 pub mod store;

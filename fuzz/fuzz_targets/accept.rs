@@ -31,7 +31,7 @@ fuzz_target!(|body: &[u8]| {
         now_unix: now,
     };
     if let Ok(webhook) = world.runtime.block_on(verifier.verify("stripe", &request)) {
-        let _ = hookd::http::validate::check(&world.config.limits, &webhook);
-        let _ = hookd::http::validate::check_schemas(&world.config.schemas, &webhook);
+        let _ = hookd::http::validate::check(&world.config.http.limits, &webhook);
+        let _ = hookd::http::validate::check_schemas(&world.config.http.schemas, &webhook);
     }
 });

@@ -68,7 +68,8 @@ schema = "payment.json"
         ];
         let config = Config::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
             .expect("fuzz configuration");
-        let providers = config.providers().expect("providers");
+        let providers =
+            hookd::verify::Providers::from_config(&config.providers).expect("providers");
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()

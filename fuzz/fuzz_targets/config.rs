@@ -16,7 +16,7 @@ fuzz_target!(|text: &str| {
         ("SMTP_FROM".to_owned(), "hookd@example.com".to_owned()),
     ];
     if let Ok(config) = hookd::config::Config::from_vars(vars) {
-        let _ = config.providers();
-        let _ = hookd::actions::Router::new(&config.routes, None);
+        let _ = hookd::verify::Providers::from_config(&config.providers);
+        let _ = hookd::actions::Router::new(&config.actions.routes, None);
     }
 });

@@ -46,7 +46,7 @@ impl EgressPolicy {
     }
 
     /// From `HOOKD_FORWARD_ALLOW` entries and `HOOKD_FORWARD_ALLOW_PRIVATE`.
-    pub fn new(allow: Option<&[String]>, allow_private: bool) -> Result<Self, String> {
+    pub fn new(allow: Option<&[String]>, allow_private: bool) -> Result<Self, EgressError> {
         let allow = allow
             .map(|list| {
                 list.iter()
@@ -88,21 +88,16 @@ impl EgressPolicy {
     }
 
     /// The start-up check of one forward URL; the error says what to set.
-    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), String> {
-        let refused = |what: String| {
-            Err(format!(
-                "forward to {what} is refused: {}",
-                if self.allow.is_some() {
-                    "it is not on HOOKD_FORWARD_ALLOW; add it there"
-                } else {
-                    "it is a private or special address; list it in HOOKD_FORWARD_ALLOW \
-                     (e.g. HOOKD_FORWARD_ALLOW=10.0.0.0/8,ledger.internal) or set \
-                     HOOKD_FORWARD_ALLOW_PRIVATE=true"
-                }
-            ))
+    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), EgressError> {
+        let refused = |target: String| {
+            Err(if self.allow.is_some() {
+                EgressError::NotListed { target }
+            } else {
+                EgressError::Private { target }
+            })
         };
         let Some(host) = url.host_str() else {
-            return Err("forward url has no host".into());
+            return Err(EgressError::NoHost);
         };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(addr) = bare.parse::<IpAddr>() {
@@ -127,8 +122,28 @@ impl EgressPolicy {
     }
 }
 
-fn parse_rule(s: &str) -> Result<Rule, String> {
-    if let Some(net) = crate::config::parse_net(s) {
+/// Why a forward destination or an allow-list entry is refused; each says what to set.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EgressError {
+    #[error("forward to {target} is refused: it is not on HOOKD_FORWARD_ALLOW; add it there")]
+    NotListed { target: String },
+    #[error(
+        "forward to {target} is refused: it is a private or special address; list it in \
+         HOOKD_FORWARD_ALLOW (e.g. HOOKD_FORWARD_ALLOW=10.0.0.0/8,ledger.internal) or set \
+         HOOKD_FORWARD_ALLOW_PRIVATE=true"
+    )]
+    Private { target: String },
+    #[error("forward url has no host")]
+    NoHost,
+    #[error(
+        "HOOKD_FORWARD_ALLOW entry {entry:?}: expected a host name, *.domain, an IP address or a \
+         CIDR range"
+    )]
+    Entry { entry: String },
+}
+
+fn parse_rule(s: &str) -> Result<Rule, EgressError> {
+    if let Some(net) = crate::net::parse_net(s) {
         return Ok(Rule::Net(net));
     }
     let lower = s.to_ascii_lowercase();
@@ -141,10 +156,9 @@ fn parse_rule(s: &str) -> Result<Rule, String> {
     match lower.strip_prefix("*.") {
         Some(domain) if valid(domain) => Ok(Rule::Domain(format!(".{domain}"))),
         None if valid(&lower) => Ok(Rule::Host(lower)),
-        _ => Err(format!(
-            "HOOKD_FORWARD_ALLOW entry {s:?}: expected a host name, *.domain, an IP address or a \
-             CIDR range"
-        )),
+        _ => Err(EgressError::Entry {
+            entry: s.to_owned(),
+        }),
     }
 }
 
@@ -310,6 +324,7 @@ mod tests {
         assert!(
             p.check_url(&url("http://127.0.0.1:9000/in"))
                 .unwrap_err()
+                .to_string()
                 .contains("HOOKD_FORWARD_ALLOW")
         );
         assert!(p.check_url(&url("http://[::1]/in")).is_err());

@@ -27,20 +27,51 @@ use crate::event::ClaimedEvent;
 #[serde(try_from = "String")]
 pub struct Recipient(Mailbox);
 
+/// Text that is not an email address.
+#[derive(Debug, thiserror::Error)]
+#[error("{text:?} is not an email address: {source}")]
+pub struct AddressError {
+    text: String,
+    source: lettre::address::AddressError,
+}
+
 impl TryFrom<String> for Recipient {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
+    type Error = AddressError;
+    fn try_from(s: String) -> Result<Self, AddressError> {
         Mailbox::from_str(s.trim())
             .map(Self)
-            .map_err(|e| format!("{s:?} is not an email address: {e}"))
+            .map_err(|source| AddressError { text: s, source })
     }
 }
 
 impl FromStr for Recipient {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = AddressError;
+    fn from_str(s: &str) -> Result<Self, AddressError> {
         Self::try_from(s.to_owned())
     }
+}
+
+/// An SMTP setting that cannot work; never shows the credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpSettingError {
+    #[error("not a URL ({source})")]
+    Url { source: url::ParseError },
+    #[error("scheme {0:?} is not smtp or smtps")]
+    Scheme(String),
+    #[error("unknown option {0} (only smtp://...?tls=none)")]
+    Option(String),
+    #[error("no host")]
+    NoHost,
+    #[error("credentials are not UTF-8 after percent-decoding")]
+    Credentials,
+    #[error("credentials over an unencrypted connection (tls=none) are refused")]
+    Plaintext,
+    #[error("no PEM certificate in it")]
+    NoPem,
+    #[error("{source}")]
+    Pem {
+        source: lettre::transport::smtp::Error,
+    },
 }
 
 /// The fields of an `email` step.
@@ -94,24 +125,24 @@ impl fmt::Debug for SmtpSettings {
 impl SmtpSettings {
     /// Parse `smtp://[user:password@]host[:port][?tls=none]` or `smtps://...`. Default ports:
     /// 587 (submission, STARTTLS), 465 (TLS), 25 with `tls=none`.
-    pub fn from_url(url: &str) -> Result<Self, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("not a URL ({e})"))?;
+    pub fn from_url(url: &str) -> Result<Self, SmtpSettingError> {
+        let parsed = reqwest::Url::parse(url).map_err(|source| SmtpSettingError::Url { source })?;
         let mut security = match parsed.scheme() {
             "smtp" => SmtpSecurity::StartTls,
             "smtps" => SmtpSecurity::Tls,
-            other => return Err(format!("scheme {other:?} is not smtp or smtps")),
+            other => return Err(SmtpSettingError::Scheme(other.to_owned())),
         };
         for (k, v) in parsed.query_pairs() {
             match (k.as_ref(), v.as_ref(), security) {
                 ("tls", "none", SmtpSecurity::StartTls) => security = SmtpSecurity::None,
                 ("tls", "starttls" | "required", SmtpSecurity::StartTls) => {}
-                _ => return Err(format!("unknown option {k}={v} (only smtp://...?tls=none)")),
+                _ => return Err(SmtpSettingError::Option(format!("{k}={v}"))),
             }
         }
         let host = parsed
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or("no host")?
+            .ok_or(SmtpSettingError::NoHost)?
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
@@ -124,7 +155,7 @@ impl SmtpSettings {
             percent_encoding::percent_decode_str(s)
                 .decode_utf8()
                 .map(|c| c.into_owned())
-                .map_err(|_| "credentials are not UTF-8 after percent-decoding".to_owned())
+                .map_err(|_| SmtpSettingError::Credentials)
         };
         let credentials = if parsed.username().is_empty() {
             None
@@ -135,7 +166,7 @@ impl SmtpSettings {
             ))
         };
         if credentials.is_some() && security == SmtpSecurity::None {
-            return Err("credentials over an unencrypted connection (tls=none) are refused".into());
+            return Err(SmtpSettingError::Plaintext);
         }
         Ok(Self {
             host,
@@ -149,11 +180,12 @@ impl SmtpSettings {
     }
 
     /// Trust the certificates in this PEM text as well as the system's.
-    pub fn trust_pem(&mut self, pem: &[u8]) -> Result<(), String> {
+    pub fn trust_pem(&mut self, pem: &[u8]) -> Result<(), SmtpSettingError> {
         if !String::from_utf8_lossy(pem).contains("BEGIN CERTIFICATE") {
-            return Err("no PEM certificate in it".into());
+            return Err(SmtpSettingError::NoPem);
         }
-        self.ca = Some(Certificate::from_pem(pem).map_err(|e| e.to_string())?);
+        self.ca =
+            Some(Certificate::from_pem(pem).map_err(|source| SmtpSettingError::Pem { source })?);
         Ok(())
     }
 
@@ -188,13 +220,13 @@ pub(super) struct Mailer {
 }
 
 impl Mailer {
-    pub fn new(s: &SmtpSettings) -> Result<Self, String> {
+    pub fn new(s: &SmtpSettings) -> Result<Self, lettre::transport::smtp::Error> {
         let tls_params = || {
             let mut b = TlsParameters::builder(s.host.clone());
             if let Some(ca) = &s.ca {
                 b = b.add_root_certificate(ca.clone());
             }
-            b.build_rustls().map_err(|e| format!("TLS setup: {e}"))
+            b.build_rustls()
         };
         let tls = match s.security {
             SmtpSecurity::StartTls => Tls::Required(tls_params()?),
@@ -320,16 +352,19 @@ mod tests {
         assert!(
             SmtpSettings::from_url("smtp://u:p@relay?tls=none")
                 .unwrap_err()
+                .to_string()
                 .contains("unencrypted")
         );
         assert!(
             SmtpSettings::from_url("http://x")
                 .unwrap_err()
+                .to_string()
                 .contains("scheme")
         );
         assert!(
             SmtpSettings::from_url("smtps://x?tls=none")
                 .unwrap_err()
+                .to_string()
                 .contains("unknown option")
         );
         assert!(SmtpSettings::from_url("smtp:x").is_err());

@@ -36,29 +36,33 @@ struct RawFilter {
     one_of: Option<Vec<Value>>,
 }
 
-impl TryFrom<RawFilter> for Filter {
-    type Error = String;
+/// A filter that cannot be evaluated, by its pointer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error(
+        "filter pointer {0:?} must be a JSON pointer: empty or starting with '/', e.g. \
+         \"/data/object/currency\""
+    )]
+    Pointer(String),
+    #[error("filter on {0:?}: `in` list is empty")]
+    EmptyIn(String),
+    #[error("filter on {0:?} needs exactly one of `equals`, `exists` or `in`")]
+    Condition(String),
+}
 
-    fn try_from(raw: RawFilter) -> Result<Self, String> {
+impl TryFrom<RawFilter> for Filter {
+    type Error = FilterError;
+
+    fn try_from(raw: RawFilter) -> Result<Self, FilterError> {
         if !(raw.pointer.is_empty() || raw.pointer.starts_with('/')) {
-            return Err(format!(
-                "filter pointer {:?} must be a JSON pointer: empty or starting with '/', e.g. \"/data/object/currency\"",
-                raw.pointer
-            ));
+            return Err(FilterError::Pointer(raw.pointer));
         }
         let condition = match (raw.equals, raw.exists, raw.one_of) {
             (Some(v), None, None) => Condition::Equals(v),
             (None, Some(b), None) => Condition::Exists(b),
             (None, None, Some(list)) if !list.is_empty() => Condition::In(list),
-            (None, None, Some(_)) => {
-                return Err(format!("filter on {:?}: `in` list is empty", raw.pointer));
-            }
-            _ => {
-                return Err(format!(
-                    "filter on {:?} needs exactly one of `equals`, `exists` or `in`",
-                    raw.pointer
-                ));
-            }
+            (None, None, Some(_)) => return Err(FilterError::EmptyIn(raw.pointer)),
+            _ => return Err(FilterError::Condition(raw.pointer)),
         };
         Ok(Self {
             pointer: raw.pointer,

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -16,7 +17,8 @@ use hmac::{KeyInit, Mac};
 use serde::Deserialize;
 use tracing::Instrument;
 
-use super::{ActionError, error_chain};
+use super::egress::{EgressPolicy, EgressResolver};
+use super::{ActionError, ForwardSettings, error_chain};
 use crate::event::ClaimedEvent;
 use crate::telemetry::trace;
 
@@ -46,44 +48,47 @@ const B64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-impl TryFrom<SecretList> for SigningKeys {
-    type Error = String;
+/// A signing secret that cannot be used, by its position (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error("signing_secret: the list is empty")]
+    Empty,
+    #[error("signing_secret #{0}: must start with whsec_ (Standard Webhooks format)")]
+    Prefix(usize),
+    #[error("signing_secret #{0}: the part after whsec_ is not base64")]
+    Base64(usize),
+    #[error("signing_secret #{0}: {1} bytes is too short; use at least 16 random bytes")]
+    Short(usize, usize),
+}
 
-    fn try_from(list: SecretList) -> Result<Self, String> {
+impl TryFrom<SecretList> for SigningKeys {
+    type Error = SigningKeyError;
+
+    fn try_from(list: SecretList) -> Result<Self, SigningKeyError> {
         let secrets = match list {
             SecretList::One(s) => vec![s],
             SecretList::Many(v) => v,
         };
         if secrets.is_empty() {
-            return Err("signing_secret: the list is empty".into());
+            return Err(SigningKeyError::Empty);
         }
         let keys = secrets
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let b64 = s.trim().strip_prefix("whsec_").ok_or_else(|| {
-                    format!(
-                        "signing_secret #{}: must start with whsec_ (Standard Webhooks format)",
-                        i + 1
-                    )
-                })?;
-                let key = B64.decode(b64).map_err(|_| {
-                    format!(
-                        "signing_secret #{}: the part after whsec_ is not base64",
-                        i + 1
-                    )
-                })?;
+                let n = i + 1;
+                let b64 = s
+                    .trim()
+                    .strip_prefix("whsec_")
+                    .ok_or(SigningKeyError::Prefix(n))?;
+                let key = B64.decode(b64).map_err(|_| SigningKeyError::Base64(n))?;
                 // Standard Webhooks secrets are 24 to 64 random bytes.
                 if key.len() < 16 {
-                    return Err(format!(
-                        "signing_secret #{}: {} bytes is too short; use at least 16 random bytes",
-                        i + 1,
-                        key.len()
-                    ));
+                    return Err(SigningKeyError::Short(n, key.len()));
                 }
                 Ok(key)
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, _>>()?;
         Ok(Self(keys))
     }
 }
@@ -110,6 +115,25 @@ impl SigningKeys {
     }
 }
 
+/// The client every forward goes through. Its settings are the guarantees of this module: no
+/// redirect is followed (it could send the event somewhere the route never named), no proxy
+/// from the environment is used, and every address a name resolves to is checked against the
+/// egress policy. There is no fallback
+/// client: if this cannot be built, start-up stops.
+pub(super) fn client(
+    settings: &ForwardSettings,
+    egress: Arc<EgressPolicy>,
+) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(EgressResolver(egress))
+        // An HTTP_PROXY in the environment would be the only host the resolver checks:
+        // the proxy would then reach whatever the forward names, policy or not.
+        .no_proxy()
+        .user_agent(settings.user_agent.as_str())
+        .build()
+}
+
 /// What a forward step needs besides the event.
 pub(super) struct ForwardRequest<'a> {
     pub url: &'a str,
@@ -120,6 +144,7 @@ pub(super) struct ForwardRequest<'a> {
     pub message_id: &'a str,
 }
 
+/// POST the event to the step's URL and classify the answer.
 pub(super) async fn forward(
     http: &reqwest::Client,
     r: ForwardRequest<'_>,
@@ -134,37 +159,7 @@ pub(super) async fn forward(
         url.full = %url,
         http.response.status_code = tracing::field::Empty,
     );
-    let mut req = http
-        .post(url)
-        .timeout(r.timeout)
-        .header(
-            "content-type",
-            event
-                .content_type
-                .as_deref()
-                .unwrap_or("application/octet-stream"),
-        )
-        .header("x-hookd-event-id", event.id.to_string())
-        .header("x-hookd-provider", &event.provider)
-        .header("x-hookd-event-type", &event.event_type)
-        .header("x-hookd-attempt", event.attempt.to_string());
-    if event.generation > 0 {
-        // An operator replayed the event: the receiver may want to tell it apart.
-        req = req.header("x-hookd-replay", event.generation.to_string());
-    }
-    for (k, v) in r.headers {
-        req = req.header(k, v);
-    }
-    if let Some(keys) = r.signing {
-        let ts = Utc::now().timestamp();
-        req = req
-            .header("webhook-id", r.message_id)
-            .header("webhook-timestamp", ts.to_string())
-            .header(
-                "webhook-signature",
-                keys.sign(r.message_id, ts, &event.body),
-            );
-    }
+    let mut req = request(http, &r, event);
     // The receiving service joins the event's trace as a child of this client span.
     if let Some(tp) = trace::traceparent(&span) {
         req = req.header("traceparent", tp);
@@ -205,6 +200,47 @@ pub(super) async fn forward(
         status: status.as_u16(),
         retry_after,
     })
+}
+
+/// The request with hookd's headers, the route's headers and, when the route signs, the
+/// Standard Webhooks signature; the body is the event's, byte for byte.
+fn request(
+    http: &reqwest::Client,
+    r: &ForwardRequest<'_>,
+    event: &ClaimedEvent,
+) -> reqwest::RequestBuilder {
+    let mut req = http
+        .post(r.url)
+        .timeout(r.timeout)
+        .header(
+            "content-type",
+            event
+                .content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+        )
+        .header("x-hookd-event-id", event.id.to_string())
+        .header("x-hookd-provider", &event.provider)
+        .header("x-hookd-event-type", &event.event_type)
+        .header("x-hookd-attempt", event.attempt.to_string());
+    if event.generation > 0 {
+        // An operator replayed the event: the receiver may want to tell it apart.
+        req = req.header("x-hookd-replay", event.generation.to_string());
+    }
+    for (k, v) in r.headers {
+        req = req.header(k, v);
+    }
+    if let Some(keys) = r.signing {
+        let ts = Utc::now().timestamp();
+        req = req
+            .header("webhook-id", r.message_id)
+            .header("webhook-timestamp", ts.to_string())
+            .header(
+                "webhook-signature",
+                keys.sign(r.message_id, ts, &event.body),
+            );
+    }
+    req
 }
 
 /// `Retry-After`: delay-seconds or an HTTP date (RFC 9110). A date in the past means "now".

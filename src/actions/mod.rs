@@ -3,171 +3,32 @@
 //! Owns route matching (provider, event-type globs and payload filters), the steps' compiled form
 //! (stable keys, destinations, compensations) and the side effects of each action (a log line, an
 //! HTTP forward, an email). It must never touch the store or decide about retries: it reports
-//! one step's result, classified, and the worker decides what happens next.
+//! one step's result, classified, and the worker decides what happens next. Its settings, with
+//! their defaults and the checks across routes, mail server and egress policy, are in `settings`.
 
 pub mod breaker;
 pub mod egress;
 pub mod email;
 pub mod filter;
 pub mod forward;
+mod settings;
 pub mod template;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use egress::{EgressPolicy, EgressResolver};
-
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::event::ClaimedEvent;
 use breaker::Destination;
-use email::{EmailSpec, Mailer, Recipient, SmtpSettings};
-use filter::Filter;
+use egress::EgressPolicy;
+use email::{EmailSpec, Mailer};
 use forward::{ForwardRequest, SigningKeys};
-use template::Template;
 
-/// One `[[routes]]` entry of the config file.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Name used in step results; defaults to `route<N>` (its position in the file).
-    pub name: Option<String>,
-    #[serde(default = "star")]
-    pub provider: String,
-    /// Globs on the event type (`*` matches any run of characters).
-    #[serde(default = "stars")]
-    pub events: Vec<String>,
-    /// Conditions on the payload; all must hold.
-    #[serde(default)]
-    pub filters: Vec<Filter>,
-    /// Standard Webhooks secret(s) (`whsec_...`) that sign this route's forwards.
-    pub signing_secret: Option<SigningKeys>,
-    pub steps: Vec<StepConfig>,
-}
-
-fn star() -> String {
-    "*".to_owned()
-}
-fn stars() -> Vec<String> {
-    vec![star()]
-}
-
-/// One step of a route. Any step may name a `compensate` step, run if the event is
-/// dead-lettered after this step succeeded.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
-pub enum StepConfig {
-    /// Write one structured log line about the event.
-    Log { compensate: Option<Box<StepConfig>> },
-    /// POST the raw body to `url`; any non-2xx answer or a timeout is a failure.
-    Forward {
-        url: String,
-        timeout_ms: Option<u64>,
-        #[serde(default)]
-        headers: BTreeMap<String, String>,
-        compensate: Option<Box<StepConfig>>,
-    },
-    /// Send a plain-text email through `SMTP_URL`.
-    Email {
-        to: Vec<Recipient>,
-        subject: Template,
-        body: Template,
-        /// Overrides `SMTP_FROM` for this step.
-        from: Option<Recipient>,
-        timeout_ms: Option<u64>,
-        compensate: Option<Box<StepConfig>>,
-    },
-}
-
-impl StepConfig {
-    /// The action's name, as in the config file.
-    pub fn action(&self) -> &'static str {
-        match self {
-            Self::Log { .. } => "log",
-            Self::Forward { .. } => "forward",
-            Self::Email { .. } => "email",
-        }
-    }
-
-    fn compensate(&self) -> Option<&StepConfig> {
-        match self {
-            Self::Log { compensate }
-            | Self::Forward { compensate, .. }
-            | Self::Email { compensate, .. } => compensate.as_deref(),
-        }
-    }
-
-    fn validate(&self, smtp: Option<&SmtpSettings>) -> Result<(), String> {
-        match self {
-            Self::Log { .. } => {}
-            Self::Forward { url, headers, .. } => {
-                let parsed = reqwest::Url::parse(url)
-                    .map_err(|e| format!("forward url {url:?} is invalid: {e}"))?;
-                if !matches!(parsed.scheme(), "http" | "https") {
-                    return Err(format!("forward url {url:?} must be http or https"));
-                }
-                for (k, v) in headers {
-                    reqwest::header::HeaderName::from_bytes(k.as_bytes())
-                        .map_err(|_| format!("forward header name {k:?} is invalid"))?;
-                    reqwest::header::HeaderValue::from_str(v)
-                        .map_err(|_| format!("forward header {k:?} has an invalid value"))?;
-                }
-            }
-            Self::Email { to, from, .. } => {
-                let Some(smtp) = smtp else {
-                    return Err("has an email step but SMTP_URL is not set".into());
-                };
-                if to.is_empty() {
-                    return Err("email step has no recipients (`to`)".into());
-                }
-                if from.is_none() && smtp.from.is_none() {
-                    return Err(
-                        "email step has no sender: set SMTP_FROM or the step's `from`".into(),
-                    );
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-impl RouteConfig {
-    /// Every URL the route's forwards (and their compensations) post to.
-    pub fn forward_urls(&self) -> Vec<&str> {
-        let mut urls = Vec::new();
-        for step in &self.steps {
-            for s in std::iter::once(step).chain(step.compensate()) {
-                if let StepConfig::Forward { url, .. } = s {
-                    urls.push(url.as_str());
-                }
-            }
-        }
-        urls
-    }
-
-    pub fn display_name(&self, index: usize) -> String {
-        self.name.clone().unwrap_or_else(|| format!("route{index}"))
-    }
-
-    /// Checks that need more than one field, or settings outside the route (`SMTP_URL`).
-    pub(crate) fn validate(&self, smtp: Option<&SmtpSettings>) -> Result<(), String> {
-        if self.steps.is_empty() {
-            return Err("has no steps".into());
-        }
-        for step in &self.steps {
-            step.validate(smtp)?;
-            if let Some(c) = step.compensate() {
-                if c.compensate().is_some() {
-                    return Err("a compensation cannot have its own `compensate`".into());
-                }
-                c.validate(smtp)?;
-            }
-        }
-        Ok(())
-    }
-}
+pub use settings::{
+    ActionSettings, ForwardSettings, InvalidRoute, RouteConfig, RouteError, StepConfig,
+};
 
 /// A step ready to run, with the stable key its results are recorded under.
 #[derive(Debug, Clone)]
@@ -373,11 +234,17 @@ impl ActionError {
     }
 }
 
-/// Why the actions could not be set up.
+/// Why the actions could not be set up. Start-up stops on any of these: running without the
+/// forward client's egress policy or redirect refusal would be a hole, not a fallback.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
-    #[error("SMTP client for {server}: {error}")]
-    Smtp { server: String, error: String },
+    #[error("cannot build the forward HTTP client: {source}")]
+    ForwardClient { source: reqwest::Error },
+    #[error("SMTP client for {server}: TLS setup: {source}")]
+    Smtp {
+        server: String,
+        source: lettre::transport::smtp::Error,
+    },
 }
 
 /// Runs steps. Holds the shared HTTP client and the SMTP client.
@@ -390,34 +257,24 @@ pub struct Actions {
 }
 
 impl Actions {
-    pub fn new(
-        default_timeout: Duration,
-        smtp: Option<&SmtpSettings>,
-        egress: Arc<EgressPolicy>,
-    ) -> Result<Self, SetupError> {
-        let http = reqwest::Client::builder()
-            // A redirect could send the event somewhere the route never named.
-            .redirect(reqwest::redirect::Policy::none())
-            // Every address a name resolves to is checked against the forward policy.
-            .dns_resolver(EgressResolver(egress.clone()))
-            // An HTTP_PROXY in the environment would be the only host the resolver checks:
-            // the proxy would then reach whatever the forward names, policy or not.
-            .no_proxy()
-            .user_agent(concat!("hookd/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_else(|_| reqwest::Client::new());
-        let mailer = smtp
+    pub fn new(settings: &ActionSettings) -> Result<Self, SetupError> {
+        let egress = Arc::new(settings.egress.clone());
+        let http = forward::client(&settings.forward, egress.clone())
+            .map_err(|source| SetupError::ForwardClient { source })?;
+        let mailer = settings
+            .smtp
+            .as_ref()
             .map(|s| {
-                Mailer::new(s).map_err(|error| SetupError::Smtp {
+                Mailer::new(s).map_err(|source| SetupError::Smtp {
                     server: s.destination().to_string(),
-                    error,
+                    source,
                 })
             })
             .transpose()?;
         Ok(Self {
             http,
             egress,
-            default_timeout,
+            default_timeout: settings.forward.timeout,
             mailer,
         })
     }
@@ -462,9 +319,9 @@ impl Actions {
                 if let Ok(u) = reqwest::Url::parse(url) {
                     self.egress
                         .check_url(&u)
-                        .map_err(|error| ActionError::Transport {
+                        .map_err(|e| ActionError::Transport {
                             url: url.clone(),
-                            error,
+                            error: e.to_string(),
                         })?;
                 }
                 // `webhook-id` names this event's message to this step: the same on every
@@ -525,7 +382,32 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    #[test]
+    fn a_forward_client_that_cannot_be_built_stops_start_up() {
+        // A header value with a line break is refused by the real client builder.
+        let settings = ActionSettings {
+            forward: ForwardSettings {
+                user_agent: "hookd\n1".into(),
+                ..ForwardSettings::default()
+            },
+            ..ActionSettings::default()
+        };
+        let Err(err) = Actions::new(&settings) else {
+            panic!("a client without its settings must not be built");
+        };
+        assert!(matches!(err, SetupError::ForwardClient { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("cannot build the forward HTTP client"),
+            "{err}"
+        );
+        assert!(std::error::Error::source(&err).is_some());
+        Actions::new(&ActionSettings::default()).expect("the default settings build");
+    }
 
     #[test]
     fn globs() {

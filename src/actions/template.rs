@@ -31,10 +31,22 @@ enum Part {
     Pointer(String),
 }
 
-impl TryFrom<String> for Template {
-    type Error = String;
+/// A template with a mistake, quoted with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template {0:?}: `{{{{` without a closing `}}}}`")]
+    Unclosed(String),
+    #[error(
+        "template {template:?}: unknown placeholder {{{{{name}}}}}; use provider, type, id, key, \
+         attempt, received_at or a JSON pointer such as {{{{/data/object/id}}}}"
+    )]
+    Placeholder { template: String, name: String },
+}
 
-    fn try_from(src: String) -> Result<Self, String> {
+impl TryFrom<String> for Template {
+    type Error = TemplateError;
+
+    fn try_from(src: String) -> Result<Self, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = src.as_str();
         while let Some(open) = rest.find("{{") {
@@ -44,7 +56,7 @@ impl TryFrom<String> for Template {
             let after = &rest[open + 2..];
             let close = after
                 .find("}}")
-                .ok_or_else(|| format!("template {src:?}: `{{{{` without a closing `}}}}`"))?;
+                .ok_or_else(|| TemplateError::Unclosed(src.clone()))?;
             let name = after[..close].trim();
             parts.push(match name {
                 "provider" => Part::Provider,
@@ -55,10 +67,10 @@ impl TryFrom<String> for Template {
                 "received_at" => Part::ReceivedAt,
                 p if p.starts_with('/') => Part::Pointer(p.to_owned()),
                 other => {
-                    return Err(format!(
-                        "template {src:?}: unknown placeholder {{{{{other}}}}}; use provider, type, id, key, \
-                         attempt, received_at or a JSON pointer such as {{{{/data/object/id}}}}"
-                    ));
+                    return Err(TemplateError::Placeholder {
+                        template: src.clone(),
+                        name: other.to_owned(),
+                    });
                 }
             });
             rest = &after[close + 2..];
@@ -144,9 +156,13 @@ mod tests {
 
     #[test]
     fn mistakes_are_found_at_load() {
-        let e = Template::try_from("Hello {{name}}".to_owned()).unwrap_err();
+        let e = Template::try_from("Hello {{name}}".to_owned())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown placeholder {{name}}"), "{e}");
-        let e = Template::try_from("Hello {{type".to_owned()).unwrap_err();
+        let e = Template::try_from("Hello {{type".to_owned())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("without a closing"), "{e}");
         assert_eq!(
             Template::try_from("no placeholders } {".to_owned())

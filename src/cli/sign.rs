@@ -9,9 +9,9 @@ use base64::Engine;
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::config::{ProviderConfig, VerifierConfig};
 use crate::verify::{
-    Algorithm, HmacEncoding, HmacPart, HmacSource, HmacSpec, Secrets, StandardKeys,
+    Algorithm, HmacEncoding, HmacPart, HmacSource, HmacSpec, ProviderConfig, Secrets, StandardKeys,
+    VerifierConfig,
 };
 
 /// A request ready to send: where, with which headers, and the body (which a scheme that signs

@@ -22,8 +22,8 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::AdminAccess;
 use super::{ApiError, AppState};
-use crate::config::AdminAccess;
 
 const WINDOW: Duration = Duration::from_secs(60);
 /// Addresses remembered at most; see the module doc for what is dropped when full.
@@ -156,7 +156,7 @@ mod tests {
         AccessGuard::new(AdminAccess {
             allow: allow.map(|a| {
                 a.split(',')
-                    .map(|s| crate::config::parse_net(s).unwrap())
+                    .map(|s| crate::net::parse_net(s).unwrap())
                     .collect()
             }),
             max_failures,

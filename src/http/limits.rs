@@ -26,7 +26,7 @@ use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 
 use super::{ApiError, AppState};
-use crate::config::{Limits, RateQuota};
+use super::{Limits, RateQuota};
 use crate::telemetry::metrics;
 use crate::verify::Lookup;
 

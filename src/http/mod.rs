@@ -13,6 +13,7 @@ pub mod group_commit;
 mod health;
 pub mod limits;
 pub mod server;
+mod settings;
 pub mod tls;
 mod trace_layer;
 mod ui;
@@ -29,8 +30,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use settings::{
+    AdminAccess, HttpSettings, Limits, RateQuota, SchemaError, SchemaRule, TlsConfig,
+};
 
-use crate::config::Limits;
 use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::{Backlog, EventStore};
@@ -58,7 +61,7 @@ pub struct AppState {
     /// Allow-list and failed-login limit of `/admin` and `/ui`.
     pub access: access::AccessGuard,
     /// JSON Schemas payloads must match.
-    pub schemas: Vec<crate::config::SchemaRule>,
+    pub schemas: Vec<SchemaRule>,
 }
 
 pub use access::AccessGuard;

@@ -21,8 +21,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use super::Limits;
 use super::tls::TlsListener;
-use crate::config::Limits;
 
 /// How the listener treats connections.
 #[derive(Clone)]

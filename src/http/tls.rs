@@ -18,16 +18,27 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsConfig;
+use super::TlsConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read the TLS certificate {path}: {error}")]
-    Cert { path: String, error: String },
-    #[error("cannot read the TLS key {path}: {error}")]
-    Key { path: String, error: String },
-    #[error("the TLS key does not fit the certificate: {0}")]
-    Mismatch(String),
+    #[error("cannot read the TLS certificate {path}: {source}")]
+    Cert {
+        path: String,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("cannot read the TLS certificate {path}: no CERTIFICATE in the file")]
+    NoCert { path: String },
+    /// Only an I/O error is kept as the source: a key parser's error may quote the file.
+    #[error("cannot read the TLS key {path}: {reason}")]
+    Key {
+        path: String,
+        reason: String,
+        #[source]
+        source: Option<std::io::Error>,
+    },
+    #[error("the TLS key does not fit the certificate: {source}")]
+    Mismatch { source: rustls::Error },
 }
 
 /// The acceptor and the certificate it presents.
@@ -57,26 +68,31 @@ fn load(config: &TlsConfig) -> Result<CertifiedKey, TlsError> {
     let shown = |p: &Path| p.display().to_string();
     let certs = CertificateDer::pem_file_iter(&config.cert)
         .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| TlsError::Cert {
+        .map_err(|source| TlsError::Cert {
             path: shown(&config.cert),
-            error: e.to_string(),
+            source,
         })?;
     if certs.is_empty() {
-        return Err(TlsError::Cert {
+        return Err(TlsError::NoCert {
             path: shown(&config.cert),
-            error: "no CERTIFICATE in the file".into(),
         });
     }
     // The error of a key parser may quote the file; say only what kind of problem it is.
-    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| TlsError::Key {
-        path: shown(&config.key),
-        error: match e {
-            rustls_pki_types::pem::Error::Io(io) => io.to_string(),
-            rustls_pki_types::pem::Error::NoItemsFound => "no PRIVATE KEY in the file".into(),
-            _ => "not a PEM private key".into(),
-        },
+    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| {
+        let (reason, source) = match e {
+            rustls_pki_types::pem::Error::Io(io) => (io.to_string(), Some(io)),
+            rustls_pki_types::pem::Error::NoItemsFound => {
+                ("no PRIVATE KEY in the file".into(), None)
+            }
+            _ => ("not a PEM private key".into(), None),
+        };
+        TlsError::Key {
+            path: shown(&config.key),
+            reason,
+            source,
+        }
     })?;
-    CertifiedKey::from_der(certs, key, &provider()).map_err(|e| TlsError::Mismatch(e.to_string()))
+    CertifiedKey::from_der(certs, key, &provider()).map_err(|source| TlsError::Mismatch { source })
 }
 
 fn modified(config: &TlsConfig) -> Option<(SystemTime, SystemTime)> {
@@ -91,7 +107,7 @@ impl TlsListener {
         });
         let mut server = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| TlsError::Mismatch(e.to_string()))?
+            .map_err(|source| TlsError::Mismatch { source })?
             .with_no_client_auth()
             .with_cert_resolver(resolver.clone());
         server.alpn_protocols = vec![b"http/1.1".to_vec()];

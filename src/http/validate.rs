@@ -8,8 +8,8 @@
 //! Owns these limits and the reasons they give. It must never change a value: a webhook either
 //! passes as it is or is refused with a 400 that names the field.
 
+use super::settings::{Limits, SchemaRule};
 use crate::actions::glob_match;
-use crate::config::{Limits, SchemaRule};
 use crate::verify::VerifiedWebhook;
 
 /// Why a verified webhook was refused.

@@ -7,8 +7,8 @@
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::Scope;
 use super::{Ops, OpsError, Principal, params};
-use crate::config::Scope;
 use crate::store::admin::{AuditEntry, AuditFilter, NewAudit};
 
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -17,7 +17,10 @@ pub mod providers;
 pub mod replays;
 pub mod retention;
 pub mod sessions;
+mod settings;
 pub mod tokens;
+
+pub use settings::{AdminToken, OperatorConfig, Scope, TokenClash, token_clash};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +40,6 @@ pub use crate::store::admin::{
 };
 
 use crate::actions::breaker::Destinations;
-use crate::config::AdminToken;
 use crate::queue::Queue;
 use crate::store::{EventStore, StoreError};
 use crate::verify::Providers;

@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::config::{AdminToken, Scope};
+use super::{AdminToken, Scope};
 
 /// Who is asking: the name of the token (or of the console session's token) and its scope.
 #[derive(Debug, Clone, PartialEq, Eq)]

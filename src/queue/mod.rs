@@ -14,8 +14,10 @@ use crate::event::{ClaimedEvent, EventId, Outcome};
 use crate::store::{Claim, Leases, StoreError};
 
 mod redis;
+mod settings;
 
 pub use self::redis::{Keys as RedisKeys, RedisQueue};
+pub use self::settings::{RedisConfig, RedisSettingError, RedisTarget};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {

@@ -26,8 +26,7 @@ use redis::streams::{StreamAutoClaimReply, StreamReadReply};
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Script, Value};
 use tokio::sync::{Mutex, OnceCell, mpsc, watch};
 
-use super::{Queue, QueueError};
-use crate::config::{RedisConfig, RedisTarget};
+use super::{Queue, QueueError, RedisConfig, RedisTarget};
 use crate::event::{ClaimedEvent, EventId, Outcome};
 use crate::store::{Claim, Leases};
 

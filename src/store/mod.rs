@@ -14,6 +14,7 @@
 pub mod admin;
 mod error;
 mod postgres;
+mod settings;
 mod sql;
 mod sqlite;
 
@@ -28,6 +29,7 @@ use sha2::Digest;
 pub use admin::{Operator, Reads};
 pub use error::{Cause, StoreError};
 pub use postgres::PgStore;
+pub use settings::{StoreSettings, is_postgres_url, is_store_url, redact_url};
 pub use sqlite::SqliteStore;
 
 use crate::event::{ClaimedEvent, EventId, EventStatus, Outcome, Progress, StepRecord};

@@ -8,7 +8,10 @@
 
 mod logs;
 pub mod metrics;
+mod settings;
 pub mod trace;
+
+pub use settings::{LogFormat, OtlpConfig, OtlpProtocol, TelemetryConfig};
 
 use std::path::PathBuf;
 
@@ -22,16 +25,20 @@ use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{LogFormat, OtlpProtocol, TelemetryConfig};
-
 #[derive(Debug, thiserror::Error)]
 pub enum TelemetryError {
     #[error(
-        "cannot create the log directory {dir} (set HOOKD_LOG_DIR, or empty to turn files off): {error}"
+        "cannot create the log directory {dir} (set HOOKD_LOG_DIR, or empty to turn files off): {source}"
     )]
-    LogDir { dir: PathBuf, error: String },
-    #[error("cannot set up the OTLP exporter for {endpoint}: {error}")]
-    Exporter { endpoint: String, error: String },
+    LogDir {
+        dir: PathBuf,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("cannot set up the OTLP exporter for {endpoint}: {source}")]
+    Exporter {
+        endpoint: String,
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
 }
 
 /// Keeps log writers and the tracer alive; flush them with [`Telemetry::shutdown`].
@@ -82,7 +89,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         std::fs::create_dir_all(&dir).map_err(|e| TelemetryError::LogDir {
             dir: dir.clone(),
-            error: e.to_string(),
+            source: Box::new(e),
         })?;
         for (name, errors_only) in [("combined", false), ("error", true)] {
             let appender = RollingFileAppender::builder()
@@ -94,7 +101,7 @@ pub fn init(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
                 .build(&dir)
                 .map_err(|e| TelemetryError::LogDir {
                     dir: dir.clone(),
-                    error: e.to_string(),
+                    source: Box::new(e),
                 })?;
             // Error lines must not be dropped under load; the combined log may be.
             let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
@@ -141,9 +148,9 @@ fn tracer_provider(config: &TelemetryConfig) -> Result<SdkTracerProvider, Teleme
     let Some(otlp) = &config.otlp else {
         return Ok(builder.build());
     };
-    let err = |e: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
+    let err = |source: opentelemetry_otlp::ExporterBuildError| TelemetryError::Exporter {
         endpoint: otlp.endpoint.clone(),
-        error: e.to_string(),
+        source,
     };
     let exporter = match otlp.protocol {
         OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use axum::http::HeaderName;
 
 use super::hmac::{Algorithm, any_key_matches};
+use super::section::{Section, SettingError};
 use super::{
     RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, body_digest_key, check_window,
     decode_base64, header_key, parse_json, parse_unix, signature_header,
@@ -37,6 +38,134 @@ pub enum Source {
     Pointer(String),
 }
 
+/// A generic scheme that cannot be verified safely, or a part of it that cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("a '}}' without its '{{'")]
+    StrayClose,
+    #[error("an unclosed '{{'")]
+    Unclosed,
+    #[error("unknown placeholder {{{0}}}: use {{body}} and {{timestamp}}")]
+    Placeholder(String),
+    #[error("{{body}} is missing: the body must be signed")]
+    NoBody,
+    #[error("{{body}} appears more than once")]
+    BodyTwice,
+    #[error("{0:?} is not a valid header name")]
+    HeaderName(String),
+    #[error(
+        "timestamp_header is set but the signed template has no {{timestamp}}: an unsigned \
+         timestamp can be changed by anyone"
+    )]
+    UnsignedTimestamp,
+    #[error("the signed template uses {{timestamp}}: set timestamp_header")]
+    NoTimestampHeader,
+}
+
+/// The fields of a `[providers.<name>]` section with `scheme = "hmac"`, besides `secret`.
+pub(super) const FIELDS: &[&str] = &[
+    "tolerance_secs",
+    "header",
+    "prefix",
+    "algorithm",
+    "encoding",
+    "signed",
+    "timestamp_header",
+    "idempotency_header",
+    "idempotency_pointer",
+    "event_type_header",
+    "event_type_pointer",
+];
+
+/// The scheme from its section; each mistake names the field.
+pub(super) fn spec(s: &Section<'_>) -> Result<HmacSpec, SettingError> {
+    let tolerance_secs = s.tolerance()?;
+    let header_at = |field: &str| {
+        let key = s.key(field);
+        move |source: SpecError| SettingError::Spec {
+            key,
+            source: Box::new(source),
+        }
+    };
+    let header = s.text("header")?.ok_or_else(|| SettingError::Required {
+        key: s.key("header"),
+        what: "the header that carries the signature",
+    })?;
+    let header = HmacSpec::header_name(header).map_err(header_at("header"))?;
+    let algorithm = match s.text("algorithm")? {
+        None => Algorithm::Sha256,
+        Some(a) => Algorithm::from_name(a).ok_or_else(|| SettingError::Choice {
+            key: s.key("algorithm"),
+            value: a.to_owned(),
+            expected: "sha1, sha256 or sha512",
+        })?,
+    };
+    let encoding = match s.text("encoding")? {
+        None | Some("hex") => Encoding::Hex,
+        Some("base64") => Encoding::Base64,
+        Some(other) => {
+            return Err(SettingError::Choice {
+                key: s.key("encoding"),
+                value: other.to_owned(),
+                expected: "hex or base64",
+            });
+        }
+    };
+    let signed = HmacSpec::parse_template(s.text("signed")?.unwrap_or("{body}"))
+        .map_err(header_at("signed"))?;
+    let timestamp_header = s
+        .text("timestamp_header")?
+        .map(HmacSpec::header_name)
+        .transpose()
+        .map_err(header_at("timestamp_header"))?;
+    if timestamp_header.is_none() && s.has("tolerance_secs") {
+        return Err(SettingError::Needs {
+            key: s.key("tolerance_secs"),
+            needs: "timestamp_header",
+        });
+    }
+    let spec = HmacSpec {
+        header,
+        prefix: s.text("prefix")?.unwrap_or_default().to_owned(),
+        algorithm,
+        encoding,
+        signed,
+        timestamp_header,
+        tolerance_secs,
+        idempotency: value_source(s, "idempotency")?,
+        event_type: value_source(s, "event_type")?,
+    };
+    spec.check().map_err(|source| SettingError::Scheme {
+        provider: s.name().to_owned(),
+        source: Box::new(source),
+    })?;
+    Ok(spec)
+}
+
+/// `<what>_header` or `<what>_pointer` (not both): where a value is read from.
+fn value_source(s: &Section<'_>, what: &'static str) -> Result<Option<Source>, SettingError> {
+    let header_field = format!("{what}_header");
+    let pointer_field = format!("{what}_pointer");
+    match (s.text(&header_field)?, s.text(&pointer_field)?) {
+        (Some(_), Some(_)) => Err(SettingError::Both {
+            what,
+            provider: s.name().to_owned(),
+        }),
+        (Some(h), None) => HmacSpec::header_name(h)
+            .map(|h| Some(Source::Header(h)))
+            .map_err(|source| SettingError::Spec {
+                key: s.key(&header_field),
+                source: Box::new(source),
+            }),
+        (None, Some(p)) if p.starts_with('/') => Ok(Some(Source::Pointer(p.to_owned()))),
+        (None, Some(p)) => Err(SettingError::Pointer {
+            key: s.key(&pointer_field),
+            value: p.to_owned(),
+        }),
+        (None, None) => Ok(None),
+    }
+}
+
 /// A validated generic HMAC scheme (everything but the secrets).
 #[derive(Debug, Clone)]
 pub struct HmacSpec {
@@ -56,60 +185,50 @@ pub struct HmacSpec {
 impl HmacSpec {
     /// Parse a signed-bytes template such as `{timestamp}.{body}`. `{body}` must appear exactly
     /// once: a scheme that does not sign the body would accept any body.
-    pub fn parse_template(template: &str) -> Result<Vec<Part>, String> {
+    pub fn parse_template(template: &str) -> Result<Vec<Part>, SpecError> {
         let mut parts = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
             if rest[..open].contains('}') {
-                return Err("a '}' without its '{'".to_owned());
+                return Err(SpecError::StrayClose);
             }
             if open > 0 {
                 parts.push(Part::Literal(rest[..open].to_owned()));
             }
-            let close = rest[open..].find('}').ok_or("an unclosed '{'")? + open;
+            let close = rest[open..].find('}').ok_or(SpecError::Unclosed)? + open;
             parts.push(match &rest[open + 1..close] {
                 "body" => Part::Body,
                 "timestamp" => Part::Timestamp,
-                other => {
-                    return Err(format!(
-                        "unknown placeholder {{{other}}}: use {{body}} and {{timestamp}}"
-                    ));
-                }
+                other => return Err(SpecError::Placeholder(other.to_owned())),
             });
             rest = &rest[close + 1..];
         }
         if rest.contains('}') {
-            return Err("a '}' without its '{'".to_owned());
+            return Err(SpecError::StrayClose);
         }
         if !rest.is_empty() {
             parts.push(Part::Literal(rest.to_owned()));
         }
         match parts.iter().filter(|p| **p == Part::Body).count() {
             1 => Ok(parts),
-            0 => Err("{body} is missing: the body must be signed".to_owned()),
-            _ => Err("{body} appears more than once".to_owned()),
+            0 => Err(SpecError::NoBody),
+            _ => Err(SpecError::BodyTwice),
         }
     }
 
     /// A header name as configured, checked and lower-cased.
-    pub fn header_name(name: &str) -> Result<String, String> {
+    pub fn header_name(name: &str) -> Result<String, SpecError> {
         HeaderName::from_bytes(name.trim().as_bytes())
             .map(|h| h.as_str().to_owned())
-            .map_err(|_| format!("{name:?} is not a valid header name"))
+            .map_err(|_| SpecError::HeaderName(name.to_owned()))
     }
 
     /// Checks that span several settings.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self) -> Result<(), SpecError> {
         let signs_time = self.signed.contains(&Part::Timestamp);
         match (&self.timestamp_header, signs_time) {
-            (Some(_), false) => Err(
-                "timestamp_header is set but the signed template has no {timestamp}: an unsigned \
-                 timestamp can be changed by anyone"
-                    .to_owned(),
-            ),
-            (None, true) => {
-                Err("the signed template uses {timestamp}: set timestamp_header".to_owned())
-            }
+            (Some(_), false) => Err(SpecError::UnsignedTimestamp),
+            (None, true) => Err(SpecError::NoTimestampHeader),
             _ => Ok(()),
         }
     }

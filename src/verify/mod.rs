@@ -1,7 +1,10 @@
 //! Provider signature verification: the only way to turn raw request bytes into a
 //! [`VerifiedWebhook`], the only type the store accepts.
 //!
-//! Owns each provider's scheme (one file per provider), secret rotation and timestamp windows.
+//! Owns each provider's scheme (one file per provider), secret rotation and timestamp windows,
+//! and the meaning of each provider's settings: [`registry`] is the table of schemes (what each
+//! reads, how it becomes its verifier), filled from a [`Section`] the configuration reader hands
+//! over. It never reads the environment or a file itself.
 //! It must never parse or re-serialise the body before the signature has been checked over the
 //! exact raw bytes, and never compare MACs in variable time.
 //!
@@ -17,6 +20,9 @@ mod linear;
 mod paddle;
 mod paypal;
 pub mod paypal_certs;
+pub mod registry;
+mod section;
+mod settings;
 mod shopify;
 mod slack;
 mod square;
@@ -34,6 +40,7 @@ use sha2::{Digest, Sha256};
 
 pub use generic::{
     Encoding as HmacEncoding, GenericVerifier, HmacSpec, Part as HmacPart, Source as HmacSource,
+    SpecError as HmacSpecError,
 };
 pub use github::GithubVerifier;
 pub use gitlab::GitlabVerifier;
@@ -41,10 +48,12 @@ pub use hmac::Algorithm;
 pub use linear::LinearVerifier;
 pub use paddle::PaddleVerifier;
 pub use paypal::{PaypalSettings, PaypalVerifier};
+pub use section::{FileSection, FileValue, ProviderError, Section, SettingError, env_prefix};
+pub use settings::{ProviderConfig, VerifierConfig};
 pub use shopify::ShopifyVerifier;
 pub use slack::SlackVerifier;
 pub use square::SquareVerifier;
-pub use standard::{StandardKeys, StandardVerifier};
+pub use standard::{KeyError as StandardKeyError, StandardKeys, StandardVerifier};
 pub use stripe::StripeVerifier;
 pub use twilio::TwilioVerifier;
 
@@ -402,78 +411,6 @@ pub const CREDENTIAL_MARKERS: &[&str] = &[
 /// Whether a (lower-case) header name looks like it carries a credential.
 pub fn is_credential(name: &str) -> bool {
     !name.contains("idempotency") && CREDENTIAL_MARKERS.iter().any(|m| name.contains(m))
-}
-
-/// The signature schemes hookd knows. Every one but `Hmac` is also a built-in provider of the
-/// same name, on as soon as its secret is set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    Stripe,
-    Github,
-    Paypal,
-    Standard,
-    Shopify,
-    Slack,
-    Gitlab,
-    Twilio,
-    Paddle,
-    Square,
-    Linear,
-    /// Generic HMAC, described entirely by configuration.
-    Hmac,
-}
-
-impl Scheme {
-    pub const ALL: [Scheme; 12] = [
-        Self::Stripe,
-        Self::Github,
-        Self::Paypal,
-        Self::Standard,
-        Self::Shopify,
-        Self::Slack,
-        Self::Gitlab,
-        Self::Twilio,
-        Self::Paddle,
-        Self::Square,
-        Self::Linear,
-        Self::Hmac,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Stripe => "stripe",
-            Self::Github => "github",
-            Self::Paypal => "paypal",
-            Self::Standard => "standard",
-            Self::Shopify => "shopify",
-            Self::Slack => "slack",
-            Self::Gitlab => "gitlab",
-            Self::Twilio => "twilio",
-            Self::Paddle => "paddle",
-            Self::Square => "square",
-            Self::Linear => "linear",
-            Self::Hmac => "hmac",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.name() == name)
-    }
-
-    pub fn is_built_in(self) -> bool {
-        self != Self::Hmac
-    }
-
-    /// The default window for schemes that sign a time; `None` where nothing time-like is signed.
-    pub fn default_tolerance_secs(self) -> Option<u64> {
-        match self {
-            Self::Stripe | Self::Paypal | Self::Standard | Self::Slack | Self::Hmac => Some(300),
-            // Paddle's SDKs allow 5 s, Linear's 60 s.
-            Self::Paddle => Some(5),
-            Self::Linear => Some(60),
-            Self::Github | Self::Shopify | Self::Gitlab | Self::Twilio | Self::Square => None,
-        }
-    }
 }
 
 /// What a request's provider name resolves to.

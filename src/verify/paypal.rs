@@ -10,7 +10,8 @@ use crc::{CRC_32_ISO_HDLC, Crc};
 use serde::Deserialize;
 use webpki::EndEntityCert;
 
-use super::paypal_certs::{CertStore, CertUrlPrefix, TrustRoots};
+use super::paypal_certs::{self, CertSetupError, CertStore, CertUrlPrefix, TrustRoots};
+use super::section::{Section, SettingError};
 use super::{
     RawRequest, Secrets, VerifiedWebhook, Verifier, VerifyError, body_digest_key, check_window,
     decode_base64, parse_json, required_header, signature_header,
@@ -34,8 +35,54 @@ pub struct PaypalVerifier {
     certs: CertStore,
 }
 
+/// The scheme's settings from a provider's section: the allow-listed certificate URL prefixes
+/// (PayPal's own by default) and the trust roots (the public web's by default).
+pub(super) fn settings(
+    s: &Section<'_>,
+    webhook_ids: Secrets,
+) -> Result<PaypalSettings, SettingError> {
+    let prefixes_setting = format!("{} (cert_url_prefixes)", s.var("CERT_URL_PREFIXES"));
+    let prefixes = s
+        .list("CERT_URL_PREFIXES", "cert_url_prefixes")?
+        .unwrap_or_else(|| {
+            paypal_certs::DEFAULT_PREFIXES
+                .iter()
+                .map(|p| p.to_string())
+                .collect()
+        });
+    let cert_url_prefixes = prefixes
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| CertUrlPrefix::parse(p))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| SettingError::CertPrefix {
+            setting: prefixes_setting.clone(),
+            source,
+        })?;
+    if cert_url_prefixes.is_empty() {
+        return Err(SettingError::Empty {
+            setting: prefixes_setting,
+        });
+    }
+    let trust_roots = match s.path("TRUST_ROOTS", "trust_roots")? {
+        Some(path) => {
+            TrustRoots::from_pem_file(&path).map_err(|source| SettingError::TrustRoots {
+                setting: format!("{} (trust_roots)", s.var("TRUST_ROOTS")),
+                source,
+            })?
+        }
+        None => TrustRoots::PublicWeb,
+    };
+    Ok(PaypalSettings {
+        webhook_ids,
+        tolerance_secs: s.tolerance()?,
+        cert_url_prefixes,
+        trust_roots,
+    })
+}
+
 impl PaypalVerifier {
-    pub fn new(settings: PaypalSettings) -> Result<Self, String> {
+    pub fn new(settings: PaypalSettings) -> Result<Self, CertSetupError> {
         Ok(Self {
             certs: CertStore::new(settings.cert_url_prefixes, &settings.trust_roots)?,
             webhook_ids: settings.webhook_ids,

@@ -35,6 +35,54 @@ const CACHE_TTL: Duration = Duration::from_secs(3600);
 const MAX_CERT_BYTES: usize = 64 * 1024;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A certificate URL prefix that cannot be allow-listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrefixError {
+    #[error("{prefix:?} is not a URL ({source})")]
+    Url {
+        prefix: String,
+        source: url::ParseError,
+    },
+    #[error("{0:?} is not an http(s) URL")]
+    Scheme(String),
+    #[error("{0:?} has credentials in it")]
+    Credentials(String),
+    #[error("{0:?} has a query or fragment")]
+    Query(String),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+}
+
+/// A trust-root bundle that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RootsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path} is not a PEM bundle: {source}")]
+    Pem {
+        path: String,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{0} holds no PEM certificate")]
+    Empty(String),
+    #[error("certificate {index} in {path}: {source}")]
+    Root {
+        index: usize,
+        path: String,
+        source: webpki::Error,
+    },
+}
+
+/// The certificate fetcher cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot build the certificate HTTP client: {source}")]
+pub struct CertSetupError {
+    source: reqwest::Error,
+}
+
 /// One allow-listed place certificates may be fetched from: a scheme, host and port, and a path
 /// prefix that ends with `/`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,20 +94,22 @@ pub struct CertUrlPrefix {
 }
 
 impl CertUrlPrefix {
-    pub fn parse(prefix: &str) -> Result<Self, String> {
-        let url =
-            Url::parse(prefix.trim()).map_err(|e| format!("{prefix:?} is not a URL ({e})"))?;
+    pub fn parse(prefix: &str) -> Result<Self, PrefixError> {
+        let url = Url::parse(prefix.trim()).map_err(|source| PrefixError::Url {
+            prefix: prefix.to_owned(),
+            source,
+        })?;
         if !matches!(url.scheme(), "https" | "http") {
-            return Err(format!("{prefix:?} is not an http(s) URL"));
+            return Err(PrefixError::Scheme(prefix.to_owned()));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("{prefix:?} has credentials in it"));
+            return Err(PrefixError::Credentials(prefix.to_owned()));
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(format!("{prefix:?} has a query or fragment"));
+            return Err(PrefixError::Query(prefix.to_owned()));
         }
         let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
-            return Err(format!("{prefix:?} has no host"));
+            return Err(PrefixError::NoHost(prefix.to_owned()));
         };
         let mut path = url.path().to_owned();
         // A prefix is a folder: `/certs` must not also allow `/certs-evil/...`.
@@ -94,18 +144,27 @@ pub enum TrustRoots {
 
 impl TrustRoots {
     /// Read a PEM bundle; every certificate in it must be usable as a root.
-    pub fn from_pem_file(path: &Path) -> Result<Self, String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    pub fn from_pem_file(path: &Path) -> Result<Self, RootsError> {
+        let shown = || path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|source| RootsError::Read {
+            path: shown(),
+            source,
+        })?;
         let certs = CertificateDer::pem_slice_iter(&bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{} is not a PEM bundle: {e}", path.display()))?;
+            .map_err(|source| RootsError::Pem {
+                path: shown(),
+                source,
+            })?;
         if certs.is_empty() {
-            return Err(format!("{} holds no PEM certificate", path.display()));
+            return Err(RootsError::Empty(shown()));
         }
         for (i, c) in certs.iter().enumerate() {
-            webpki::anchor_from_trusted_cert(c)
-                .map_err(|e| format!("certificate {} in {}: {e}", i + 1, path.display()))?;
+            webpki::anchor_from_trusted_cert(c).map_err(|source| RootsError::Root {
+                index: i + 1,
+                path: shown(),
+                source,
+            })?;
         }
         Ok(Self::Pem(certs))
     }
@@ -150,13 +209,13 @@ pub struct CertStore {
 }
 
 impl CertStore {
-    pub fn new(prefixes: Vec<CertUrlPrefix>, roots: &TrustRoots) -> Result<Self, String> {
+    pub fn new(prefixes: Vec<CertUrlPrefix>, roots: &TrustRoots) -> Result<Self, CertSetupError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
             .connect_timeout(FETCH_TIMEOUT)
             .build()
-            .map_err(|e| format!("cannot build the certificate HTTP client: {e}"))?;
+            .map_err(|source| CertSetupError { source })?;
         Ok(Self {
             prefixes,
             anchors: roots.anchors(),

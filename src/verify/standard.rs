@@ -45,7 +45,7 @@ impl StandardKeys {
 
     /// Decode each configured key. The error says which entry (by position) is wrong and why,
     /// never what it holds.
-    pub fn parse(secrets: &Secrets) -> Result<Self, String> {
+    pub fn parse(secrets: &Secrets) -> Result<Self, KeyError> {
         // Like the SDKs, accept the base64 with or without its padding.
         let lenient = base64::engine::GeneralPurpose::new(
             &base64::alphabet::STANDARD,
@@ -64,25 +64,36 @@ impl StandardKeys {
                     .decode(pk)
                     .ok()
                     .and_then(|k| <[u8; 32]>::try_from(k).ok())
-                    .ok_or(format!("entry {n}: a whpk_ key is 32 bytes in base64"))?;
+                    .ok_or(KeyError::PublicKey(n))?;
                 keys.ed25519.push(key);
             } else if s.starts_with("whsk_") {
-                return Err(format!(
-                    "entry {n} is a whsk_ signing key, which must stay with the sender: \
-                     configure its whpk_ public key"
-                ));
+                return Err(KeyError::SigningKey(n));
             } else {
                 let b64 = s.strip_prefix("whsec_").unwrap_or(s);
                 let key = lenient
                     .decode(b64)
                     .ok()
                     .filter(|k| !k.is_empty())
-                    .ok_or(format!("entry {n}: a whsec_ secret is base64 after whsec_"))?;
+                    .ok_or(KeyError::Secret(n))?;
                 keys.hmac.push(key);
             }
         }
         Ok(keys)
     }
+}
+
+/// A configured key that cannot be used, by its position in the list (never its value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("entry {0}: a whpk_ key is 32 bytes in base64")]
+    PublicKey(usize),
+    #[error(
+        "entry {0} is a whsk_ signing key, which must stay with the sender: configure its whpk_ \
+         public key"
+    )]
+    SigningKey(usize),
+    #[error("entry {0}: a whsec_ secret is base64 after whsec_")]
+    Secret(usize),
 }
 
 pub struct StandardVerifier {
@@ -334,7 +345,11 @@ mod tests {
 
     #[test]
     fn keys_are_checked_without_showing_them() {
-        let bad = |s: &str| StandardKeys::parse(&Secrets::new([s]).unwrap()).unwrap_err();
+        let bad = |s: &str| {
+            StandardKeys::parse(&Secrets::new([s]).unwrap())
+                .unwrap_err()
+                .to_string()
+        };
         assert!(!bad("whsec_%%%secret%%%").contains("secret%"));
         assert!(bad("whpk_AAAA").contains("32 bytes"));
         assert!(bad("whsk_AAAA").contains("whpk_"));

@@ -25,7 +25,16 @@ use super::Worker;
 use crate::actions::Step;
 use crate::actions::breaker::{Admission, Health, Verdict};
 use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, StepRecord};
+use crate::store::StoreError;
 use crate::telemetry::metrics;
+
+/// A step's result that the store would not take, even after waiting up to a lease for it.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot record step {step}: {source}")]
+pub(super) struct RecordError {
+    step: String,
+    source: StoreError,
+}
 
 /// How an attempt ended. The result of its last step, when that step succeeded, is not stored
 /// yet: it is written in the same transaction as the outcome (see `finisher`), one write per
@@ -214,7 +223,7 @@ impl Worker {
             }
             let last = i + 1 == steps.len();
             match self.run_step(step, event, payload, last).await {
-                Err(e) => return Some(retry.after_failure(event.attempt, e).into()),
+                Err(e) => return Some(retry.after_failure(event.attempt, e.to_string()).into()),
                 Ok(StepRun::Succeeded { unrecorded }) => {
                     ran += 1;
                     last_step = unrecorded;
@@ -356,7 +365,7 @@ impl Worker {
         event: &ClaimedEvent,
         payload: &Value,
         defer_success: bool,
-    ) -> Result<StepRun, String> {
+    ) -> Result<StepRun, RecordError> {
         let pass = match &step.destination {
             None => None,
             Some(dest) => {
@@ -432,7 +441,7 @@ impl Worker {
 
     /// Store a step's result. Without it a succeeded step would run again on the next attempt:
     /// for up to a lease, wait for a store that is restarting rather than give the attempt up.
-    async fn record(&self, record: &StepRecord) -> Result<(), String> {
+    async fn record(&self, record: &StepRecord) -> Result<(), RecordError> {
         let give_up = tokio::time::Instant::now() + self.settings.lease;
         let mut delay = std::time::Duration::from_millis(100);
         loop {
@@ -443,7 +452,12 @@ impl Worker {
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(std::time::Duration::from_secs(1));
                 }
-                Err(e) => return Err(format!("cannot record step {}: {e}", record.step)),
+                Err(source) => {
+                    return Err(RecordError {
+                        step: record.step.clone(),
+                        source,
+                    });
+                }
             }
         }
     }

@@ -90,6 +90,23 @@ pub struct WorkerSettings {
     pub provider_concurrency: BTreeMap<String, usize>,
 }
 
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 32,
+            lease: Duration::from_secs(30),
+            poll_interval: Duration::from_millis(500),
+            retry: RetryPolicy {
+                max_attempts: 3,
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(3600),
+            },
+            drain_timeout: Duration::from_secs(30),
+            provider_concurrency: BTreeMap::new(),
+        }
+    }
+}
+
 /// A pool of workers in one process, sharing one lease owner name.
 pub struct Worker {
     store: Arc<dyn Work>,

@@ -821,8 +821,8 @@ fn readme_route_example_is_valid() {
         ("SMTP_FROM".to_owned(), "hookd@example.com".to_owned()),
     ])
     .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(c.routes.len(), 1);
-    assert_eq!(c.routes[0].steps.len(), 3);
+    assert_eq!(c.actions.routes.len(), 1);
+    assert_eq!(c.actions.routes[0].steps.len(), 3);
     let err =
         hookd::config::Config::from_vars([("HOOKD_CONFIG".to_owned(), path.display().to_string())])
             .unwrap_err()

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use chrono::Utc;
-use hookd::config::{RedisConfig, RedisTarget};
 use hookd::event::{ClaimedEvent, EventId, EventStatus, Outcome};
 use hookd::queue::{Queue, RedisKeys, RedisQueue};
+use hookd::queue::{RedisConfig, RedisTarget};
 use hookd::store::{EventStore, Inserted};
 use redis::AsyncCommands;
 

@@ -23,9 +23,8 @@ use axum::routing::{get, post};
 
 use super::extract::query;
 use super::{ApiError, AppState};
-use crate::config::Scope;
 use crate::event::EventStatus;
-use crate::ops::{ConsoleSession, EventFilter, EventQuery, Window, params};
+use crate::ops::{ConsoleSession, EventFilter, EventQuery, Scope, Window, params};
 
 type Me = axum::Extension<ConsoleSession>;
 

@@ -1,0 +1,125 @@
+//! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]` and
+//! `[destinations]` with their variables. Fills [`ActionSettings`]; the checks across routes,
+//! mail server and egress policy are the actions' own ([`ActionSettings::validate`]).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::ConfigError;
+use super::reader::Reader;
+use crate::actions::breaker::BreakerPolicy;
+use crate::actions::egress::EgressPolicy;
+use crate::actions::email::{Recipient, SmtpSettings};
+use crate::actions::{ActionSettings, ForwardSettings, RouteConfig};
+use crate::store::redact_url;
+
+pub(super) fn actions(r: &Reader<'_>) -> Result<ActionSettings, ConfigError> {
+    let d = ActionSettings::default();
+    let forward = ForwardSettings {
+        timeout: Duration::from_millis(r.positive(
+            "HOOKD_FORWARD_TIMEOUT_MS",
+            Some("worker.forward_timeout_ms"),
+            d.forward.timeout.as_millis() as u64,
+        )?),
+        ..d.forward
+    };
+    Ok(ActionSettings {
+        routes: r.section::<Vec<RouteConfig>>("routes")?.unwrap_or_default(),
+        forward,
+        smtp: smtp(r)?,
+        breaker: BreakerPolicy {
+            failure_threshold: r.positive(
+                "HOOKD_BREAKER_FAILURES",
+                Some("destinations.breaker_failures"),
+                d.breaker.failure_threshold,
+            )?,
+            cooldown: Duration::from_millis(r.positive(
+                "HOOKD_BREAKER_COOLDOWN_MS",
+                Some("destinations.breaker_cooldown_ms"),
+                d.breaker.cooldown.as_millis() as u64,
+            )?),
+        },
+        destination_concurrency: r.positive(
+            "HOOKD_DESTINATION_CONCURRENCY",
+            Some("destinations.concurrency"),
+            d.destination_concurrency,
+        )?,
+        egress: egress(r)?,
+    })
+}
+
+fn egress(r: &Reader<'_>) -> Result<EgressPolicy, ConfigError> {
+    let list = r.list("HOOKD_FORWARD_ALLOW", "destinations.forward_allow")?;
+    let allow_private = r.get(
+        "HOOKD_FORWARD_ALLOW_PRIVATE",
+        Some("destinations.allow_private"),
+        false,
+        "true or false",
+    )?;
+    EgressPolicy::new(list.as_deref(), allow_private).map_err(|e| ConfigError::Invalid {
+        setting: "HOOKD_FORWARD_ALLOW".into(),
+        value: list.unwrap_or_default().join(","),
+        expected: e.to_string(),
+    })
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `SMTP_URL` and its companions; `None` when no URL is set.
+fn smtp(r: &Reader<'_>) -> Result<Option<SmtpSettings>, ConfigError> {
+    let Some(url) = r.text(Some("SMTP_URL"), Some("smtp.url"))? else {
+        // Known keys of the file even while email is off.
+        for key in ["smtp.from", "smtp.timeout_ms", "smtp.ca_file"] {
+            r.file_value(key);
+        }
+        return Ok(None);
+    };
+    let from = r.text(Some("SMTP_FROM"), Some("smtp.from"))?;
+    let ca = r
+        .text(Some("HOOKD_SMTP_CA_FILE"), Some("smtp.ca_file"))?
+        .map(PathBuf::from);
+    let refused =
+        |setting: &str, value: String, expected: &str, source: BoxError| ConfigError::Refused {
+            setting: setting.to_owned(),
+            value,
+            expected: format!("{expected} ({source})"),
+            source,
+        };
+    let mut smtp = SmtpSettings::from_url(&url).map_err(|e| {
+        refused(
+            "SMTP_URL",
+            redact_url(&url),
+            "smtp://[user:password@]host[:port][?tls=none] or smtps://...",
+            Box::new(e),
+        )
+    })?;
+    if let Some(from) = from {
+        smtp.from =
+            Some(from.parse::<Recipient>().map_err(|e| {
+                refused("SMTP_FROM", from.clone(), "an email address", Box::new(e))
+            })?);
+    }
+    smtp.timeout = Duration::from_millis(r.positive(
+        "HOOKD_SMTP_TIMEOUT_MS",
+        Some("smtp.timeout_ms"),
+        smtp.timeout.as_millis() as u64,
+    )?);
+    if let Some(path) = ca {
+        let shown = path.display().to_string();
+        let pem = std::fs::read(&path).map_err(|e| ConfigError::Refused {
+            setting: "HOOKD_SMTP_CA_FILE".into(),
+            value: shown.clone(),
+            expected: format!("a readable PEM file ({e})"),
+            source: Box::new(e),
+        })?;
+        smtp.trust_pem(&pem).map_err(|e| {
+            refused(
+                "HOOKD_SMTP_CA_FILE",
+                shown,
+                "PEM CA certificates",
+                Box::new(e),
+            )
+        })?;
+    }
+    Ok(Some(smtp))
+}
