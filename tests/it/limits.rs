@@ -6,26 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-fn addr(server: &TestServer) -> String {
-    server.url.trim_start_matches("http://").to_owned()
-}
-
-/// Read whatever the server sends until it closes the connection (or `within` passes).
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn provider_rate_limit_answers_429_with_retry_after() {

@@ -6,26 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::support::*;
 use reqwest::StatusCode;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-fn addr(server: &TestServer) -> String {
-    server.url.trim_start_matches("http://").to_owned()
-}
-
-/// Read whatever the server sends until it closes the connection (or `within` passes).
-async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<String> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
-            Err(_) => return None,
-            Ok(Ok(0)) | Ok(Err(_)) => return Some(String::from_utf8_lossy(&out).into_owned()),
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-        }
-    }
-}
 
 /// Open a connection and send `head` (request line and headers) and nothing more.
 async fn send_head(server: &TestServer, head: &str) -> TcpStream {
@@ -143,50 +125,14 @@ async fn a_listed_name_does_not_open_loopback() {
     let db = TestDb::new(Backend::Sqlite).await;
     let target = Target::start(Behaviour::default()).await;
     let by_name = forward_route(&target.url.replace("127.0.0.1", "localhost"));
-    let server = TestServer::start(
-        &db,
-        &by_name,
-        &[
-            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
-            ("HOOKD_FORWARD_ALLOW", "localhost"),
-            ("HOOKD_MAX_ATTEMPTS", "1"),
-        ],
-    )
-    .await;
-    let (_, body) = stripe_event("charge.succeeded");
-    let id = id_of(server.post_stripe(&body).await).await;
-    let e = server
-        .wait_status(
-            id,
-            hookd::event::EventStatus::DeadLetter,
-            Duration::from_secs(15),
-        )
-        .await;
+    let dead = hookd::event::EventStatus::DeadLetter;
+    let detail = crate::security::forward_under_allow_list(&db, &by_name, "localhost", dead).await;
     assert_eq!(target.hits(), 0, "nothing reached loopback");
-    let detail = format!("{e:?}");
     assert!(detail.contains("forward policy"), "{detail}");
-    server.stop().await;
     // With the loopback range listed as well, the same forward is delivered.
-    let server = TestServer::start(
-        &db,
-        &by_name,
-        &[
-            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
-            ("HOOKD_FORWARD_ALLOW", "localhost,127.0.0.0/8"),
-        ],
-    )
-    .await;
-    let (_, body) = stripe_event("charge.succeeded");
-    let id = id_of(server.post_stripe(&body).await).await;
-    server
-        .wait_status(
-            id,
-            hookd::event::EventStatus::Completed,
-            Duration::from_secs(15),
-        )
-        .await;
+    let done = hookd::event::EventStatus::Completed;
+    crate::security::forward_under_allow_list(&db, &by_name, "localhost,127.0.0.0/8", done).await;
     assert_eq!(target.hits(), 1);
-    server.stop().await;
 }
 
 /// Finding 2: an `HTTP_PROXY` in hookd's environment does not carry forwards past the egress

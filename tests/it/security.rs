@@ -196,12 +196,32 @@ async fn forwards_to_private_addresses_must_be_allowed() {
     // A name is checked address by address when it is resolved: `localhost` is not on a list
     // that names only 10.0.0.0/8, so nothing is sent.
     let by_name = forward_route(&target.url.replace("127.0.0.1", "localhost"));
+    let dead = hookd::event::EventStatus::DeadLetter;
+    let detail = forward_under_allow_list(&db, &by_name, "10.0.0.0/8", dead).await;
+    assert_eq!(target.hits(), 0, "nothing reached the refused address");
+    assert!(detail.contains("forward policy"), "{detail}");
+    // Listed by name and its loopback range listed too, it is allowed (a name alone reaches only
+    // public addresses: tests/it/probe.rs).
+    let done = hookd::event::EventStatus::Completed;
+    forward_under_allow_list(&db, &by_name, "localhost,127.0.0.0/8", done).await;
+    assert_eq!(target.hits(), 1);
+}
+
+/// Start hookd with private destinations refused and `HOOKD_FORWARD_ALLOW=allow`, send one
+/// Stripe event forwarded by `route`, wait until it reaches `status` (one attempt only, so a
+/// refusal dead-letters at once) and stop; returns the event as debug text.
+pub(crate) async fn forward_under_allow_list(
+    db: &TestDb,
+    route: &str,
+    allow: &str,
+    status: hookd::event::EventStatus,
+) -> String {
     let server = TestServer::start(
-        &db,
-        &by_name,
+        db,
+        route,
         &[
             ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
-            ("HOOKD_FORWARD_ALLOW", "10.0.0.0/8"),
+            ("HOOKD_FORWARD_ALLOW", allow),
             ("HOOKD_MAX_ATTEMPTS", "1"),
         ],
     )
@@ -209,36 +229,8 @@ async fn forwards_to_private_addresses_must_be_allowed() {
     let (_, body) = stripe_event("charge.succeeded");
     let id = id_of(server.post_stripe(&body).await).await;
     let e = server
-        .wait_status(
-            id,
-            hookd::event::EventStatus::DeadLetter,
-            Duration::from_secs(15),
-        )
+        .wait_status(id, status, Duration::from_secs(15))
         .await;
-    assert_eq!(target.hits(), 0, "nothing reached the refused address");
-    let detail = format!("{e:?}");
-    assert!(detail.contains("forward policy"), "{detail}");
     server.stop().await;
-    // Listed by name and its loopback range listed too, it is allowed (a name alone reaches only
-    // public addresses: tests/probe.rs).
-    let server = TestServer::start(
-        &db,
-        &by_name,
-        &[
-            ("HOOKD_FORWARD_ALLOW_PRIVATE", "false"),
-            ("HOOKD_FORWARD_ALLOW", "localhost,127.0.0.0/8"),
-        ],
-    )
-    .await;
-    let (_, body) = stripe_event("charge.succeeded");
-    let id = id_of(server.post_stripe(&body).await).await;
-    server
-        .wait_status(
-            id,
-            hookd::event::EventStatus::Completed,
-            Duration::from_secs(15),
-        )
-        .await;
-    assert_eq!(target.hits(), 1);
-    server.stop().await;
+    format!("{e:?}")
 }

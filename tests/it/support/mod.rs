@@ -1,14 +1,15 @@
 //! What the integration tests share, one module per concern: each test's own store (`db`), hookd
 //! in this process (`server`) or as child processes (`process`), recording HTTP targets
 //! (`target`) and SMTP server (`smtp`), signed webhooks (`signing`), the shared services and
-//! private servers (`services`, `private`), certificates (`tls`), the Python tools (`python`) and
-//! the one way to wait for something (`wait`). Nothing here is a mock: every test talks to real
+//! private servers (`services`, `private`), certificates (`tls`), the Python tools (`python`), raw
+//! sockets (`raw`) and the one way to wait for something (`wait`). Nothing here is a mock: every test talks to real
 //! servers over real connections. Nothing here asserts what hookd should do; the tests do.
 
 mod db;
 mod private;
 mod process;
 mod python;
+mod raw;
 mod server;
 mod services;
 mod signing;
@@ -21,6 +22,7 @@ pub use db::*;
 pub use private::*;
 pub use process::*;
 pub use python::*;
+pub use raw::*;
 pub use server::*;
 pub use services::*;
 pub use signing::*;
