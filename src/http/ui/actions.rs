@@ -79,13 +79,7 @@ pub(super) async fn replay(
     Path(id): Path<String>,
     form: CsrfForm,
 ) -> Response {
-    let who = form.session.who.clone();
-    act(&state, &form, "event.replay", Some(id.clone()), || async {
-        let eid = params::event_id(&id)?;
-        state.ops.replay(eid, ReplayKind::Replay, &who).await?;
-        Ok((format!("/ui/events/{eid}?done=replay"), None))
-    })
-    .await
+    replay_one(&state, id, &form, ReplayKind::Replay).await
 }
 
 pub(super) async fn redrive(
@@ -93,11 +87,17 @@ pub(super) async fn redrive(
     Path(id): Path<String>,
     form: CsrfForm,
 ) -> Response {
+    replay_one(&state, id, &form, ReplayKind::Redrive).await
+}
+
+/// Replay or redrive one event, audited as `event.replay` or `event.redrive`, and show it.
+async fn replay_one(state: &AppState, id: String, form: &CsrfForm, kind: ReplayKind) -> Response {
     let who = form.session.who.clone();
-    act(&state, &form, "event.redrive", Some(id.clone()), || async {
+    let action = format!("event.{}", kind.as_str());
+    act(state, form, &action, Some(id.clone()), || async {
         let eid = params::event_id(&id)?;
-        state.ops.replay(eid, ReplayKind::Redrive, &who).await?;
-        Ok((format!("/ui/events/{eid}?done=redrive"), None))
+        state.ops.replay(eid, kind, &who).await?;
+        Ok((format!("/ui/events/{eid}?done={}", kind.as_str()), None))
     })
     .await
 }
