@@ -15,10 +15,11 @@ use crate::config::Config;
 use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{TlsError, TlsListener};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, HealthState};
 use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError, redact_url};
+use crate::telemetry::liveness::Heartbeat;
 use crate::verify::{ProviderError, Providers};
 use crate::worker::Worker;
 
@@ -59,6 +60,14 @@ pub enum StartError {
     Actions(#[from] SetupError),
     #[error("cannot listen on {addr}: {source} (set PORT or HOOKD_BIND)")]
     Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot listen on {addr} for /health and /metrics: {source} (set HOOKD_INTERNAL_ADDR; \
+         `hookd worker` listens on 0.0.0.0:9090 unless it is set)"
+    )]
+    InternalBind {
         addr: SocketAddr,
         source: std::io::Error,
     },
@@ -155,7 +164,8 @@ fn group_concurrency(backend: &str, pool_size: u32) -> usize {
 pub struct Running {
     /// Where the HTTP server listens (None without the api role).
     pub addr: Option<SocketAddr>,
-    /// Where `/health` and `/metrics` are served when `HOOKD_INTERNAL_ADDR` is set.
+    /// Where `/health` and `/metrics` are served apart from the public listener: with the api
+    /// role when `HOOKD_INTERNAL_ADDR` is set, always in a worker-only process.
     pub internal_addr: Option<SocketAddr>,
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
@@ -237,20 +247,31 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     } else {
         None
     };
-    let internal = match config.http.internal_addr.filter(|_| roles.api) {
-        Some(addr) => Some(bind(addr).await?),
-        None => None,
-    };
+    let internal = bind_internal(config, roles).await?;
     let internal_addr = internal.as_ref().map(|(_, a)| *a);
     // Breaker state lives with the workers of this process; an api-only process has none.
-    let destinations = if roles.workers {
-        Some(start_workers(config, &parts, instance, &mut tasks)?)
+    let (destinations, heartbeat) = if roles.workers {
+        let (d, h) = start_workers(config, &parts, instance, &mut tasks)?;
+        (Some(d), Some(h))
     } else {
-        None
+        (None, None)
     };
+    let health = health_state(config, &parts, roles, destinations.clone(), heartbeat);
+    if let Some(internal) = internal {
+        serve_internal(config, &parts, internal, health.clone(), &mut tasks);
+    }
     let addr = listener.as_ref().map(|(_, local)| *local);
     if let Some(listener) = listener {
-        start_api(config, &parts, destinations, listener, internal, &mut tasks).await?;
+        let internal = internal_addr.is_some();
+        start_api(
+            config,
+            &parts,
+            destinations,
+            health,
+            (listener, internal),
+            &mut tasks,
+        )
+        .await?;
     }
 
     Ok(Running {
@@ -264,6 +285,42 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     })
 }
 
+/// What health and metrics read, for every listener of this process.
+fn health_state(
+    config: &Config,
+    parts: &Parts,
+    roles: Roles,
+    destinations: Option<Arc<Destinations>>,
+    workers: Option<Arc<Heartbeat>>,
+) -> Arc<HealthState> {
+    Arc::new(HealthState {
+        store: parts.store.clone(),
+        queue: parts.queue.clone(),
+        destinations,
+        workers,
+        memory_limit_bytes: config.http.memory_limit_bytes,
+        shutting_down: parts.shutdown.clone(),
+        // A worker without its queue processes nothing; an api still accepts and commits.
+        ready_needs_queue: !roles.api,
+        backlog: Default::default(),
+    })
+}
+
+/// The internal listener's socket, when this process has one (see
+/// [`crate::http::HttpSettings::internal_listener`]).
+async fn bind_internal(
+    config: &Config,
+    roles: Roles,
+) -> Result<Option<(TcpListener, SocketAddr)>, StartError> {
+    let Some(addr) = config.http.internal_listener(roles.api) else {
+        return Ok(None);
+    };
+    bind(addr).await.map(Some).map_err(|e| match e {
+        StartError::Bind { addr, source } => StartError::InternalBind { addr, source },
+        other => other,
+    })
+}
+
 /// What every role shares.
 struct Parts {
     store: Arc<dyn EventStore>,
@@ -271,13 +328,14 @@ struct Parts {
     shutdown: watch::Receiver<bool>,
 }
 
-/// The worker pool and payload retention; returns this process's destination breakers.
+/// The worker pool and payload retention; returns this process's destination breakers and the
+/// worker loop's heartbeat.
 fn start_workers(
     config: &Config,
     parts: &Parts,
     instance: String,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<Arc<Destinations>, StartError> {
+) -> Result<(Arc<Destinations>, Arc<Heartbeat>), StartError> {
     let actions = &config.actions;
     let router = Router::new(
         &actions.routes,
@@ -297,6 +355,7 @@ fn start_workers(
         instance,
         config.worker.clone(),
     ));
+    let heartbeat = worker.heartbeat();
     tasks.push(tokio::spawn(worker.run(parts.shutdown.clone())));
     if let Some(keep) = config.operator.retention {
         tasks.push(tokio::spawn(crate::ops::retention::run(
@@ -305,7 +364,30 @@ fn start_workers(
             parts.shutdown.clone(),
         )));
     }
-    Ok(destinations)
+    Ok((destinations, heartbeat))
+}
+
+/// The internal listener: health and metrics only, plain HTTP (`HOOKD_INTERNAL_ADDR`; always
+/// in a worker-only process).
+fn serve_internal(
+    config: &Config,
+    parts: &Parts,
+    (listener, local): (TcpListener, SocketAddr),
+    health: Arc<HealthState>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) {
+    tracing::info!(addr = %local, "internal listener: /health, /health/live, /health/ready and /metrics");
+    let settings = ServerSettings {
+        limits: config.http.limits.clone(),
+        tls: None,
+        grace: config.shutdown_timeout,
+    };
+    tasks.push(tokio::spawn(server::serve(
+        listener,
+        http::internal_router(health),
+        settings,
+        parts.shutdown.clone(),
+    )));
 }
 
 /// The HTTP server: webhooks, health, metrics, the admin API and the console.
@@ -313,8 +395,8 @@ async fn start_api(
     config: &Config,
     parts: &Parts,
     destinations: Option<Arc<Destinations>>,
-    (listener, local): (TcpListener, SocketAddr),
-    internal: Option<(TcpListener, SocketAddr)>,
+    health: Arc<HealthState>,
+    ((listener, local), internal): ((TcpListener, SocketAddr), bool),
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<(), StartError> {
     let providers = Arc::new(Providers::from_config(&config.providers)?);
@@ -335,15 +417,13 @@ async fn start_api(
         providers,
         ops,
         max_body_bytes: http.max_body_bytes,
-        memory_limit_bytes: http.memory_limit_bytes,
-        shutting_down: parts.shutdown.clone(),
-        backlog: Default::default(),
+        health,
         limits: http.limits.clone(),
         admission,
         access: http::AccessGuard::new(http.admin_access.clone()),
         schemas: http.schemas.clone(),
     });
-    let app = http::router(state.clone(), internal.is_some());
+    let app = http::router(state, internal);
     if let Some(tls) = &tls {
         tasks.push(tokio::spawn(tls.clone().watch(parts.shutdown.clone())));
     }
@@ -354,19 +434,6 @@ async fn start_api(
         // longer is cut off.
         grace: config.shutdown_timeout,
     };
-    if let Some((listener, local)) = internal {
-        tracing::info!(addr = %local, "internal listener: /health and /metrics");
-        let plain = ServerSettings {
-            tls: None,
-            ..settings.clone()
-        };
-        tasks.push(tokio::spawn(server::serve(
-            listener,
-            http::internal_router(state),
-            plain,
-            parts.shutdown.clone(),
-        )));
-    }
     tasks.push(tokio::spawn(server::serve(
         listener,
         app,
@@ -438,6 +505,8 @@ mod tests {
         .unwrap();
         // A header value with a line break: the real client builder refuses it.
         config.actions.forward.user_agent = "hookd\n1".into();
+        // Any free port for the worker's health listener, not the default 9090.
+        config.http.internal_addr = Some(([127, 0, 0, 1], 0).into());
         let roles = Roles {
             api: false,
             workers: true,

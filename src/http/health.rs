@@ -1,12 +1,17 @@
-//! Health for orchestrators and people:
+//! Health for orchestrators and people, served by every process that runs (the api's public or
+//! internal listener, a worker's own listener), from a state of its own ([`HealthState`]) so a
+//! process without the HTTP API serves it too:
 //! - `GET /health`: every component with its status and latency; 503 when the store cannot
-//!   take writes or memory is over `HOOKD_MEMORY_LIMIT_MB`. The queue is reported but does not
-//!   fail it: with the queue down, webhooks are still accepted, and the sweeper enqueues them
-//!   once it is back.
-//! - `GET /health/live`: the process is up.
+//!   take writes, memory is over `HOOKD_MEMORY_LIMIT_MB`, or (with workers) the worker loop is
+//!   not running. The queue is reported but does not fail it: with the queue down, webhooks are
+//!   still accepted, and the sweeper enqueues them once it is back.
+//! - `GET /health/live`: the process is up and, with workers, their claim loop still turns.
 //! - `GET /health/ready`: migrations done (they run before the server starts), store reachable
-//!   and not shutting down.
-//! - `GET /metrics`: Prometheus text.
+//!   and not shutting down; in a worker-only process also the queue reachable (a worker without
+//!   its queue processes nothing).
+//! - `GET /metrics`: Prometheus text, with this process's breakers brought up to date.
+//!
+//! It must never change anything: every check only reads.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,14 +22,38 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
+use tokio::sync::{Mutex, watch};
 
-use super::AppState;
-use crate::store::Backlog;
+use crate::actions::breaker::Destinations;
+use crate::queue::Queue;
+use crate::store::{Backlog, EventStore};
+use crate::telemetry::liveness::{Heartbeat, LoopState};
 use crate::telemetry::metrics;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// Store gauges are recomputed at most this often, however often Prometheus scrapes.
 const BACKLOG_CACHE: Duration = Duration::from_secs(5);
+
+/// What the health and metrics handlers read: shared by the api's routers and a worker's own
+/// listener, built once per process by the wiring.
+pub struct HealthState {
+    pub store: Arc<dyn EventStore>,
+    pub queue: Arc<dyn Queue>,
+    /// This process's breakers (`None` without workers).
+    pub destinations: Option<Arc<Destinations>>,
+    /// The worker loop's heartbeat (`None` without workers).
+    pub workers: Option<Arc<Heartbeat>>,
+    pub memory_limit_bytes: u64,
+    /// Turns true when shutdown starts: readiness fails from then on.
+    pub shutting_down: watch::Receiver<bool>,
+    /// Readiness needs the queue to answer too (a worker-only process).
+    pub ready_needs_queue: bool,
+    pub backlog: BacklogCache,
+}
+
+/// The store backlog as last read, for `/metrics` and `/health`.
+#[derive(Default)]
+pub struct BacklogCache(Mutex<Option<(Instant, Backlog)>>);
 
 /// Run one check with a timeout; its status, latency and error as JSON.
 async fn check<E: std::fmt::Display>(f: impl Future<Output = Result<(), E>>) -> Value {
@@ -40,7 +69,33 @@ async fn check<E: std::fmt::Display>(f: impl Future<Output = Result<(), E>>) -> 
     }
 }
 
-pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+/// The worker loop as JSON, and whether it counts as alive.
+fn workers(state: &HealthState) -> (Value, bool) {
+    let Some(beat) = &state.workers else {
+        return (Value::Null, true);
+    };
+    match beat.state() {
+        LoopState::Running { ago } => (
+            json!({ "status": "up", "last_turn_ms_ago": ago.as_millis() as u64 }),
+            true,
+        ),
+        LoopState::Stalled { ago } => (
+            json!({ "status": "stalled", "last_turn_ms_ago": ago.as_millis() as u64 }),
+            false,
+        ),
+        LoopState::Ended => (json!({ "status": "stopped" }), false),
+    }
+}
+
+fn status_code(ok: bool) -> StatusCode {
+    if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    }
+}
+
+pub async fn health(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<Value>) {
     let (mut store, mut queue) = tokio::join!(check(state.store.ping()), check(state.queue.ping()));
     store["backend"] = state.store.backend().into();
     queue["kind"] = state.queue.kind().into();
@@ -58,49 +113,62 @@ pub async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Val
         }),
         None => Value::Null,
     };
-    let up = store["status"] == "up" && memory_ok;
+    let (workers, workers_ok) = workers(&state);
+    let up = store["status"] == "up" && memory_ok && workers_ok;
     let body = json!({
         "status": if up { "ok" } else { "unavailable" },
         "store": store,
         "queue": queue,
         "memory": memory,
         "backlog": backlog,
+        "workers": workers,
         "version": env!("CARGO_PKG_VERSION"),
     });
-    let code = if up {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (code, Json(body))
+    (status_code(up), Json(body))
 }
 
-pub async fn live() -> Json<Value> {
-    Json(json!({ "status": "alive" }))
+pub async fn live(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<Value>) {
+    let (workers, alive) = workers(&state);
+    let body = json!({ "status": if alive { "alive" } else { "not_alive" }, "workers": workers });
+    (status_code(alive), Json(body))
 }
 
-pub async fn ready(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>) {
+pub async fn ready(State(state): State<Arc<HealthState>>) -> (StatusCode, Json<Value>) {
     if *state.shutting_down.borrow() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "shutting_down" })),
         );
     }
+    let mut body = json!({});
+    let mut ready = true;
     let store = check(state.store.ping()).await;
-    let ready = store["status"] == "up";
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        code,
-        Json(json!({ "status": if ready { "ready" } else { "not_ready" }, "store": store })),
-    )
+    ready &= store["status"] == "up";
+    body["store"] = store;
+    if state.ready_needs_queue {
+        let mut queue = check(state.queue.ping()).await;
+        queue["kind"] = state.queue.kind().into();
+        ready &= queue["status"] == "up";
+        body["queue"] = queue;
+    }
+    body["status"] = if ready { "ready" } else { "not_ready" }.into();
+    (status_code(ready), Json(body))
 }
 
-pub async fn metrics_page(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+pub async fn metrics_page(State(state): State<Arc<HealthState>>) -> impl IntoResponse {
     let backlog = state.cached_backlog().await;
+    if let Some(destinations) = &state.destinations {
+        for d in destinations.snapshot() {
+            let c = &d.counters;
+            let counts = metrics::DestinationCounts {
+                answered: c.healthy,
+                failed: c.failures,
+                deferred: c.deferred,
+                opened: c.opened,
+            };
+            metrics::destination(&d.destination.to_string(), d.state, d.in_flight, counts);
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -110,9 +178,9 @@ pub async fn metrics_page(State(state): State<Arc<AppState>>) -> impl IntoRespon
     )
 }
 
-impl AppState {
+impl HealthState {
     /// The store backlog, recomputed at most every few seconds; `None` while the store is down.
-    pub(super) async fn cached_backlog(&self) -> Option<Backlog> {
+    async fn cached_backlog(&self) -> Option<Backlog> {
         let mut cache = self.backlog.0.lock().await;
         if let Some((at, b)) = cache.as_ref()
             && at.elapsed() < BACKLOG_CACHE

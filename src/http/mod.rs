@@ -21,22 +21,20 @@ pub mod validate;
 mod webhooks;
 
 use std::sync::Arc;
-use std::time::Instant;
-
-use tokio::sync::{Mutex, watch};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub use error::ApiError;
+pub use health::{BacklogCache, HealthState};
 pub use settings::{
     AdminAccess, HttpSettings, Limits, RateQuota, SchemaError, SchemaRule, TlsConfig,
 };
 
 use crate::ops::Ops;
 use crate::queue::Queue;
-use crate::store::{Backlog, EventStore};
+use crate::store::EventStore;
 use crate::verify::Providers;
 
 /// What the handlers share.
@@ -50,10 +48,8 @@ pub struct AppState {
     /// The operator surface: tokens, events, replays, jobs, providers, breakers, the audit log.
     pub ops: Arc<Ops>,
     pub max_body_bytes: usize,
-    pub memory_limit_bytes: u64,
-    /// Turns true when shutdown starts: readiness fails from then on.
-    pub shutting_down: watch::Receiver<bool>,
-    pub backlog: BacklogCache,
+    /// What health and metrics read (shared with the internal listener).
+    pub health: Arc<HealthState>,
     /// Request limits (ids, event types) checked after verification.
     pub limits: Limits,
     /// In-flight bound and per-provider rate limits of the webhook route.
@@ -65,10 +61,6 @@ pub struct AppState {
 }
 
 pub use access::AccessGuard;
-
-/// The store backlog as last read, for `/metrics` and `/health` (see `health.rs`).
-#[derive(Default)]
-pub struct BacklogCache(Mutex<Option<(Instant, Backlog)>>);
 
 /// The full HTTP application. With `internal_listener` (`HOOKD_INTERNAL_ADDR` is set), `/health`
 /// and `/metrics` are served only by [`internal_router`]; the status-only probes
@@ -84,7 +76,9 @@ pub fn router(state: Arc<AppState>, internal_listener: bool) -> Router {
             limits::admit,
         ))
         .route_layer(axum::middleware::from_fn(trace_layer::trace_requests));
-    probes(Router::new().merge(webhooks), !internal_listener)
+    Router::new()
+        .merge(webhooks)
+        .merge(probes(state.health.clone(), !internal_listener))
         .nest("/admin", admin::router(state.clone()))
         .nest("/ui", ui::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
@@ -100,24 +94,24 @@ pub fn router(state: Arc<AppState>, internal_listener: bool) -> Router {
         .with_state(state)
 }
 
-/// What the internal listener (`HOOKD_INTERNAL_ADDR`) serves: health in detail, the probes and
-/// the metrics, and nothing of the public surface (no webhooks, admin API or console). Built on
-/// its own so any process with an internal port can serve it.
-pub fn internal_router(state: Arc<AppState>) -> Router {
-    probes(Router::new(), true)
-        .fallback(|| async { ApiError::NotFound })
-        .with_state(state)
+/// What the internal listener serves (`HOOKD_INTERNAL_ADDR` of an api; every worker-only
+/// process, which has no other listener): health in detail, the probes and the metrics, and
+/// nothing of the public surface (no webhooks, admin API or console). It needs only a
+/// [`HealthState`], so a process without the API serves it too.
+pub fn internal_router(health: Arc<HealthState>) -> Router {
+    probes(health, true).fallback(|| async { ApiError::NotFound })
 }
 
 /// The liveness and readiness probes, and with `details` the full health report and metrics.
-fn probes(r: Router<Arc<AppState>>, details: bool) -> Router<Arc<AppState>> {
-    let r = r
+fn probes<S: Clone + Send + Sync + 'static>(health: Arc<HealthState>, details: bool) -> Router<S> {
+    let r = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready));
-    if details {
+    let r = if details {
         r.route("/health", get(health::health))
             .route("/metrics", get(health::metrics_page))
     } else {
         r
-    }
+    };
+    r.with_state(health)
 }

@@ -18,7 +18,7 @@ pub struct HttpSettings {
     pub bind: IpAddr,
     pub port: u16,
     /// Where `/health` and `/metrics` are served instead of the public listener; `None`: on
-    /// the public listener.
+    /// the public listener (a worker-only process then uses [`WORKER_INTERNAL_ADDR`]).
     pub internal_addr: Option<SocketAddr>,
     /// Largest webhook body accepted (413 beyond).
     pub max_body_bytes: usize,
@@ -46,6 +46,23 @@ impl Default for HttpSettings {
             admin_access: AdminAccess::default(),
             tls: None,
             schemas: Vec::new(),
+        }
+    }
+}
+
+/// Where a worker-only process (`hookd worker`, which has no public listener) serves `/health`,
+/// `/health/live`, `/health/ready` and `/metrics` when `HOOKD_INTERNAL_ADDR` is not set.
+pub const WORKER_INTERNAL_ADDR: SocketAddr =
+    SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9090);
+
+impl HttpSettings {
+    /// The internal listener (health and metrics) of a process with or without the public API:
+    /// with it, only when `HOOKD_INTERNAL_ADDR` is set; without it (a worker), always, on
+    /// `HOOKD_INTERNAL_ADDR` or else [`WORKER_INTERNAL_ADDR`].
+    pub fn internal_listener(&self, api: bool) -> Option<SocketAddr> {
+        match (api, self.internal_addr) {
+            (true, addr) => addr,
+            (false, addr) => Some(addr.unwrap_or(WORKER_INTERNAL_ADDR)),
         }
     }
 }

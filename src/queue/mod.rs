@@ -4,8 +4,10 @@
 //! live there); a queue only delivers work. It must never decide an event's outcome or hold the
 //! only copy of anything: losing the whole queue loses no event.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use async_trait::async_trait;
 use tokio::sync::Notify;
@@ -59,17 +61,41 @@ pub trait Queue: Send + Sync + 'static {
 
 /// The queue for one process without a broker: workers poll the store for due events
 /// (`next_attempt_at <= now`), and a local enqueue wakes them at once so a new event does not
-/// wait for the next poll.
+/// wait for the next poll. An idle wait also ends at the earliest due time an outcome settled
+/// here named (shortly after it, so the worker's own retry timer claims first), not only at
+/// the next poll.
 pub struct StoreQueue {
     store: Arc<dyn Leases>,
     wake: Notify,
+    earliest: Mutex<Option<DateTime<Utc>>>,
 }
+
+/// How long after a known due time an idle wait ends: the retry timer claims at the due time
+/// itself; this claim takes what it left (no worker was free then).
+const DUE_SLACK: Duration = Duration::from_millis(10);
 
 impl StoreQueue {
     pub fn new(store: Arc<dyn Leases>) -> Self {
         Self {
             store,
             wake: Notify::new(),
+            earliest: Mutex::new(None),
+        }
+    }
+
+    /// `wait`, cut to end just after the earliest due time known, if that comes first.
+    fn bounded(&self, wait: Duration) -> Duration {
+        let mut earliest = self.earliest.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(at) = *earliest else {
+            return wait;
+        };
+        match (at - Utc::now()).to_std() {
+            Ok(left) => wait.min(left + DUE_SLACK),
+            // Passed: the claim that just ran (or the timer) has dealt with it.
+            Err(_) => {
+                *earliest = None;
+                wait
+            }
         }
     }
 }
@@ -99,10 +125,20 @@ impl Queue for StoreQueue {
         if !claimed.is_empty() {
             return Ok(claimed);
         }
-        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
+        let _ = tokio::time::timeout(self.bounded(wait), self.wake.notified()).await;
         Ok(self
             .store
             .claim(owner, lease, Claim::Due { limit: max })
             .await?)
+    }
+
+    async fn settle(&self, _event: &ClaimedEvent, outcome: &Outcome) -> Result<(), QueueError> {
+        if let Some(at) = outcome.next_attempt_at() {
+            let mut earliest = self.earliest.lock().unwrap_or_else(|p| p.into_inner());
+            if earliest.is_none_or(|e| at < e) {
+                *earliest = Some(at);
+            }
+        }
+        Ok(())
     }
 }

@@ -19,6 +19,12 @@ pub const STEP_DURATION: &str = "hookd_step_duration_seconds";
 pub const EVENTS: &str = "hookd_events";
 pub const OLDEST_PENDING_AGE: &str = "hookd_oldest_pending_event_age_seconds";
 pub const BUILD_INFO: &str = "hookd_build_info";
+pub const BREAKER_STATE: &str = "hookd_destination_breaker_state";
+pub const DESTINATION_IN_FLIGHT: &str = "hookd_destination_in_flight";
+pub const DESTINATION_STEPS: &str = "hookd_destination_steps_total";
+pub const BREAKER_OPENED: &str = "hookd_destination_breaker_opened_total";
+pub const RETRY_TIMER: &str = "hookd_retry_timer_total";
+pub const RETRY_TIMER_ENTRIES: &str = "hookd_retry_timer_entries";
 
 /// Latency buckets in seconds: sub-millisecond accepts up to minutes-long retried processing.
 const BUCKETS: &[f64] = &[
@@ -91,6 +97,49 @@ pub fn processing_duration(provider: &str, seconds: f64) {
 pub fn step_duration(action: &'static str, outcome: &'static str, elapsed: Duration) {
     histogram!(STEP_DURATION, "action" => action, "outcome" => outcome)
         .record(elapsed.as_secs_f64());
+}
+
+/// One destination's breaker and limit as this process sees them, set at each scrape from the
+/// breakers' own state (`state`: 0 closed, 1 half-open, 2 open). The counts are running totals
+/// kept by the breakers, exported as counters.
+pub fn destination(name: &str, state: &str, in_flight: usize, counts: DestinationCounts) {
+    let code = match state {
+        "closed" => 0.0,
+        "half_open" => 1.0,
+        _ => 2.0,
+    };
+    gauge!(BREAKER_STATE, "destination" => name.to_owned()).set(code);
+    gauge!(DESTINATION_IN_FLIGHT, "destination" => name.to_owned()).set(in_flight as f64);
+    for (result, n) in [
+        ("answered", counts.answered),
+        ("failed", counts.failed),
+        ("deferred", counts.deferred),
+    ] {
+        counter!(DESTINATION_STEPS, "destination" => name.to_owned(), "result" => result)
+            .absolute(n);
+    }
+    counter!(BREAKER_OPENED, "destination" => name.to_owned()).absolute(counts.opened);
+}
+
+/// A destination's running totals, for [`destination`].
+#[derive(Debug, Clone, Copy)]
+pub struct DestinationCounts {
+    pub answered: u64,
+    pub failed: u64,
+    pub deferred: u64,
+    pub opened: u64,
+}
+
+/// What the retry timer did with one event: `scheduled`, `started` (claimed at its due time),
+/// `missed` (the store gave nothing: another worker had it, or it had finished), or `left` (to
+/// the queue: beyond the timer's horizon or size, or no worker free at the due time).
+pub fn retry_timer(outcome: &'static str, n: usize) {
+    counter!(RETRY_TIMER, "outcome" => outcome).increment(n as u64);
+}
+
+/// Events the retry timer holds.
+pub fn retry_timer_entries(n: usize) {
+    gauge!(RETRY_TIMER_ENTRIES).set(n as f64);
 }
 
 /// Process gauges under the names Prometheus' own client libraries use, read from `/proc`.

@@ -2,10 +2,12 @@
 //!
 //! Owns the global `tracing` subscriber (flat JSON or pretty lines on stdout, optional rotated
 //! `combined.log` / `error.log`), the OpenTelemetry tracer (OTLP export when an endpoint is
-//! set), W3C trace-context propagation across the queue, and the Prometheus metrics.
+//! set), W3C trace-context propagation across the queue, the Prometheus metrics, and the
+//! heartbeat `/health/live` reads of the worker loop (`liveness`).
 //! It must never log a secret: secrets live in types whose `Debug` is redacted, signature
 //! headers are redacted before they are stored, and only reason codes are logged.
 
+pub mod liveness;
 mod logs;
 pub mod metrics;
 mod settings;

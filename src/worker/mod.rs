@@ -9,6 +9,7 @@
 
 mod attempt;
 mod finisher;
+mod timer;
 
 use self::attempt::Ending;
 use self::finisher::Finisher;
@@ -28,6 +29,7 @@ use crate::actions::{Actions, Router};
 use crate::event::{ClaimedEvent, Outcome};
 use crate::queue::Queue;
 use crate::store::{Finish, Work};
+use crate::telemetry::liveness::Heartbeat;
 use crate::telemetry::{metrics, trace};
 
 /// The retry schedule, as data: attempt `n` failing waits `min(2^n * base, cap)`, and the
@@ -118,6 +120,10 @@ pub struct Worker {
     settings: WorkerSettings,
     provider_permits: HashMap<String, Arc<Semaphore>>,
     finisher: Finisher,
+    /// Due times of the events this process scheduled, to start them on time.
+    timer: timer::RetryTimer,
+    /// Beaten on every turn of the claim loop, for `/health/live`.
+    heartbeat: Arc<Heartbeat>,
 }
 
 impl Worker {
@@ -136,8 +142,13 @@ impl Worker {
             .iter()
             .map(|(p, n)| (p.clone(), Arc::new(Semaphore::new(*n))))
             .collect();
+        // A claim loop turn waits at most a poll, or a store timeout plus a 10 s backoff; two
+        // minutes without one is a hang (a connection that never answers), not load.
+        let stall = (settings.poll_interval * 4).max(Duration::from_secs(120));
         Self {
             finisher: Finisher::start(store.clone()),
+            timer: Default::default(),
+            heartbeat: Arc::new(Heartbeat::new(stall)),
             store,
             queue,
             router,
@@ -147,6 +158,11 @@ impl Worker {
             settings,
             provider_permits,
         }
+    }
+
+    /// The claim loop's heartbeat, for `/health/live`.
+    pub fn heartbeat(&self) -> Arc<Heartbeat> {
+        self.heartbeat.clone()
     }
 
     /// The name this process's leases are held under.
@@ -161,26 +177,33 @@ impl Worker {
         let mut tasks = JoinSet::new();
         let mut backoff = self.settings.poll_interval;
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "workers started");
+        let heartbeat = self.heartbeat.clone();
+        let _running = heartbeat.guard();
         while !*shutdown.borrow() {
+            heartbeat.beat();
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits();
             if free == 0 {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     _ = shutdown.changed() => {}
+                    // Still turning while every worker is busy: liveness, not a poll.
+                    _ = tokio::time::sleep(self.settings.poll_interval) => {}
                 }
                 continue;
             }
+            // Leave room for retries due before the queue's wait could end (see `timer`).
+            let ask = self.queue_share(free);
             let next = self.queue.next(
                 &self.owner,
                 self.settings.lease,
-                free as u32,
+                ask as u32,
                 self.settings.poll_interval,
             );
             // A claim cut short here may leave leases held by this owner: `release_all` below
             // hands them back.
             let claimed = tokio::select! {
-                r = next => r,
+                r = self.alongside(next, &permits, ask, &mut tasks) => r,
                 _ = shutdown.changed() => break,
             };
             match claimed {
@@ -304,6 +327,9 @@ impl Worker {
                 .await;
             match written {
                 Ok(true) => {
+                    if let Some(at) = outcome.next_attempt_at() {
+                        self.timer.schedule(event.id, at);
+                    }
                     match &outcome {
                         Outcome::Completed { .. } => {
                             tracing::info!("event completed");

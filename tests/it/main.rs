@@ -22,3 +22,4 @@ mod retention;
 mod scale;
 mod security;
 mod webhooks;
+mod workers;

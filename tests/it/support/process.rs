@@ -14,7 +14,8 @@ use super::{ADMIN_TOKEN, ReadEvents, TestDb, base_vars, eventually, free_port};
 pub struct Hookd {
     /// The process, for signals and its exit status.
     pub child: Child,
-    /// Its base URL, `http://127.0.0.1:<port>`.
+    /// Its base URL, `http://127.0.0.1:<port>`: the public listener, or for a `worker` (which
+    /// has none) its health and metrics listener.
     pub url: String,
 }
 
@@ -24,8 +25,9 @@ impl Hookd {
         Self::spawn_with(db, routes, "serve", &[], log_name).await
     }
 
-    /// Start `hookd <command>` with extra variables. For `worker` (no HTTP server) this returns
-    /// once the process runs; otherwise once `/health` answers 200.
+    /// Start `hookd <command>` with extra variables; returns once `/health` answers 200 (for a
+    /// `worker`, on its own listener, `HOOKD_INTERNAL_ADDR` on a free port unless `extra` sets
+    /// it: `/health/live`, so a worker can start while its queue is away).
     pub async fn spawn_with(
         db: &TestDb,
         routes: &str,
@@ -39,17 +41,24 @@ impl Hookd {
         cmd.arg(command)
             .env_clear()
             .envs(base_vars(db, routes))
-            .env("PORT", port.to_string())
-            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("PORT", port.to_string());
+        let worker = command == "worker";
+        let mut url = format!("http://127.0.0.1:{port}");
+        if worker {
+            let internal = extra
+                .iter()
+                .find(|(k, _)| *k == "HOOKD_INTERNAL_ADDR")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+            cmd.env("HOOKD_INTERNAL_ADDR", &internal);
+            url = format!("http://{internal}");
+        }
+        cmd.envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
             .stdout(log.try_clone().unwrap())
             .stderr(log);
         let child = cmd.spawn().expect("spawn hookd");
-        let url = format!("http://127.0.0.1:{port}");
-        if command == "worker" {
-            return Self { child, url };
-        }
         let http = reqwest::Client::new();
-        let health = format!("{url}/health");
+        let health = format!("{url}/health{}", if worker { "/live" } else { "" });
         let _ok = eventually(
             format!(
                 "hookd to start (see {log_name} in {})",
