@@ -19,10 +19,14 @@ COPY --from=build /src/target/release/hookd /usr/local/bin/hookd
 USER hookd
 WORKDIR /var/lib/hookd
 ENV PORT=3001
-EXPOSE 3001
-# Ready when the store can take writes (503 otherwise). `hookd worker` has no HTTP server:
-# docker-compose.yml turns this check off for workers.
+# 3001: the public listener of `serve` and `api`. 9090: health and metrics of `hookd worker`
+# (HOOKD_INTERNAL_ADDR, default 0.0.0.0:9090).
+EXPOSE 3001 9090
+# Healthy when the store can take writes and memory is under the limit (503 otherwise): on the
+# public port for `serve` and `api`, on the worker's own port for `hookd worker`. With
+# HOOKD_INTERNAL_ADDR set to another port, override this check (docker-compose.yml shows how).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${PORT}/health" >/dev/null || exit 1
+  CMD curl -fsS "http://127.0.0.1:${PORT}/health" >/dev/null \
+   || curl -fsS "http://127.0.0.1:9090/health" >/dev/null || exit 1
 ENTRYPOINT ["hookd"]
 CMD ["serve"]

@@ -20,7 +20,7 @@ psql "$PG_URL" -Atqc "select datname from pg_database where datname like 'hookd_
 # The tests also start private servers and a local cluster.
 ensure_redis
 
-say "Prometheus alert rules (promtool)"
+say "Prometheus config and alert rules (promtool)"
 if ! command -v promtool >/dev/null; then
   echo "promtool not installed; installing Debian's prometheus package"
   export DEBIAN_FRONTEND=noninteractive
@@ -28,6 +28,7 @@ if ! command -v promtool >/dev/null; then
     die "cannot install promtool (apt-get install prometheus)"
 fi
 promtool check rules deploy/prometheus/alerts.yml
+promtool check config deploy/prometheus/prometheus.yml
 # Python tools some tests run: a real SMTP server (aiosmtpd), the official Standard Webhooks
 # library and schemathesis (the admin API's contract test). Installed from
 # tests/py/requirements.txt into a virtualenv under target/, again only when the requirements
