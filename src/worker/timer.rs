@@ -12,7 +12,7 @@
 //! It must never hold the only record of a due time, and never claim more events than there
 //! are free workers.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -33,6 +33,9 @@ pub const MAX_ENTRIES: usize = 10_000;
 /// Due times further away than this are left to the queue: being a poll late matters little
 /// after ten minutes, and entries that far out would mostly fill memory.
 pub const HORIZON: Duration = Duration::from_secs(600);
+/// An event the store did not return at its due time is asked for once more this much later:
+/// PostgreSQL compares due times with its own clock, which may run a little behind this one.
+const RECHECK: Duration = Duration::from_millis(25);
 
 /// Due times of events this process scheduled, soonest first.
 #[derive(Default)]
@@ -46,6 +49,8 @@ pub(super) struct RetryTimer {
 struct Entries {
     by_due: BTreeSet<(Instant, EventId)>,
     due_of: HashMap<EventId, Instant>,
+    /// Events being asked for a second time (see [`RECHECK`]).
+    rechecks: HashSet<EventId>,
 }
 
 impl Entries {
@@ -53,6 +58,11 @@ impl Entries {
         if let Some(old) = self.due_of.remove(&id) {
             self.by_due.remove(&(old, id));
         }
+    }
+
+    fn insert(&mut self, id: EventId, due: Instant) {
+        self.due_of.insert(id, due);
+        self.by_due.insert((due, id));
     }
 }
 
@@ -74,8 +84,7 @@ impl RetryTimer {
             return;
         }
         let due = Instant::now() + wait;
-        entries.due_of.insert(id, due);
-        entries.by_due.insert((due, id));
+        entries.insert(id, due);
         if entries.by_due.len() > MAX_ENTRIES
             && let Some((_, latest)) = entries.by_due.pop_last()
         {
@@ -91,6 +100,26 @@ impl RetryTimer {
             // One waiter (the claim loop); a permit is stored if it is not waiting right now.
             self.earlier.notify_one();
         }
+    }
+
+    /// The store's answer at the due time: `claimed` started; each of `missed` is asked for once
+    /// more shortly (a database clock a little behind), and left alone after a second miss
+    /// (another worker had it, or it had finished).
+    fn answered(&self, claimed: &[EventId], missed: &[EventId]) {
+        let mut entries = self.lock();
+        for id in claimed {
+            entries.rechecks.remove(id);
+        }
+        let again = Instant::now() + RECHECK;
+        for &id in missed {
+            if entries.rechecks.remove(&id) || entries.due_of.contains_key(&id) {
+                continue;
+            }
+            entries.rechecks.insert(id);
+            entries.insert(id, again);
+        }
+        drop(entries);
+        self.earlier.notify_one();
     }
 
     /// How many entries fall due within `window`, counting up to `max`.
@@ -192,10 +221,10 @@ impl Worker {
     /// `held`.
     async fn start_due(self: Arc<Self>, ids: Vec<EventId>, held: Vec<OwnedSemaphorePermit>) {
         let asked = ids.len().min(held.len());
-        let ids = ids.into_iter().take(asked).collect();
+        let ids: Vec<EventId> = ids.into_iter().take(asked).collect();
         let claimed = match self
             .store
-            .claim(&self.owner, self.settings.lease, Claim::Events(ids))
+            .claim(&self.owner, self.settings.lease, Claim::Events(ids.clone()))
             .await
         {
             Ok(claimed) => claimed,
@@ -208,6 +237,9 @@ impl Worker {
         };
         metrics::retry_timer("started", claimed.len());
         metrics::retry_timer("missed", asked - claimed.len());
+        let got: Vec<EventId> = claimed.iter().map(|e| e.id).collect();
+        let missed: Vec<EventId> = ids.into_iter().filter(|id| !got.contains(id)).collect();
+        self.timer.answered(&got, &missed);
         let mut runs = JoinSet::new();
         for (event, permit) in claimed.into_iter().zip(held) {
             let this = self.clone();
@@ -250,6 +282,18 @@ mod tests {
             "no room: left to the queue"
         );
         assert_eq!(t.due_within(Duration::from_secs(3600), 10), 0);
+    }
+
+    #[tokio::test]
+    async fn a_missed_event_is_asked_for_once_more() {
+        let t = RetryTimer::default();
+        let a = id();
+        t.answered(&[], &[a]);
+        t.wait_due().await;
+        assert_eq!(t.take_due(10), [a]);
+        t.answered(&[], &[a]);
+        assert_eq!(t.lock().by_due.len(), 0, "not a third time");
+        assert!(t.lock().rechecks.is_empty());
     }
 
     #[tokio::test]
