@@ -161,6 +161,53 @@ async fn worker_readiness_follows_its_store_and_liveness_stays() {
     assert_eq!(status("/health/live").await, StatusCode::OK);
 }
 
+/// In the Redis profile a worker without its queue processes nothing: not ready, still alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_readiness_needs_its_redis() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut redis = PrivateRedis::start().await;
+    let vars = [
+        ("REDIS_URL", redis.url()),
+        ("HOOKD_REDIS_PREFIX", unique_prefix()),
+        ("HOOKD_STORE_TIMEOUT_MS", "1000".to_owned()),
+    ];
+    let worker = Hookd::spawn_with(&db, "", "worker", &vars, "worker.log").await;
+    let status = |path: &'static str| {
+        let url = format!("{}{path}", worker.url);
+        async move { get(url).await.status() }
+    };
+    eventually(
+        "the worker to be ready",
+        Duration::from_secs(10),
+        || status("/health/ready"),
+        |s| *s == StatusCode::OK,
+    )
+    .await;
+    redis.kill();
+    let ready: serde_json::Value = eventually(
+        "the worker's /health/ready to answer 503 with Redis down",
+        Duration::from_secs(10),
+        || async {
+            let r = get(format!("{}/health/ready", worker.url)).await;
+            (r.status(), r.json::<serde_json::Value>().await.unwrap())
+        },
+        |(s, _)| *s == StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await
+    .1;
+    assert_eq!(ready["queue"]["status"], "down", "{ready}");
+    assert_eq!(ready["store"]["status"], "up", "{ready}");
+    assert_eq!(status("/health/live").await, StatusCode::OK);
+    redis.up().await;
+    eventually(
+        "the worker's /health/ready to answer 200 with Redis back",
+        Duration::from_secs(15),
+        || status("/health/ready"),
+        |s| *s == StatusCode::OK,
+    )
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_whose_port_is_taken_stops_at_start_and_says_which_setting() {
     let db = TestDb::new(Backend::Sqlite).await;
