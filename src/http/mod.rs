@@ -30,6 +30,7 @@ pub use error::ApiError;
 pub use health::{BacklogCache, HealthState};
 pub use settings::{
     AdminAccess, HttpSettings, Limits, RateQuota, SchemaError, SchemaRule, TlsConfig,
+    WORKER_INTERNAL_ADDR,
 };
 
 use crate::ops::Ops;

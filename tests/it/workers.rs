@@ -228,6 +228,24 @@ async fn a_worker_whose_port_is_taken_stops_at_start_and_says_which_setting() {
     );
 }
 
+/// The deployment files health-check and scrape each worker where `hookd worker` listens by
+/// default.
+#[test]
+fn deployment_files_use_the_workers_default_port() {
+    let port = hookd::http::WORKER_INTERNAL_ADDR.port();
+    let prometheus = include_str!("../../deploy/prometheus/prometheus.yml");
+    let job = prometheus
+        .split("job_name: hookd-worker")
+        .nth(1)
+        .expect("a scrape job for the workers");
+    assert!(job.contains(&format!("port: {port}")), "{job}");
+    let compose = include_str!("../../docker-compose.yml");
+    assert!(compose.contains(&format!("127.0.0.1:{port}/health/ready")));
+    assert!(compose.contains(&format!("HOOKD_INTERNAL_ADDR: 0.0.0.0:{port}")));
+    let dockerfile = include_str!("../../Dockerfile");
+    assert!(dockerfile.contains(&format!("127.0.0.1:{port}/health")));
+}
+
 /// How late, in milliseconds, the retry of `event` started: from its due time (the "retry at
 /// ..." transition) to the transition that started the next attempt. Stores keep times to the
 /// millisecond (SQLite) or microsecond, so "on time" may read a fraction of a millisecond early.
