@@ -216,13 +216,15 @@ pub trait Leases: Send + Sync {
         which: Claim,
     ) -> Result<Vec<ClaimedEvent>, StoreError>;
 
-    /// Extend a lease; false when `owner` no longer holds it.
-    async fn renew_lease(
+    /// Extend the leases `owner` holds on `ids` to `lease` from now, in one statement (a
+    /// process renews all its leases at once). Returns those still held; for the others the
+    /// lease was lost (expired and claimed by another worker, or the attempt has ended).
+    async fn renew_leases(
         &self,
-        id: EventId,
+        ids: &[EventId],
         owner: &str,
         lease: Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<EventId>, StoreError>;
 
     /// End the attempt held by `owner`. False when the lease was lost (nothing is changed).
     async fn finish(

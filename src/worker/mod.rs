@@ -9,13 +9,14 @@
 
 mod attempt;
 mod finisher;
+mod renewer;
 
 use self::attempt::Ending;
 use self::finisher::Finisher;
+use self::renewer::Renewer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -118,10 +119,11 @@ pub struct Worker {
     settings: WorkerSettings,
     provider_permits: HashMap<String, Arc<Semaphore>>,
     finisher: Finisher,
+    renewer: Renewer,
 }
 
 impl Worker {
-    /// Call inside the async runtime: the outcome writer is a task.
+    /// Call inside the async runtime: the outcome writer and the lease renewer are tasks.
     pub fn new(
         store: Arc<dyn Work>,
         queue: Arc<dyn Queue>,
@@ -138,6 +140,7 @@ impl Worker {
             .collect();
         Self {
             finisher: Finisher::start(store.clone()),
+            renewer: Renewer::start(store.clone(), owner.clone(), settings.lease),
             store,
             queue,
             router,
@@ -253,34 +256,6 @@ impl Worker {
         }
         .instrument(span)
         .await
-    }
-
-    fn spawn_lease_renewal(
-        &self,
-        event: &ClaimedEvent,
-        lost: Arc<AtomicBool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        let owner = self.owner.clone();
-        let id = event.id;
-        let lease = self.settings.lease;
-        let every = (lease / 3).max(Duration::from_millis(100));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match store.renew_lease(id, &owner, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        lost.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    // Keep trying: the lease is still ours until it expires.
-                    Err(e) => tracing::warn!(event_id = %id, error = %e, "cannot renew lease"),
-                }
-            }
-        })
     }
 
     /// Write the outcome (with the last step's result, when there is one still to store),

@@ -21,4 +21,5 @@ mod redis_queue;
 mod retention;
 mod scale;
 mod security;
+mod upgrade;
 mod webhooks;
