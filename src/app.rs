@@ -20,7 +20,7 @@ use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError, redact_url};
 use crate::verify::{ProviderError, Providers};
-use crate::worker::Worker;
+use crate::worker::{Handover, Worker};
 
 /// Which parts of hookd this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,8 +125,13 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
     Ok(store)
 }
 
-/// The accept path's inserts into `store`, committed in groups.
-fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCommit, StartError> {
+/// The accept path's inserts into `store`, committed in groups; with `handover`, new events go
+/// straight to this process's workers when they have room.
+fn group_commit(
+    config: &Config,
+    store: &Arc<dyn EventStore>,
+    handover: Option<Handover>,
+) -> Result<GroupCommit, StartError> {
     let settings = &config.store;
     let group = GroupCommitSettings {
         window: settings.batch_window,
@@ -135,7 +140,7 @@ fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCom
         max_queued: settings.timeout,
         replay_window: settings.replay_window,
     };
-    GroupCommit::new(store.clone(), group).map_err(|source| StartError::Store {
+    GroupCommit::new(store.clone(), group, handover).map_err(|source| StartError::Store {
         url: redact_url(&settings.database_url),
         source,
     })
@@ -243,14 +248,19 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     };
     let internal_addr = internal.as_ref().map(|(_, a)| *a);
     // Breaker state lives with the workers of this process; an api-only process has none.
-    let destinations = if roles.workers {
-        Some(start_workers(config, &parts, instance, &mut tasks)?)
+    let (destinations, handover) = if roles.workers {
+        let (d, h) = start_workers(config, &parts, instance, &mut tasks)?;
+        (Some(d), Some(h))
     } else {
-        None
+        (None, None)
     };
     let addr = listener.as_ref().map(|(_, local)| *local);
     if let Some(listener) = listener {
-        start_api(config, &parts, destinations, listener, internal, &mut tasks).await?;
+        let local = Local {
+            destinations,
+            handover,
+        };
+        start_api(config, &parts, local, listener, internal, &mut tasks).await?;
     }
 
     Ok(Running {
@@ -271,13 +281,20 @@ struct Parts {
     shutdown: watch::Receiver<bool>,
 }
 
-/// The worker pool and payload retention; returns this process's destination breakers.
+/// What the API of a process shares with its own workers (nothing without the workers role).
+struct Local {
+    destinations: Option<Arc<Destinations>>,
+    handover: Option<Handover>,
+}
+
+/// The worker pool and payload retention; returns this process's destination breakers and the
+/// handover of accepted events to its workers.
 fn start_workers(
     config: &Config,
     parts: &Parts,
     instance: String,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<Arc<Destinations>, StartError> {
+) -> Result<(Arc<Destinations>, Handover), StartError> {
     let actions = &config.actions;
     let router = Router::new(
         &actions.routes,
@@ -297,6 +314,7 @@ fn start_workers(
         instance,
         config.worker.clone(),
     ));
+    let handover = worker.handover();
     tasks.push(tokio::spawn(worker.run(parts.shutdown.clone())));
     if let Some(keep) = config.operator.retention {
         tasks.push(tokio::spawn(crate::ops::retention::run(
@@ -305,14 +323,17 @@ fn start_workers(
             parts.shutdown.clone(),
         )));
     }
-    Ok(destinations)
+    Ok((destinations, handover))
 }
 
 /// The HTTP server: webhooks, health, metrics, the admin API and the console.
 async fn start_api(
     config: &Config,
     parts: &Parts,
-    destinations: Option<Arc<Destinations>>,
+    Local {
+        destinations,
+        handover,
+    }: Local,
     (listener, local): (TcpListener, SocketAddr),
     internal: Option<(TcpListener, SocketAddr)>,
     tasks: &mut Vec<JoinHandle<()>>,
@@ -329,7 +350,7 @@ async fn start_api(
         config.providers.iter().map(|p| p.name.as_str()),
     );
     let state = Arc::new(AppState {
-        intake: group_commit(config, &parts.store)?,
+        intake: group_commit(config, &parts.store, handover)?,
         store: parts.store.clone(),
         queue: parts.queue.clone(),
         providers,

@@ -20,7 +20,7 @@ use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, renew_leases, renewed,
     since_replay,
 };
-use super::{Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
+use super::{Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
 
 mod replays;
@@ -46,65 +46,98 @@ impl PgStore {
     }
 
     /// Insert `events` (in key order), their delivery state and their first transitions in one
-    /// statement. Returns,
-    /// per input id, the stored id: the same for an event inserted, the earlier event's for a
-    /// key (or, for schemes that sign only the body, a body digest) stored before this
-    /// statement began; a key match wins over a digest match. Keys stored while it ran are
-    /// missing.
-    async fn insert_rows(&self, events: &[&NewEvent]) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+    /// statement; up to `claim.limit` of the new ones start attempt 1 in it (see
+    /// [`Intake::insert_and_claim`]). Returns, per input id, the stored id: the same for an
+    /// event inserted, the earlier event's for a key (or, for schemes that sign only the body, a
+    /// body digest) stored before this statement began; a key match wins over a digest match.
+    /// Keys stored while it ran are missing. For each event claimed, its `received_at`.
+    async fn insert_rows(
+        &self,
+        events: &[&NewEvent],
+        claim: &ClaimOnInsert,
+    ) -> Result<(HashMap<Uuid, Uuid>, HashMap<Uuid, DateTime<Utc>>), StoreError> {
         let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
         let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
             events.iter().map(|e| f(e)).collect()
         };
         // One statement, so one transaction: every new event, its delivery row and its first
-        // transition commit together or not at all. Arrays keep the statement text (and so its prepared form,
+        // transition commit together or not at all, and so does the claim of those `pick`ed for
+        // this process's workers. Arrays keep the statement text (and so its prepared form,
         // cached per connection) the same whatever the batch size.
-        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "WITH n AS (
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                     $6::text[], $7::bytea[], $8::text[], $9::text[])
-                    AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
-                         traceparent, body_digest)
-             ), ins AS (
-                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                                    traceparent, body_digest)
-                SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
-                       traceparent, body_digest
-                FROM n
-                -- Either key: (provider, idempotency key), or (provider, body digest).
-                ON CONFLICT DO NOTHING
-                RETURNING id, provider, received_at
-             ), d AS (
-                INSERT INTO deliveries (event_id, provider, received_at, next_attempt_at, updated_at)
-                SELECT id, provider, received_at, received_at, received_at FROM ins
-             ), t AS (
-                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-                SELECT id, NULL, 'pending', 'received' FROM ins
-             )
-             SELECT id, id FROM ins
-             UNION ALL
-             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)
-             UNION ALL
-             SELECT n.id, e.id FROM n JOIN events e USING (provider, body_digest)",
-        )
-        .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
-        .bind(col(|e| &e.provider))
-        .bind(col(|e| &e.idempotency_key))
-        .bind(col(|e| &e.event_type))
-        .bind(opt(|e| e.content_type.as_deref()))
-        .bind(col(|e| &e.headers_json))
-        .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
-        .bind(opt(|e| e.traceparent.as_deref()))
-        .bind(opt(|e| e.body_digest.as_deref()))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(INSERT)
+            .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
+            .bind(col(|e| &e.provider))
+            .bind(col(|e| &e.idempotency_key))
+            .bind(col(|e| &e.event_type))
+            .bind(opt(|e| e.content_type.as_deref()))
+            .bind(col(|e| &e.headers_json))
+            .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+            .bind(opt(|e| e.traceparent.as_deref()))
+            .bind(opt(|e| e.body_digest.as_deref()))
+            .bind(&claim.owner)
+            .bind(claim.lease.as_secs_f64())
+            .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         let mut stored = HashMap::with_capacity(rows.len());
-        for (input, id) in rows {
+        let mut claimed = HashMap::new();
+        for (input, id, received_at) in rows {
             stored.entry(input).or_insert(id);
+            if let Some(at) = received_at {
+                claimed.insert(id, at);
+            }
         }
-        Ok(stored)
+        Ok((stored, claimed))
     }
 }
+
+/// The insert of a batch (see `PgStore::insert_rows`): events, their delivery rows and first
+/// transitions, and the claim of the events `pick`ed for this process's workers.
+const INSERT: &str = "WITH n AS (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::bytea[], $8::text[], $9::text[])
+            AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
+                 traceparent, body_digest)
+     ), ins AS (
+        INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
+                            traceparent, body_digest)
+        SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
+               traceparent, body_digest
+        FROM n
+        -- Either key: (provider, idempotency key), or (provider, body digest).
+        ON CONFLICT DO NOTHING
+        RETURNING id, provider, received_at
+     ), pick AS (
+        SELECT id FROM ins
+        WHERE provider NOT IN (SELECT p.provider FROM provider_pauses p)
+        LIMIT $12
+     ), d AS (
+        INSERT INTO deliveries (event_id, provider, received_at, status, attempts,
+                                lease_owner, next_attempt_at, updated_at)
+        SELECT i.id, i.provider, i.received_at,
+            CASE WHEN p.id IS NULL THEN 'pending' ELSE 'processing' END,
+            CASE WHEN p.id IS NULL THEN 0 ELSE 1 END,
+            CASE WHEN p.id IS NULL THEN NULL ELSE $10 END,
+            i.received_at + CASE WHEN p.id IS NULL THEN interval '0'
+                                 ELSE make_interval(secs => $11) END,
+            i.received_at
+        FROM ins i LEFT JOIN pick p USING (id)
+     ), t AS (
+        -- Sorted so that each event's `received` comes before its attempt.
+        INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+        SELECT id, from_status, to_status, detail FROM (
+            SELECT id, NULL::text AS from_status, 'pending' AS to_status, 'received' AS detail,
+                0 AS k
+            FROM ins
+            UNION ALL
+            SELECT id, 'pending', 'processing', 'attempt 1 by ' || $10, 1 FROM pick
+        ) x ORDER BY id, k
+     )
+     SELECT id, id, CASE WHEN id IN (SELECT id FROM pick) THEN received_at END FROM ins
+     UNION ALL
+     SELECT n.id, e.id, NULL FROM n JOIN events e USING (provider, idempotency_key)
+     UNION ALL
+     SELECT n.id, e.id, NULL FROM n JOIN events e USING (provider, body_digest)";
 
 enum ClaimParam {
     Limit(i64),
@@ -207,13 +240,24 @@ impl Engine for PgStore {
 #[async_trait]
 impl Intake for PgStore {
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        Ok(self
+            .insert_and_claim(events, &ClaimOnInsert::none())
+            .await?
+            .0)
+    }
+
+    async fn insert_and_claim(
+        &self,
+        events: &[NewEvent],
+        claim: &ClaimOnInsert,
+    ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
         // Byte-identical bodies older than their replay window are no longer replays.
         replays::expire(&self.pool, events).await?;
         // Rows go in key order: two batches that share keys then take their unique-index locks
         // in the same order and cannot deadlock.
         let mut sorted: Vec<&NewEvent> = events.iter().collect();
         sorted.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-        let stored = self.insert_rows(&sorted).await?;
+        let (stored, claimed) = self.insert_rows(&sorted, claim).await?;
         let mut out: Vec<Option<Inserted>> = events
             .iter()
             .map(|e| {
@@ -227,9 +271,15 @@ impl Intake for PgStore {
             })
             .collect();
         replays::resolve_conflicts(&self.pool, events, &mut out).await?;
-        out.into_iter()
+        let out = out
+            .into_iter()
             .map(|o| o.ok_or_else(|| StoreError::other("a conflicting event vanished")))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let claimed = events
+            .iter()
+            .filter_map(|e| claimed.get(&e.id.0).map(|&at| e.claimed(at)))
+            .collect();
+        Ok((out, claimed))
     }
 }
 

@@ -1,4 +1,5 @@
-//! Workers: claim due events through the queue, run their route's steps (or, once an event has
+//! Workers: claim due events through the queue (or take over those this process's accept path
+//! claimed for them in its commit: `handover`), run their route's steps (or, once an event has
 //! failed for good, its compensations), and report each attempt's outcome to the store
 //! (completed, retry scheduled, compensating, postponed, or dead-lettered).
 //!
@@ -9,14 +10,17 @@
 
 mod attempt;
 mod finisher;
+mod handover;
 mod renewer;
+
+pub use self::handover::{Handover, Reservation};
 
 use self::attempt::Ending;
 use self::finisher::Finisher;
 use self::renewer::Renewer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -120,6 +124,12 @@ pub struct Worker {
     provider_permits: HashMap<String, Arc<Semaphore>>,
     finisher: Finisher,
     renewer: Renewer,
+    /// One per event processed at once, shared by the claim loop and the [`Handover`].
+    permits: Arc<Semaphore>,
+    /// The share of `permits` events handed over at accept may hold: half.
+    handover_slots: Arc<Semaphore>,
+    /// Attempts of events handed over at accept; `None` once draining.
+    handed: Mutex<Option<JoinSet<()>>>,
 }
 
 impl Worker {
@@ -141,6 +151,9 @@ impl Worker {
         Self {
             finisher: Finisher::start(store.clone()),
             renewer: Renewer::start(store.clone(), owner.clone(), settings.lease),
+            permits: Arc::new(Semaphore::new(settings.concurrency)),
+            handover_slots: Arc::new(Semaphore::new(settings.concurrency.div_ceil(2))),
+            handed: Mutex::new(Some(JoinSet::new())),
             store,
             queue,
             router,
@@ -157,10 +170,16 @@ impl Worker {
         &self.owner
     }
 
+    /// The way this process's accept path hands events it claimed in its commit to these
+    /// workers.
+    pub fn handover(self: &Arc<Self>) -> Handover {
+        Handover::new(self.clone())
+    }
+
     /// Claim and process events until `shutdown` turns true, then drain in-flight events
     /// (up to the drain timeout) and hand back any lease still held.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let permits = self.permits.clone();
         let mut tasks = JoinSet::new();
         let mut backoff = self.settings.poll_interval;
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "workers started");
@@ -168,8 +187,10 @@ impl Worker {
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits();
             if free == 0 {
+                // Wait for a slot, not for one of `tasks`: attempts handed over at accept
+                // hold slots too, and `tasks` may be empty.
                 tokio::select! {
-                    _ = tasks.join_next() => {}
+                    _ = permits.acquire() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -190,7 +211,9 @@ impl Worker {
                 Ok(events) => {
                     backoff = self.settings.poll_interval;
                     for event in events {
-                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        // A handover may have taken the slots counted free before the claim;
+                        // the events are claimed, so wait for attempts to end.
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let this = self.clone();
@@ -210,18 +233,21 @@ impl Worker {
                 }
             }
         }
-        let in_flight = tasks.len();
+        let mut handed = handover::close(&self);
+        let in_flight = tasks.len() + handed.len();
         tracing::info!(in_flight, "workers draining");
         let drained = tokio::time::timeout(self.settings.drain_timeout, async {
             while tasks.join_next().await.is_some() {}
+            while handed.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::warn!(
-                left = tasks.len(),
+                left = tasks.len() + handed.len(),
                 "drain timeout: interrupting remaining events"
             );
             tasks.shutdown().await;
+            handed.shutdown().await;
         }
         match self.store.release_all(&self.owner).await {
             Ok(0) => {}

@@ -11,6 +11,7 @@ mod cli;
 mod console;
 mod faults;
 mod group_commit;
+mod handover;
 mod limits;
 mod observability;
 mod openapi;

@@ -27,7 +27,17 @@ pub(super) async fn claim(
     lease: Duration,
     which: Claim,
 ) -> Result<Vec<ClaimedEvent>, StoreError> {
-    let now = now_ms();
+    claim_at(tx, owner, lease, which, now_ms()).await
+}
+
+/// [`claim`] as of `now` (milliseconds): an insert claims its own events at its own time.
+pub(super) async fn claim_at(
+    tx: &mut SqliteConnection,
+    owner: &str,
+    lease: Duration,
+    which: Claim,
+    now: i64,
+) -> Result<Vec<ClaimedEvent>, StoreError> {
     let lease_until = now + lease.as_millis() as i64;
     let due = due(tx, which, now).await?;
     let mut out = Vec::with_capacity(due.len());

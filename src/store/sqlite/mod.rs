@@ -29,7 +29,7 @@ use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, outcome_texts, renew_leases, renewed,
     since_replay,
 };
-use super::{Cause, Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
+use super::{Cause, Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome};
 
 /// The SQLite engine: one writer connection, a pool of readers beside it.
@@ -196,6 +196,17 @@ impl Engine for SqliteStore {
 #[async_trait]
 impl Intake for SqliteStore {
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        Ok(self
+            .insert_and_claim(events, &ClaimOnInsert::none())
+            .await?
+            .0)
+    }
+
+    async fn insert_and_claim(
+        &self,
+        events: &[NewEvent],
+        claim: &ClaimOnInsert,
+    ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
         // One write transaction for the whole batch: one lock, one fsync of the WAL.
         let now = now_ms();
         let mut tx = self.writer.begin_with(BEGIN).await?;
@@ -206,13 +217,28 @@ impl Intake for SqliteStore {
             rest = tail;
             out.extend(insert::insert_chunk(&mut tx, chunk, now).await?);
         }
-        if out.iter().any(|o| matches!(o, Inserted::New(_))) {
-            tx.commit().await?;
-        } else {
+        let new: Vec<EventId> = out
+            .iter()
+            .filter_map(|o| match o {
+                Inserted::New(id) => Some(*id),
+                Inserted::Duplicate(_) => None,
+            })
+            .collect();
+        if new.is_empty() {
             // Only duplicates: nothing to make durable, so no fsync.
             tx.rollback().await?;
+            return Ok((out, Vec::new()));
         }
-        Ok(out)
+        // In the same transaction, as of the insert's own time (so they are due).
+        let picked: Vec<EventId> = new.into_iter().take(claim.limit).collect();
+        let claimed = if picked.is_empty() {
+            Vec::new()
+        } else {
+            let which = Claim::Events(picked);
+            claim::claim_at(&mut tx, &claim.owner, claim.lease, which, now).await?
+        };
+        tx.commit().await?;
+        Ok((out, claimed))
     }
 }
 
