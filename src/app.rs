@@ -21,7 +21,7 @@ use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError, redact_url};
 use crate::telemetry::liveness::Heartbeat;
 use crate::verify::{ProviderError, Providers};
-use crate::worker::Worker;
+use crate::worker::{Handover, Worker};
 
 /// Which parts of hookd this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,8 +134,13 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
     Ok(store)
 }
 
-/// The accept path's inserts into `store`, committed in groups.
-fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCommit, StartError> {
+/// The accept path's inserts into `store`, committed in groups; with `handover`, new events go
+/// straight to this process's workers when they have room.
+fn group_commit(
+    config: &Config,
+    store: &Arc<dyn EventStore>,
+    handover: Option<Handover>,
+) -> Result<GroupCommit, StartError> {
     let settings = &config.store;
     let group = GroupCommitSettings {
         window: settings.batch_window,
@@ -144,7 +149,7 @@ fn group_commit(config: &Config, store: &Arc<dyn EventStore>) -> Result<GroupCom
         max_queued: settings.timeout,
         replay_window: settings.replay_window,
     };
-    GroupCommit::new(store.clone(), group).map_err(|source| StartError::Store {
+    GroupCommit::new(store.clone(), group, handover).map_err(|source| StartError::Store {
         url: redact_url(&settings.database_url),
         source,
     })
@@ -250,11 +255,11 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let internal = bind_internal(config, roles).await?;
     let internal_addr = internal.as_ref().map(|(_, a)| *a);
     // Breaker state lives with the workers of this process; an api-only process has none.
-    let (destinations, heartbeat) = if roles.workers {
-        let (d, h) = start_workers(config, &parts, instance, &mut tasks)?;
-        (Some(d), Some(h))
+    let (destinations, heartbeat, handover) = if roles.workers {
+        let (d, beat, h) = start_workers(config, &parts, instance, &mut tasks)?;
+        (Some(d), Some(beat), Some(h))
     } else {
-        (None, None)
+        (None, None, None)
     };
     let health = health_state(config, &parts, roles, destinations.clone(), heartbeat);
     if let Some(internal) = internal {
@@ -262,13 +267,15 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     }
     let addr = listener.as_ref().map(|(_, local)| *local);
     if let Some(listener) = listener {
-        let internal = internal_addr.is_some();
         start_api(
             config,
             &parts,
-            destinations,
+            Local {
+                destinations,
+                handover,
+            },
             health,
-            (listener, internal),
+            (listener, internal_addr.is_some()),
             &mut tasks,
         )
         .await?;
@@ -328,14 +335,20 @@ struct Parts {
     shutdown: watch::Receiver<bool>,
 }
 
-/// The worker pool and payload retention; returns this process's destination breakers and the
-/// worker loop's heartbeat.
+/// What the API of a process shares with its own workers (nothing without the workers role).
+struct Local {
+    destinations: Option<Arc<Destinations>>,
+    handover: Option<Handover>,
+}
+
+/// The worker pool and payload retention; returns this process's destination breakers, the
+/// worker loop's heartbeat and the handover of accepted events to its workers.
 fn start_workers(
     config: &Config,
     parts: &Parts,
     instance: String,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> Result<(Arc<Destinations>, Arc<Heartbeat>), StartError> {
+) -> Result<(Arc<Destinations>, Arc<Heartbeat>, Handover), StartError> {
     let actions = &config.actions;
     let router = Router::new(
         &actions.routes,
@@ -356,6 +369,7 @@ fn start_workers(
         config.worker.clone(),
     ));
     let heartbeat = worker.heartbeat();
+    let handover = worker.handover();
     tasks.push(tokio::spawn(worker.run(parts.shutdown.clone())));
     if let Some(keep) = config.operator.retention {
         tasks.push(tokio::spawn(crate::ops::retention::run(
@@ -364,7 +378,7 @@ fn start_workers(
             parts.shutdown.clone(),
         )));
     }
-    Ok((destinations, heartbeat))
+    Ok((destinations, heartbeat, handover))
 }
 
 /// The internal listener: health and metrics only, plain HTTP (`HOOKD_INTERNAL_ADDR`; always
@@ -394,7 +408,10 @@ fn serve_internal(
 async fn start_api(
     config: &Config,
     parts: &Parts,
-    destinations: Option<Arc<Destinations>>,
+    Local {
+        destinations,
+        handover,
+    }: Local,
     health: Arc<HealthState>,
     ((listener, local), internal): ((TcpListener, SocketAddr), bool),
     tasks: &mut Vec<JoinHandle<()>>,
@@ -411,7 +428,7 @@ async fn start_api(
         config.providers.iter().map(|p| p.name.as_str()),
     );
     let state = Arc::new(AppState {
-        intake: group_commit(config, &parts.store)?,
+        intake: group_commit(config, &parts.store, handover)?,
         store: parts.store.clone(),
         queue: parts.queue.clone(),
         providers,

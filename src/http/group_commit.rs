@@ -7,6 +7,11 @@
 //! the batch to the engine's [`Intake::insert_batch`], one transaction. Each caller gets its
 //! own event's result only after that transaction has committed.
 //!
+//! When this process also runs workers (`serve`), a batch first reserves free worker slots
+//! through the [`Handover`] and its insert claims that many of its new events for them
+//! ([`Intake::insert_and_claim`]); after the commit they go to the workers in memory, and their
+//! callers learn they need no queue message.
+//!
 //! It must never answer an insert before its row is committed, and never let one event's
 //! failure be reported as another's success: a batch that fails because the store is
 //! unavailable fails every insert in it; a batch that fails for any other reason is retried
@@ -19,8 +24,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::store::{Cause, Inserted, Intake, NewEvent, StoreError};
+use crate::event::{ClaimedEvent, EventId};
+use crate::store::{Cause, ClaimOnInsert, Inserted, Intake, NewEvent, StoreError};
 use crate::verify::VerifiedWebhook;
+use crate::worker::Handover;
 
 /// How inserts are grouped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,10 +49,18 @@ pub struct GroupCommitSettings {
     pub replay_window: Duration,
 }
 
+/// A committed insert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Committed {
+    pub inserted: Inserted,
+    /// Claimed in its commit and handed to this process's workers: no queue message needed.
+    pub handed_over: bool,
+}
+
 /// An insert waiting for its batch.
 struct Pending {
     event: NewEvent,
-    reply: oneshot::Sender<Result<Inserted, StoreError>>,
+    reply: oneshot::Sender<Result<Committed, StoreError>>,
     queued: Instant,
 }
 
@@ -58,6 +73,8 @@ struct Outage {
 /// What the collector and the committing batches share.
 struct Shared {
     store: Arc<dyn Intake>,
+    /// This process's workers, when it runs any.
+    handover: Option<Handover>,
     last_outage: Mutex<Option<Outage>>,
 }
 
@@ -93,30 +110,40 @@ impl Drop for Slot {
 
 /// Inserts into a store, committed in groups.
 pub struct GroupCommit {
-    inner: Arc<dyn Intake>,
+    shared: Arc<Shared>,
     queue: Option<Sender<Pending>>,
     replay_window: Duration,
 }
 
 impl GroupCommit {
-    /// Insert into `inner`. Must be called inside a tokio runtime: batches are committed on it.
-    pub fn new(inner: Arc<dyn Intake>, settings: GroupCommitSettings) -> Result<Self, StoreError> {
+    /// Insert into `inner`; with `handover`, claim what this process's workers can take now.
+    /// Must be called inside a tokio runtime: batches are committed on it.
+    pub fn new(
+        inner: Arc<dyn Intake>,
+        settings: GroupCommitSettings,
+        handover: Option<Handover>,
+    ) -> Result<Self, StoreError> {
         let replay_window = settings.replay_window;
+        let shared = Arc::new(Shared {
+            store: inner,
+            handover,
+            last_outage: Mutex::new(None),
+        });
         if settings.max_batch <= 1 {
             return Ok(Self {
-                inner,
+                shared,
                 queue: None,
                 replay_window,
             });
         }
         let (queue, rx) = std::sync::mpsc::channel();
         let runtime = tokio::runtime::Handle::current();
-        let store = inner.clone();
+        let for_thread = shared.clone();
         // A plain thread, not a task: tokio's timers tick in milliseconds, and the window is
         // shorter than that. The thread only sleeps in the channel and hands batches over.
         std::thread::Builder::new()
             .name("hookd-group-commit".into())
-            .spawn(move || collect(rx, store, runtime, settings))
+            .spawn(move || collect(rx, for_thread, runtime, settings))
             .map_err(|e| {
                 StoreError::Other(Cause::Io {
                     context: "cannot start the group commit thread".into(),
@@ -124,7 +151,7 @@ impl GroupCommit {
                 })
             })?;
         Ok(Self {
-            inner,
+            shared,
             queue: Some(queue),
             replay_window,
         })
@@ -136,13 +163,13 @@ impl GroupCommit {
         &self,
         webhook: &VerifiedWebhook,
         traceparent: Option<&str>,
-    ) -> Result<Inserted, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let event = NewEvent::new(webhook, traceparent)?.with_replay_window(self.replay_window);
         let Some(queue) = &self.queue else {
-            let mut done = self.inner.insert_batch(&[event]).await?;
+            let mut done = insert_handing_over(&self.shared, vec![event]).await;
             return done
                 .pop()
-                .ok_or_else(|| StoreError::other("insert_batch returned nothing"));
+                .unwrap_or_else(|| Err(StoreError::other("insert_batch returned nothing")));
         };
         let (reply, answer) = oneshot::channel();
         queue
@@ -164,17 +191,13 @@ impl GroupCommit {
 /// the store is dropped (the channel closes).
 fn collect(
     rx: Receiver<Pending>,
-    store: Arc<dyn Intake>,
+    shared: Arc<Shared>,
     runtime: tokio::runtime::Handle,
     settings: GroupCommitSettings,
 ) {
     let slots = Arc::new(Slots {
         free: Mutex::new(settings.concurrency.max(1)),
         freed: Condvar::new(),
-    });
-    let shared = Arc::new(Shared {
-        store,
-        last_outage: Mutex::new(None),
     });
     loop {
         // A slot first: while every slot is busy, inserts queue in the channel and the next
@@ -250,7 +273,7 @@ async fn commit(shared: Arc<Shared>, batch: Vec<Pending>, _slot: Slot) {
     if events.is_empty() {
         return;
     }
-    let results = insert_grouped(shared.store.as_ref(), events).await;
+    let results = insert_handing_over(&shared, events).await;
     if let Some(Err(error)) = results
         .iter()
         .find(|r| r.as_ref().is_err_and(StoreError::is_unavailable))
@@ -269,13 +292,42 @@ async fn commit(shared: Arc<Shared>, batch: Vec<Pending>, _slot: Slot) {
     }
 }
 
-/// Insert `events` (keys may repeat) as one transaction and return each one's result, in order.
-/// A key that repeats within the batch is inserted once; its other copies are duplicates of it,
-/// exactly as if they had arrived one after the other.
+/// Insert `events` as one transaction, claiming for this process's workers as many of the new
+/// ones as they have free slots, and hand those over once committed. Each event's result, in
+/// order.
+async fn insert_handing_over(
+    shared: &Shared,
+    events: Vec<NewEvent>,
+) -> Vec<Result<Committed, StoreError>> {
+    let reservation = shared.handover.as_ref().map(|h| h.reserve(events.len()));
+    let claim = match (&shared.handover, &reservation) {
+        (Some(h), Some(r)) if !r.is_empty() => h.claim(r),
+        _ => ClaimOnInsert::none(),
+    };
+    let (results, claimed) = insert_grouped(shared.store.as_ref(), events, &claim).await;
+    let handed: Vec<EventId> = claimed.iter().map(|c| c.id).collect();
+    if let (Some(h), Some(r)) = (&shared.handover, reservation) {
+        h.deliver(claimed, r);
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.map(|inserted| Committed {
+                inserted,
+                handed_over: matches!(inserted, Inserted::New(id) if handed.contains(&id)),
+            })
+        })
+        .collect()
+}
+
+/// Insert `events` (keys may repeat) as one transaction and return each one's result, in order,
+/// and the new events `claim` claimed. A key that repeats within the batch is inserted once;
+/// its other copies are duplicates of it, exactly as if they had arrived one after the other.
 async fn insert_grouped(
     store: &dyn Intake,
     events: Vec<NewEvent>,
-) -> Vec<Result<Inserted, StoreError>> {
+    claim: &ClaimOnInsert,
+) -> (Vec<Result<Inserted, StoreError>>, Vec<ClaimedEvent>) {
     // first[i]: index in `unique` of the event that carries event i's key.
     let mut seen: HashMap<(&str, &str), usize> = HashMap::with_capacity(events.len());
     let mut first = Vec::with_capacity(events.len());
@@ -292,9 +344,16 @@ async fn insert_grouped(
         .filter(|(_, copy)| !**copy)
         .map(|(e, _)| e)
         .collect();
-    let results: Vec<Result<Inserted, StoreError>> = match store.insert_batch(&unique).await {
-        Ok(done) if done.len() == unique.len() => done.into_iter().map(Ok).collect(),
-        Ok(done) => {
+    let mut claimed = Vec::new();
+    let results: Vec<Result<Inserted, StoreError>> = match store
+        .insert_and_claim(&unique, claim)
+        .await
+    {
+        Ok((done, c)) if done.len() == unique.len() => {
+            claimed = c;
+            done.into_iter().map(Ok).collect()
+        }
+        Ok((done, _)) => {
             let e = StoreError::other(format!(
                 "insert_batch returned {} of {} results",
                 done.len(),
@@ -319,7 +378,7 @@ async fn insert_grouped(
             each
         }
     };
-    first
+    let results = first
         .iter()
         .zip(copy_of_earlier)
         .map(|(&u, copy)| match (&results[u], copy) {
@@ -327,7 +386,8 @@ async fn insert_grouped(
             (Ok(done), true) => Ok(Inserted::Duplicate(done.id())),
             (Err(e), _) => Err(e.clone()),
         })
-        .collect()
+        .collect();
+    (results, claimed)
 }
 
 #[cfg(test)]
@@ -392,14 +452,19 @@ mod tests {
         NewEvent::for_test("stripe", key)
     }
 
+    fn none() -> ClaimOnInsert {
+        ClaimOnInsert::none()
+    }
+
     #[tokio::test]
     async fn repeated_keys_are_inserted_once_and_answered_as_duplicates() {
         let (_dir, store) = sqlite().await;
         let store = Recording::new(store);
         let events: Vec<NewEvent> = ["a", "b", "a", "c", "b", "a"].map(event).into();
         let ids: Vec<EventId> = events.iter().map(NewEvent::id).collect();
-        let results: Vec<Inserted> = insert_grouped(&store, events)
+        let results: Vec<Inserted> = insert_grouped(&store, events, &ClaimOnInsert::none())
             .await
+            .0
             .into_iter()
             .map(Result::unwrap)
             .collect();
@@ -423,7 +488,7 @@ mod tests {
         // A closed pool: the store cannot be reached.
         store.writer().close().await;
         let store = Recording::new(store);
-        let results = insert_grouped(&store, ["a", "b", "a"].map(event).into()).await;
+        let (results, _) = insert_grouped(&store, ["a", "b", "a"].map(event).into(), &none()).await;
         assert_eq!(store.calls().len(), 1, "no retries one by one");
         assert!(
             results
@@ -437,7 +502,8 @@ mod tests {
     async fn a_refused_event_is_isolated_and_the_rest_commit() {
         let (_dir, store) = sqlite().await;
         let recording = Recording::new(store.clone());
-        let results = insert_grouped(&recording, ["a", "bad", "c", "bad"].map(event).into()).await;
+        let events = ["a", "bad", "c", "bad"].map(event).into();
+        let (results, _) = insert_grouped(&recording, events, &none()).await;
         assert_eq!(
             recording.calls(),
             [vec!["a", "bad", "c"], vec!["a"], vec!["bad"], vec!["c"]]
@@ -458,6 +524,7 @@ mod tests {
         let (_dir, store) = sqlite().await;
         let shared = Shared {
             store,
+            handover: None,
             last_outage: Mutex::new(None),
         };
         let pending = |queued: Instant| {

@@ -101,8 +101,8 @@ fn body_error(state: &AppState, r: &BytesRejection) -> ApiError {
     }
 }
 
-/// Commit a verified webhook, hint the queue, and answer: 202 for a new event, 200 for one
-/// already stored.
+/// Commit a verified webhook, hint the queue (unless this process's workers claimed it in the
+/// commit), and answer: 202 for a new event, 200 for one already stored.
 async fn store(state: &AppState, verified: &VerifiedWebhook) -> Result<Accepted, ApiError> {
     let traceparent = trace::traceparent(&Span::current());
     let inserted = state
@@ -113,10 +113,21 @@ async fn store(state: &AppState, verified: &VerifiedWebhook) -> Result<Accepted,
             db.system = state.store.backend()
         ))
         .await?;
-    match inserted {
+    match inserted.inserted {
         Inserted::New(id) => {
             Span::current().record("event_id", tracing::field::display(id));
-            tracing::info!(event_type = verified.event_type(), "webhook accepted");
+            tracing::info!(
+                event_type = verified.event_type(),
+                handed_over = inserted.handed_over,
+                "webhook accepted"
+            );
+            // This process's workers have it already, claimed in the commit.
+            if inserted.handed_over {
+                return Ok((
+                    StatusCode::ACCEPTED,
+                    Json(json!({ "status": "queued", "id": id })),
+                ));
+            }
             // The event is committed; if the queue cannot take the hint, workers still find it.
             let enqueued = state
                 .queue

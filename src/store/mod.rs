@@ -155,6 +155,44 @@ impl NewEvent {
     pub fn key(&self) -> (&str, &str) {
         (&self.provider, &self.idempotency_key)
     }
+
+    /// This event as its first attempt, claimed by the insert that stored it at `received_at`.
+    fn claimed(&self, received_at: chrono::DateTime<chrono::Utc>) -> ClaimedEvent {
+        ClaimedEvent {
+            id: self.id,
+            provider: self.provider.clone(),
+            event_type: self.event_type.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            content_type: self.content_type.clone(),
+            body: self.body.to_vec(),
+            attempt: 1,
+            received_at,
+            traceparent: self.traceparent.clone(),
+            delivery: None,
+            generation: 0,
+        }
+    }
+}
+
+/// A claim made by an insert itself, for the workers of the process that accepted the events:
+/// up to `limit` of the new events start attempt 1 leased to `owner`, in the insert's own
+/// transaction, so they need no queue message and no separate claim.
+#[derive(Debug, Clone)]
+pub struct ClaimOnInsert {
+    pub owner: String,
+    pub lease: Duration,
+    pub limit: usize,
+}
+
+impl ClaimOnInsert {
+    /// Claim nothing: a plain insert.
+    pub fn none() -> Self {
+        Self {
+            owner: String::new(),
+            lease: Duration::ZERO,
+            limit: 0,
+        }
+    }
 }
 
 /// Which events a claim may take.
@@ -186,6 +224,19 @@ pub trait Intake: Send + Sync {
     /// Returns only after the commit.
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
 
+    /// What [`Intake::insert_batch`] does, and in the same transaction start attempt 1 of up to
+    /// `claim.limit` of the new events (none of a paused provider) for `claim.owner`, leased for
+    /// `claim.lease`, with both transitions (`received`, then the attempt). Returns the results
+    /// and the events claimed, which nobody else will process until their lease expires. An
+    /// engine that cannot claim in its insert claims nothing.
+    async fn insert_and_claim(
+        &self,
+        events: &[NewEvent],
+        _claim: &ClaimOnInsert,
+    ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
+        Ok((self.insert_batch(events).await?, Vec::new()))
+    }
+
     /// Store one verified webhook with its first transition, in one transaction. Returns only
     /// after the commit. `traceparent` is the W3C trace context the worker continues.
     async fn insert(
@@ -216,13 +267,15 @@ pub trait Leases: Send + Sync {
         which: Claim,
     ) -> Result<Vec<ClaimedEvent>, StoreError>;
 
-    /// Extend a lease; false when `owner` no longer holds it.
-    async fn renew_lease(
+    /// Extend the leases `owner` holds on `ids` to `lease` from now, in one statement (a
+    /// process renews all its leases at once). Returns those still held; for the others the
+    /// lease was lost (expired and claimed by another worker, or the attempt has ended).
+    async fn renew_leases(
         &self,
-        id: EventId,
+        ids: &[EventId],
         owner: &str,
         lease: Duration,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Vec<EventId>, StoreError>;
 
     /// End the attempt held by `owner`. False when the lease was lost (nothing is changed).
     async fn finish(

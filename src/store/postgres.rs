@@ -16,8 +16,11 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
-use super::sql::{Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, since_replay};
-use super::{Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
+use super::sql::{
+    Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, renew_leases, renewed,
+    since_replay,
+};
+use super::{Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
 
 mod replays;
@@ -42,62 +45,99 @@ impl PgStore {
         &self.pool
     }
 
-    /// Insert `events` (in key order) and their first transitions in one statement. Returns,
-    /// per input id, the stored id: the same for an event inserted, the earlier event's for a
-    /// key (or, for schemes that sign only the body, a body digest) stored before this
-    /// statement began; a key match wins over a digest match. Keys stored while it ran are
-    /// missing.
-    async fn insert_rows(&self, events: &[&NewEvent]) -> Result<HashMap<Uuid, Uuid>, StoreError> {
+    /// Insert `events` (in key order), their delivery state and their first transitions in one
+    /// statement; up to `claim.limit` of the new ones start attempt 1 in it (see
+    /// [`Intake::insert_and_claim`]). Returns, per input id, the stored id: the same for an
+    /// event inserted, the earlier event's for a key (or, for schemes that sign only the body, a
+    /// body digest) stored before this statement began; a key match wins over a digest match.
+    /// Keys stored while it ran are missing. For each event claimed, its `received_at`.
+    async fn insert_rows(
+        &self,
+        events: &[&NewEvent],
+        claim: &ClaimOnInsert,
+    ) -> Result<(HashMap<Uuid, Uuid>, HashMap<Uuid, DateTime<Utc>>), StoreError> {
         let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
         let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
             events.iter().map(|e| f(e)).collect()
         };
-        // One statement, so one transaction: every new event and its first transition commit
-        // together or not at all. Arrays keep the statement text (and so its prepared form,
+        // One statement, so one transaction: every new event, its delivery row and its first
+        // transition commit together or not at all, and so does the claim of those `pick`ed for
+        // this process's workers. Arrays keep the statement text (and so its prepared form,
         // cached per connection) the same whatever the batch size.
-        let rows: Vec<(Uuid, Uuid)> = sqlx::query_as(
-            "WITH n AS (
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                                     $6::text[], $7::bytea[], $8::text[], $9::text[])
-                    AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
-                         traceparent, body_digest)
-             ), ins AS (
-                INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                                    traceparent, body_digest)
-                SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
-                       traceparent, body_digest
-                FROM n
-                -- Either key: (provider, idempotency key), or (provider, body digest).
-                ON CONFLICT DO NOTHING
-                RETURNING id
-             ), t AS (
-                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-                SELECT id, NULL, 'pending', 'received' FROM ins
-             )
-             SELECT id, id FROM ins
-             UNION ALL
-             SELECT n.id, e.id FROM n JOIN events e USING (provider, idempotency_key)
-             UNION ALL
-             SELECT n.id, e.id FROM n JOIN events e USING (provider, body_digest)",
-        )
-        .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
-        .bind(col(|e| &e.provider))
-        .bind(col(|e| &e.idempotency_key))
-        .bind(col(|e| &e.event_type))
-        .bind(opt(|e| e.content_type.as_deref()))
-        .bind(col(|e| &e.headers_json))
-        .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
-        .bind(opt(|e| e.traceparent.as_deref()))
-        .bind(opt(|e| e.body_digest.as_deref()))
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(INSERT)
+            .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
+            .bind(col(|e| &e.provider))
+            .bind(col(|e| &e.idempotency_key))
+            .bind(col(|e| &e.event_type))
+            .bind(opt(|e| e.content_type.as_deref()))
+            .bind(col(|e| &e.headers_json))
+            .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+            .bind(opt(|e| e.traceparent.as_deref()))
+            .bind(opt(|e| e.body_digest.as_deref()))
+            .bind(&claim.owner)
+            .bind(claim.lease.as_secs_f64())
+            .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.pool)
+            .await?;
         let mut stored = HashMap::with_capacity(rows.len());
-        for (input, id) in rows {
+        let mut claimed = HashMap::new();
+        for (input, id, received_at) in rows {
             stored.entry(input).or_insert(id);
+            if let Some(at) = received_at {
+                claimed.insert(id, at);
+            }
         }
-        Ok(stored)
+        Ok((stored, claimed))
     }
 }
+
+/// The insert of a batch (see `PgStore::insert_rows`): events, their delivery rows and first
+/// transitions, and the claim of the events `pick`ed for this process's workers.
+const INSERT: &str = "WITH n AS (
+        SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                             $6::text[], $7::bytea[], $8::text[], $9::text[])
+            AS n(id, provider, idempotency_key, event_type, content_type, headers, body,
+                 traceparent, body_digest)
+     ), ins AS (
+        INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
+                            traceparent, body_digest)
+        SELECT id, provider, idempotency_key, event_type, content_type, headers::jsonb, body,
+               traceparent, body_digest
+        FROM n
+        -- Either key: (provider, idempotency key), or (provider, body digest).
+        ON CONFLICT DO NOTHING
+        RETURNING id, provider, received_at
+     ), pick AS (
+        SELECT id FROM ins
+        WHERE provider NOT IN (SELECT p.provider FROM provider_pauses p)
+        LIMIT $12
+     ), d AS (
+        INSERT INTO deliveries (event_id, provider, received_at, status, attempts,
+                                lease_owner, next_attempt_at, updated_at)
+        SELECT i.id, i.provider, i.received_at,
+            CASE WHEN p.id IS NULL THEN 'pending' ELSE 'processing' END,
+            CASE WHEN p.id IS NULL THEN 0 ELSE 1 END,
+            CASE WHEN p.id IS NULL THEN NULL ELSE $10 END,
+            i.received_at + CASE WHEN p.id IS NULL THEN interval '0'
+                                 ELSE make_interval(secs => $11) END,
+            i.received_at
+        FROM ins i LEFT JOIN pick p USING (id)
+     ), t AS (
+        -- Sorted so that each event's `received` comes before its attempt.
+        INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+        SELECT id, from_status, to_status, detail FROM (
+            SELECT id, NULL::text AS from_status, 'pending' AS to_status, 'received' AS detail,
+                0 AS k
+            FROM ins
+            UNION ALL
+            SELECT id, 'pending', 'processing', 'attempt 1 by ' || $10, 1 FROM pick
+        ) x ORDER BY id, k
+     )
+     SELECT id, id, CASE WHEN id IN (SELECT id FROM pick) THEN received_at END FROM ins
+     UNION ALL
+     SELECT n.id, e.id, NULL FROM n JOIN events e USING (provider, idempotency_key)
+     UNION ALL
+     SELECT n.id, e.id, NULL FROM n JOIN events e USING (provider, body_digest)";
 
 enum ClaimParam {
     Limit(i64),
@@ -143,14 +183,16 @@ impl Engine for PgStore {
         // The status is checked again once the row is locked (a purge may have come first).
         let done: Vec<Uuid> = sqlx::query_scalar(
             "WITH target AS (
-                SELECT id, status AS from_status FROM events
-                WHERE id = ANY($1) AND status = ANY($2) AND body_purged_at IS NULL
-                FOR UPDATE
+                SELECT d.event_id AS id, d.status AS from_status
+                FROM deliveries d JOIN events e ON e.id = d.event_id
+                WHERE d.event_id = ANY($1) AND d.status = ANY($2) AND e.body_purged_at IS NULL
+                -- Both rows: a purge locks both too, so the two cannot pass each other.
+                FOR UPDATE OF d, e
              ), upd AS (
-                UPDATE events e SET status = 'pending', attempts = 0, replays = e.replays + 1,
+                UPDATE deliveries d SET status = 'pending', attempts = 0, replays = d.replays + 1,
                     lease_owner = NULL, next_attempt_at = now(), last_error = NULL, updated_at = now()
-                FROM target WHERE e.id = target.id
-                RETURNING e.id, target.from_status, e.replays
+                FROM target WHERE d.event_id = target.id
+                RETURNING d.event_id AS id, target.from_status, d.replays
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
                 SELECT id, from_status, 'pending', $3 || ' ' || replays || ' by ' || $4 FROM upd
@@ -176,12 +218,13 @@ impl Engine for PgStore {
         let purged: Vec<DateTime<Utc>> = sqlx::query_scalar(
             "UPDATE events SET body = ''::bytea, body_purged_at = now()
              WHERE id IN (
-                SELECT id FROM events
-                WHERE status IN ('completed', 'dead_letter') AND body_purged_at IS NULL
-                  AND received_at >= $1 AND received_at < $2
-                ORDER BY received_at
+                SELECT e.id FROM events e JOIN deliveries d ON d.event_id = e.id
+                WHERE d.status IN ('completed', 'dead_letter') AND e.body_purged_at IS NULL
+                  AND e.received_at >= $1 AND e.received_at < $2
+                ORDER BY e.received_at
                 LIMIT $3
-                FOR UPDATE SKIP LOCKED
+                -- The delivery too: a replay of the event (which locks both) waits, or is skipped.
+                FOR UPDATE OF e, d SKIP LOCKED
              )
              RETURNING received_at",
         )
@@ -197,13 +240,24 @@ impl Engine for PgStore {
 #[async_trait]
 impl Intake for PgStore {
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        Ok(self
+            .insert_and_claim(events, &ClaimOnInsert::none())
+            .await?
+            .0)
+    }
+
+    async fn insert_and_claim(
+        &self,
+        events: &[NewEvent],
+        claim: &ClaimOnInsert,
+    ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
         // Byte-identical bodies older than their replay window are no longer replays.
         replays::expire(&self.pool, events).await?;
         // Rows go in key order: two batches that share keys then take their unique-index locks
         // in the same order and cannot deadlock.
         let mut sorted: Vec<&NewEvent> = events.iter().collect();
         sorted.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-        let stored = self.insert_rows(&sorted).await?;
+        let (stored, claimed) = self.insert_rows(&sorted, claim).await?;
         let mut out: Vec<Option<Inserted>> = events
             .iter()
             .map(|e| {
@@ -217,9 +271,15 @@ impl Intake for PgStore {
             })
             .collect();
         replays::resolve_conflicts(&self.pool, events, &mut out).await?;
-        out.into_iter()
+        let out = out
+            .into_iter()
             .map(|o| o.ok_or_else(|| StoreError::other("a conflicting event vanished")))
-            .collect()
+            .collect::<Result<_, _>>()?;
+        let claimed = events
+            .iter()
+            .filter_map(|e| claimed.get(&e.id.0).map(|&at| e.claimed(at)))
+            .collect();
+        Ok((out, claimed))
     }
 }
 
@@ -237,13 +297,13 @@ impl Leases for PgStore {
                 ClaimParam::Limit(i64::from(limit)),
             ),
             Claim::Events(ids) => (
-                "AND id = ANY($3)",
+                "AND event_id = ANY($3)",
                 ClaimParam::Ids(ids.into_iter().map(|id| id.0).collect()),
             ),
         };
         let sql = format!(
             "WITH due AS (
-                SELECT id, status AS from_status FROM events
+                SELECT event_id, status AS from_status FROM deliveries
                 WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
                     AND next_attempt_at <= now()
                     -- NOT IN (a hashed subplan) rather than NOT EXISTS: an anti-join makes the
@@ -252,19 +312,22 @@ impl Leases for PgStore {
                 {selector}
                 FOR UPDATE SKIP LOCKED
              ), claimed AS (
-                UPDATE events e SET status = 'processing', attempts = e.attempts + 1, lease_owner = $1,
-                    next_attempt_at = now() + make_interval(secs => $2), updated_at = now()
-                FROM due WHERE e.id = due.id
-                RETURNING e.id, due.from_status, e.provider, e.event_type, e.idempotency_key,
-                    e.content_type, e.body, e.attempts, e.received_at, e.traceparent, e.replays
+                UPDATE deliveries d SET status = 'processing', attempts = d.attempts + 1,
+                    lease_owner = $1, next_attempt_at = now() + make_interval(secs => $2),
+                    updated_at = now()
+                FROM due WHERE d.event_id = due.event_id
+                RETURNING d.event_id, due.from_status, d.attempts, d.replays
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-                SELECT id, from_status, 'processing',
+                SELECT event_id, from_status, 'processing',
                     'attempt ' || attempts || ' by ' || $1
                     || CASE WHEN from_status = 'processing' THEN ' (previous lease expired)' ELSE '' END
                 FROM claimed
              )
-             SELECT * FROM claimed"
+             -- The event itself is only read.
+             SELECT e.id, e.provider, e.event_type, e.idempotency_key, e.content_type, e.body,
+                 c.attempts, e.received_at, e.traceparent, c.replays
+             FROM claimed c JOIN events e ON e.id = c.event_id"
         );
         let query = sqlx::query(AssertSqlSafe(sql))
             .bind(owner)
@@ -277,22 +340,17 @@ impl Leases for PgStore {
         rows.iter().map(claimed).collect()
     }
 
-    async fn renew_lease(
+    async fn renew_leases(
         &self,
-        id: EventId,
+        ids: &[EventId],
         owner: &str,
         lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "UPDATE events SET next_attempt_at = now() + make_interval(secs => $3), updated_at = now()
-             WHERE id = $1 AND lease_owner = $2 AND status = 'processing'",
+    ) -> Result<Vec<EventId>, StoreError> {
+        renewed(
+            &self
+                .write_rows(renew_leases(Self::DIALECT, ids, owner, lease))
+                .await?,
         )
-        .bind(id.0)
-        .bind(owner)
-        .bind(lease.as_secs_f64())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
@@ -313,16 +371,16 @@ impl Leases for PgStore {
                 SELECT * FROM unnest($8::uuid[], $9::text[], $10::int[], $11::text[], $12::text[],
                                      $13::bigint[], $14::int[])
              ), upd AS (
-                UPDATE events e SET status = f.status, lease_owner = NULL,
-                    next_attempt_at = COALESCE(f.next_at, e.next_attempt_at),
+                UPDATE deliveries d SET status = f.status, lease_owner = NULL,
+                    next_attempt_at = COALESCE(f.next_at, d.next_attempt_at),
                     -- A postponed attempt never ran its work: it does not count, and the last
                     -- error stays.
-                    last_error = CASE WHEN f.postponed THEN e.last_error ELSE f.last_error END,
-                    attempts = e.attempts - CASE WHEN f.postponed THEN 1 ELSE 0 END,
+                    last_error = CASE WHEN f.postponed THEN d.last_error ELSE f.last_error END,
+                    attempts = d.attempts - CASE WHEN f.postponed THEN 1 ELSE 0 END,
                     updated_at = now()
                 FROM f
-                WHERE e.id = f.id AND e.lease_owner = f.owner AND e.status = 'processing'
-                RETURNING e.id, f.status, f.detail
+                WHERE d.event_id = f.id AND d.lease_owner = f.owner AND d.status = 'processing'
+                RETURNING d.event_id AS id, f.status, f.detail
              ), t AS (
                 INSERT INTO event_transitions (event_id, from_status, to_status, detail)
                 SELECT id, 'processing', status, detail FROM upd
@@ -366,20 +424,20 @@ impl Leases for PgStore {
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
         let done = sqlx::query(AssertSqlSafe(format!(
             "WITH upd AS (
-                UPDATE events SET lease_owner = NULL, attempts = attempts - 1,
+                UPDATE deliveries SET lease_owner = NULL, attempts = attempts - 1,
                     next_attempt_at = now(), updated_at = now(),
                     -- An event in compensation goes back to compensating, not to the start.
                     status = CASE WHEN EXISTS (
                         SELECT 1 FROM event_transitions t
-                        WHERE t.event_id = events.id AND t.to_status = 'compensating'
+                        WHERE t.event_id = deliveries.event_id AND t.to_status = 'compensating'
                           AND t.id > {SINCE_REPLAY}
                     ) THEN 'compensating' ELSE 'pending' END
                 WHERE lease_owner = $1 AND status = 'processing'
-                RETURNING id, status
+                RETURNING event_id AS id, status
              )
              INSERT INTO event_transitions (event_id, from_status, to_status, detail)
              SELECT id, 'processing', status, $2 FROM upd",
-            SINCE_REPLAY = since_replay("events.id"),
+            SINCE_REPLAY = since_replay("deliveries.event_id"),
         )))
         .bind(owner)
         .bind(RELEASED)
@@ -394,9 +452,9 @@ impl Leases for PgStore {
         limit: u32,
     ) -> Result<Vec<EventId>, StoreError> {
         let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE events SET next_attempt_at = now()
-             WHERE id IN (
-                SELECT id FROM events
+            "UPDATE deliveries SET next_attempt_at = now()
+             WHERE event_id IN (
+                SELECT event_id FROM deliveries
                 WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
                   AND next_attempt_at <= now() - make_interval(secs => $1)
                   AND provider NOT IN (SELECT provider FROM provider_pauses)
@@ -404,7 +462,7 @@ impl Leases for PgStore {
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED
              )
-             RETURNING id",
+             RETURNING event_id",
         )
         .bind(grace.as_secs_f64())
         .bind(i64::from(limit))

@@ -13,8 +13,6 @@
 //! results like any other; a worker that dies mid-compensation leaves a `processing` row whose
 //! lease expires, and the next claim reads both and resumes where it stopped.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -22,6 +20,7 @@ use serde_json::Value;
 use tracing::Instrument;
 
 use super::Worker;
+use super::renewer::LeaseGuard;
 use crate::actions::Step;
 use crate::actions::breaker::{Admission, Health, Verdict};
 use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, StepRecord};
@@ -65,24 +64,6 @@ enum StepRun {
     /// Not run (breaker open, destination busy), or failed while its destination is down: the
     /// event waits until then and the attempt does not count.
     Wait { until: Instant, reason: String },
-}
-
-/// Keeps the event's lease renewed while held; stops renewing when dropped.
-struct LeaseGuard {
-    lost: Arc<AtomicBool>,
-    renewer: tokio::task::JoinHandle<()>,
-}
-
-impl LeaseGuard {
-    fn lost(&self) -> bool {
-        self.lost.load(Ordering::Relaxed)
-    }
-}
-
-impl Drop for LeaseGuard {
-    fn drop(&mut self) {
-        self.renewer.abort();
-    }
 }
 
 /// The payload route filters and templates read. A body that is not JSON (a form) is `null` to
@@ -486,9 +467,7 @@ impl Worker {
     }
 
     fn hold_lease(&self, event: &ClaimedEvent) -> LeaseGuard {
-        let lost = Arc::new(AtomicBool::new(false));
-        let renewer = self.spawn_lease_renewal(event, lost.clone());
-        LeaseGuard { lost, renewer }
+        self.renewer.hold(event.id)
     }
 }
 

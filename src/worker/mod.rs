@@ -1,4 +1,5 @@
-//! Workers: claim due events through the queue, run their route's steps (or, once an event has
+//! Workers: claim due events through the queue (or take over those this process's accept path
+//! claimed for them in its commit: `handover`), run their route's steps (or, once an event has
 //! failed for good, its compensations), and report each attempt's outcome to the store
 //! (completed, retry scheduled, compensating, postponed, or dead-lettered).
 //!
@@ -9,14 +10,18 @@
 
 mod attempt;
 mod finisher;
+mod handover;
+mod renewer;
 mod timer;
+
+pub use self::handover::{Handover, Reservation};
 
 use self::attempt::Ending;
 use self::finisher::Finisher;
+use self::renewer::Renewer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -124,10 +129,17 @@ pub struct Worker {
     timer: timer::RetryTimer,
     /// Beaten on every turn of the claim loop, for `/health/live`.
     heartbeat: Arc<Heartbeat>,
+    renewer: Renewer,
+    /// One per event processed at once, shared by the claim loop and the [`Handover`].
+    permits: Arc<Semaphore>,
+    /// The share of `permits` events handed over at accept may hold: half.
+    handover_slots: Arc<Semaphore>,
+    /// Attempts of events handed over at accept; `None` once draining.
+    handed: Mutex<Option<JoinSet<()>>>,
 }
 
 impl Worker {
-    /// Call inside the async runtime: the outcome writer is a task.
+    /// Call inside the async runtime: the outcome writer and the lease renewer are tasks.
     pub fn new(
         store: Arc<dyn Work>,
         queue: Arc<dyn Queue>,
@@ -149,6 +161,10 @@ impl Worker {
             finisher: Finisher::start(store.clone()),
             timer: Default::default(),
             heartbeat: Arc::new(Heartbeat::new(stall)),
+            renewer: Renewer::start(store.clone(), owner.clone(), settings.lease),
+            permits: Arc::new(Semaphore::new(settings.concurrency)),
+            handover_slots: Arc::new(Semaphore::new(settings.concurrency.div_ceil(2))),
+            handed: Mutex::new(Some(JoinSet::new())),
             store,
             queue,
             router,
@@ -170,10 +186,16 @@ impl Worker {
         &self.owner
     }
 
+    /// The way this process's accept path hands events it claimed in its commit to these
+    /// workers.
+    pub fn handover(self: &Arc<Self>) -> Handover {
+        Handover::new(self.clone())
+    }
+
     /// Claim and process events until `shutdown` turns true, then drain in-flight events
     /// (up to the drain timeout) and hand back any lease still held.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
+        let permits = self.permits.clone();
         let mut tasks = JoinSet::new();
         let mut backoff = self.settings.poll_interval;
         tracing::info!(owner = %self.owner, concurrency = self.settings.concurrency, "workers started");
@@ -184,8 +206,10 @@ impl Worker {
             while tasks.try_join_next().is_some() {}
             let free = permits.available_permits();
             if free == 0 {
+                // Wait for a slot, not for one of `tasks`: attempts handed over at accept
+                // hold slots too, and `tasks` may be empty.
                 tokio::select! {
-                    _ = tasks.join_next() => {}
+                    _ = permits.acquire() => {}
                     _ = shutdown.changed() => {}
                     // Still turning while every worker is busy: liveness, not a poll.
                     _ = tokio::time::sleep(self.settings.poll_interval) => {}
@@ -210,7 +234,9 @@ impl Worker {
                 Ok(events) => {
                     backoff = self.settings.poll_interval;
                     for event in events {
-                        let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        // A handover may have taken the slots counted free before the claim;
+                        // the events are claimed, so wait for attempts to end.
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
                             break;
                         };
                         let this = self.clone();
@@ -230,18 +256,28 @@ impl Worker {
                 }
             }
         }
-        let in_flight = tasks.len();
+        self.drain(tasks).await;
+        tracing::info!("workers stopped");
+    }
+
+    /// Let in-flight attempts end (up to the drain timeout), interrupt what is left, and hand
+    /// back every lease still held.
+    async fn drain(&self, mut tasks: JoinSet<()>) {
+        let mut handed = handover::close(self);
+        let in_flight = tasks.len() + handed.len();
         tracing::info!(in_flight, "workers draining");
         let drained = tokio::time::timeout(self.settings.drain_timeout, async {
             while tasks.join_next().await.is_some() {}
+            while handed.join_next().await.is_some() {}
         })
         .await;
         if drained.is_err() {
             tracing::warn!(
-                left = tasks.len(),
+                left = tasks.len() + handed.len(),
                 "drain timeout: interrupting remaining events"
             );
             tasks.shutdown().await;
+            handed.shutdown().await;
         }
         match self.store.release_all(&self.owner).await {
             Ok(0) => {}
@@ -250,7 +286,6 @@ impl Worker {
                 tracing::warn!(error = %e, "cannot hand back leases; they expire on their own")
             }
         }
-        tracing::info!("workers stopped");
     }
 
     /// One attempt at one event.
@@ -276,34 +311,6 @@ impl Worker {
         }
         .instrument(span)
         .await
-    }
-
-    fn spawn_lease_renewal(
-        &self,
-        event: &ClaimedEvent,
-        lost: Arc<AtomicBool>,
-    ) -> tokio::task::JoinHandle<()> {
-        let store = self.store.clone();
-        let owner = self.owner.clone();
-        let id = event.id;
-        let lease = self.settings.lease;
-        let every = (lease / 3).max(Duration::from_millis(100));
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                match store.renew_lease(id, &owner, lease).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        lost.store(true, Ordering::Relaxed);
-                        return;
-                    }
-                    // Keep trying: the lease is still ours until it expires.
-                    Err(e) => tracing::warn!(event_id = %id, error = %e, "cannot renew lease"),
-                }
-            }
-        })
     }
 
     /// Write the outcome (with the last step's result, when there is one still to store),

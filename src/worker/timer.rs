@@ -203,7 +203,8 @@ impl Worker {
                 () = self.timer.wait_due() => {
                     let room = permits.available_permits().saturating_sub(keep);
                     let ids = self.timer.take_due(room);
-                    // This loop is the only taker of permits, and `room` were free.
+                    // A handover at accept may take slots meanwhile: whatever is not held
+                    // here is left to the queue.
                     let held: Vec<_> = ids
                         .iter()
                         .map_while(|_| permits.clone().try_acquire_owned().ok())

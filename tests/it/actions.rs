@@ -446,7 +446,7 @@ async fn migration_keeps_events_written_before_it(b: Backend) {
                     .unwrap();
             assert!(fk.is_empty(), "{fk:?}");
             let idx: String =
-                sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'events_due'")
+                sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE name = 'deliveries_due'")
                     .fetch_one(&pool)
                     .await
                     .unwrap();

@@ -227,7 +227,8 @@ async fn redis_down_before_webhooks_arrive_then_everything_is_processed() {
     assert_eq!(health["status"], "ok", "accepting without Redis");
     let statuses = send_all(std::slice::from_ref(&serve.url), distinct_bodies(200), 16).await;
     assert!(statuses.iter().all(|s| *s == 202));
-    assert_eq!(target.hits(), 0);
+    // Events the serve process claimed in their commit run without Redis; the others (enqueue
+    // failed) wait for the sweeper once Redis is back.
     redis.up().await;
     let store = open_store(&db).await;
     wait_completed(&store, 200, Duration::from_secs(60)).await;

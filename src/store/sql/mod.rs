@@ -13,7 +13,7 @@ mod reads;
 mod work;
 
 pub use bind::{Driver, Record, Sql, Time};
-pub use work::{claimed, insert_step, outcome_texts};
+pub use work::{claimed, insert_step, outcome_texts, renew_leases, renewed};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -16,9 +16,12 @@ use crate::store::admin::{
 };
 use crate::store::{Backlog, StoreError};
 
-const SUMMARY: &str = "SELECT id, provider, event_type, idempotency_key, status, attempts,
-    received_at, updated_at, last_error, length(body) AS body_bytes, replays, body_purged_at
-    FROM events WHERE true";
+/// An event with its delivery state: the immutable event and its one delivery row.
+const EVENTS: &str = "events e JOIN deliveries d ON d.event_id = e.id";
+
+const SUMMARY: &str = "SELECT e.id, e.provider, e.event_type, e.idempotency_key, d.status,
+    d.attempts, e.received_at, d.updated_at, d.last_error, length(e.body) AS body_bytes,
+    d.replays, e.body_purged_at";
 
 /// The columns of a job; `params` as text, whatever the engine stores it as.
 const JOB: &str = "SELECT id, kind, CAST(params AS TEXT) AS params, status, total, processed,
@@ -28,10 +31,10 @@ const JOB: &str = "SELECT id, kind, CAST(params AS TEXT) AS params, status, tota
 /// Append the conditions of `f` to a statement that ends in a `WHERE`.
 fn push_filter(q: &mut Sql, d: Dialect, f: &EventFilter) {
     if let Some(p) = &f.provider {
-        q.push(" AND provider = ").bind(p);
+        q.push(" AND e.provider = ").bind(p);
     }
     if !f.statuses.is_empty() {
-        q.push(" AND status IN (");
+        q.push(" AND d.status IN (");
         for (i, s) in f.statuses.iter().enumerate() {
             if i > 0 {
                 q.push(", ");
@@ -43,24 +46,24 @@ fn push_filter(q: &mut Sql, d: Dialect, f: &EventFilter) {
     if let Some(glob) = &f.event_type {
         match d {
             Dialect::Postgres => {
-                q.push(" AND event_type LIKE ")
+                q.push(" AND e.event_type LIKE ")
                     .bind(like_pattern(glob))
                     .push(" ESCAPE '\\'");
             }
             // GLOB, not LIKE: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
             Dialect::Sqlite => {
-                q.push(" AND event_type GLOB ").bind(sqlite_glob(glob));
+                q.push(" AND e.event_type GLOB ").bind(sqlite_glob(glob));
             }
         }
     }
     if let Some(t) = f.received_after {
-        q.push(" AND received_at >= ").bind(t);
+        q.push(" AND e.received_at >= ").bind(t);
     }
     if let Some(t) = f.received_before {
-        q.push(" AND received_at < ").bind(t);
+        q.push(" AND e.received_at < ").bind(t);
     }
     if let Some(k) = &f.idempotency_key {
-        q.push(" AND idempotency_key = ").bind(k);
+        q.push(" AND e.idempotency_key = ").bind(k);
     }
     if let Some(text) = &f.text {
         // A byte search over the raw body: works for any payload, JSON or not.
@@ -68,9 +71,9 @@ fn push_filter(q: &mut Sql, d: Dialect, f: &EventFilter) {
             Dialect::Postgres => q
                 .push(" AND position(")
                 .bind(text.as_bytes())
-                .push(" IN body) > 0"),
+                .push(" IN e.body) > 0"),
             Dialect::Sqlite => q
-                .push(" AND instr(body, ")
+                .push(" AND instr(e.body, ")
                 .bind(text.as_bytes())
                 .push(") > 0"),
         };
@@ -211,12 +214,12 @@ fn count_map(rows: &[impl Record]) -> Result<BTreeMap<EventStatus, u64>, StoreEr
 #[async_trait]
 impl<E: Engine> Reads for E {
     async fn event(&self, id: EventId) -> Result<Option<EventDetail>, StoreError> {
-        let head = Sql::new(
-            "SELECT id, provider, event_type, idempotency_key, status, attempts, received_at,
-                    next_attempt_at, last_error, content_type, length(body) AS body_bytes,
-                    replays, body_purged_at
-             FROM events WHERE id = $1",
-        )
+        let head = Sql::new(&format!(
+            "SELECT e.id, e.provider, e.event_type, e.idempotency_key, d.status, d.attempts,
+                    e.received_at, d.next_attempt_at, d.last_error, e.content_type,
+                    length(e.body) AS body_bytes, d.replays, e.body_purged_at
+             FROM {EVENTS} WHERE e.id = $1"
+        ))
         .arg(id);
         let Some(e) = self.read(head).await?.into_iter().next() else {
             return Ok(None);
@@ -249,15 +252,15 @@ impl<E: Engine> Reads for E {
         // (status, received_at); completed events are never scanned.
         let rows = self
             .read(Sql::new(&format!(
-                "SELECT status, count(*) AS n FROM events WHERE status IN {UNFINISHED}
+                "SELECT status, count(*) AS n FROM deliveries WHERE status IN {UNFINISHED}
                  GROUP BY status
                  UNION ALL
-                 SELECT 'dead_letter', count(*) FROM events WHERE status = 'dead_letter'"
+                 SELECT 'dead_letter', count(*) FROM deliveries WHERE status = 'dead_letter'"
             )))
             .await?;
         let oldest = self
             .read(Sql::new(
-                "SELECT min(received_at) AS oldest FROM events
+                "SELECT min(received_at) AS oldest FROM deliveries
                  WHERE status IN ('pending', 'retry_scheduled')",
             ))
             .await?;
@@ -271,7 +274,7 @@ impl<E: Engine> Reads for E {
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {
-        let q = Sql::new("SELECT status, count(*) AS n FROM events GROUP BY status");
+        let q = Sql::new("SELECT status, count(*) AS n FROM deliveries GROUP BY status");
         count_map(&self.read(q).await?)
     }
 
@@ -297,17 +300,17 @@ impl<E: Engine> Reads for E {
         before: Option<EventId>,
         limit: u32,
     ) -> Result<Vec<EventSummary>, StoreError> {
-        let mut q = Sql::new(SUMMARY);
+        let mut q = Sql::new(&format!("{SUMMARY} FROM {EVENTS} WHERE true"));
         push_filter(&mut q, E::DIALECT, filter);
         if let Some(b) = before {
-            q.push(" AND id < ").bind(b);
+            q.push(" AND e.id < ").bind(b);
         }
-        q.push(" ORDER BY id DESC LIMIT ").bind(i64::from(limit));
+        q.push(" ORDER BY e.id DESC LIMIT ").bind(i64::from(limit));
         self.read(q).await?.iter().map(summary).collect()
     }
 
     async fn count_events(&self, filter: &EventFilter) -> Result<u64, StoreError> {
-        let mut q = Sql::new("SELECT count(*) AS n FROM events WHERE true");
+        let mut q = Sql::new(&format!("SELECT count(*) AS n FROM {EVENTS} WHERE true"));
         push_filter(&mut q, E::DIALECT, filter);
         match self.read(q).await?.first() {
             Some(r) => r.count("n"),
@@ -410,7 +413,7 @@ impl<E: Engine> Reads for E {
 
     async fn provider_counts(&self) -> Result<Vec<ProviderCount>, StoreError> {
         let q = Sql::new(
-            "SELECT provider, status, count(*) AS n FROM events
+            "SELECT provider, status, count(*) AS n FROM deliveries
              WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating', 'dead_letter')
              GROUP BY provider, status",
         );

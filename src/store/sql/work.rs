@@ -4,13 +4,16 @@
 //!
 //! It must never change an event's status: only the engine's fenced statements do.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 
-use super::{Engine, Record, Sql, since_replay};
+use super::{Dialect, Engine, Record, Sql, since_replay};
 use crate::event::{ClaimedEvent, EventId, Outcome, Progress, StepOutcome, StepRecord};
 use crate::store::{StoreError, Work};
 
-/// A claimed event from the row a claim returns (the event's columns after the update).
+/// A claimed event from the row a claim returns (the event's columns, with its delivery's
+/// `attempts` and `replays` after the update).
 pub fn claimed(r: &impl Record) -> Result<ClaimedEvent, StoreError> {
     Ok(ClaimedEvent {
         id: EventId(r.get("id")?),
@@ -25,6 +28,34 @@ pub fn claimed(r: &impl Record) -> Result<ClaimedEvent, StoreError> {
         delivery: None,
         generation: r.small("replays")?,
     })
+}
+
+/// The statement that extends `owner`'s leases on `ids` by `lease` from now (one statement for
+/// all the leases a process holds); it returns the `event_id` of each lease still held.
+pub fn renew_leases(d: Dialect, ids: &[EventId], owner: &str, lease: Duration) -> Sql {
+    // The database's clock on PostgreSQL, as for every lease; SQLite's is the process's own.
+    let until = match d {
+        Dialect::Postgres => "now() + $1 * interval '1 millisecond'",
+        Dialect::Sqlite => "{now} + $1",
+    };
+    let mut q = Sql::new(&format!(
+        "UPDATE deliveries SET next_attempt_at = {until}, updated_at = {{now}}
+         WHERE lease_owner = $2 AND status = 'processing' AND event_id IN (NULL"
+    ))
+    .arg(i64::try_from(lease.as_millis()).unwrap_or(i64::MAX))
+    .arg(owner);
+    for id in ids {
+        q.push(", ").bind(*id);
+    }
+    q.push(") RETURNING event_id");
+    q
+}
+
+/// The ids [`renew_leases`] returned.
+pub fn renewed(rows: &[impl Record]) -> Result<Vec<EventId>, StoreError> {
+    rows.iter()
+        .map(|r| Ok(EventId(r.get("event_id")?)))
+        .collect()
 }
 
 /// The statement that records one step's result.
@@ -46,8 +77,8 @@ pub fn insert_step(r: &StepRecord) -> Sql {
 impl<E: Engine> Work for E {
     async fn succeeded_steps(&self, id: EventId) -> Result<Vec<String>, StoreError> {
         let q = Sql::new(
-            "SELECT DISTINCT step FROM step_results s JOIN events e ON e.id = s.event_id
-             WHERE s.event_id = $1 AND s.outcome = 'succeeded' AND s.generation = e.replays",
+            "SELECT DISTINCT step FROM step_results s JOIN deliveries d ON d.event_id = s.event_id
+             WHERE s.event_id = $1 AND s.outcome = 'succeeded' AND s.generation = d.replays",
         )
         .arg(id);
         self.read(q).await?.iter().map(|r| r.get("step")).collect()
@@ -62,19 +93,19 @@ impl<E: Engine> Work for E {
         // Only this replay generation counts: its compensations and its step results.
         let head = Sql::new(&format!(
             "SELECT last_error, EXISTS (
-                SELECT 1 FROM event_transitions t WHERE t.event_id = e.id
+                SELECT 1 FROM event_transitions t WHERE t.event_id = d.event_id
                     AND t.to_status = 'compensating' AND t.id > {}
              ) AS compensating
-             FROM events e WHERE id = $1",
-            since_replay("e.id")
+             FROM deliveries d WHERE event_id = $1",
+            since_replay("d.event_id")
         ))
         .arg(id);
         let Some(head) = self.read(head).await?.into_iter().next() else {
             return Ok(Progress::default());
         };
         let results = Sql::new(
-            "SELECT s.step, s.outcome FROM step_results s JOIN events e ON e.id = s.event_id
-             WHERE s.event_id = $1 AND s.generation = e.replays ORDER BY s.id",
+            "SELECT s.step, s.outcome FROM step_results s JOIN deliveries d ON d.event_id = s.event_id
+             WHERE s.event_id = $1 AND s.generation = d.replays ORDER BY s.id",
         )
         .arg(id);
         let results = self

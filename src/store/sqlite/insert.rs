@@ -33,8 +33,9 @@ pub(super) fn placeholders(rows: usize, cols: usize, first: usize, tail: &str) -
         .join(", ")
 }
 
-/// Insert one chunk of new events and their first transitions inside `tx`; returns each
-/// event's result in order. Two statements when every key is new, three otherwise.
+/// Insert one chunk of new events, their delivery rows and their first transitions inside
+/// `tx`; returns each event's result in order. Three statements when every key is new, four
+/// otherwise.
 pub(super) async fn insert_chunk(
     tx: &mut SqliteConnection,
     chunk: &[NewEvent],
@@ -44,7 +45,7 @@ pub(super) async fn insert_chunk(
     replays::expire(tx, chunk, now).await?;
     let inserted = insert_events(tx, chunk, now).await?;
     if inserted > 0 {
-        insert_transitions(tx, chunk, now).await?;
+        insert_state(tx, chunk, now).await?;
     }
     if inserted == chunk.len() {
         return Ok(chunk.iter().map(|e| Inserted::New(e.id)).collect());
@@ -63,10 +64,10 @@ async fn insert_events(
     // The time is parameter 1, shared by every row.
     let sql = format!(
         "INSERT INTO events (id, provider, idempotency_key, event_type, content_type, headers, body,
-                             traceparent, body_digest, received_at, next_attempt_at, updated_at)
+                             traceparent, body_digest, received_at)
          VALUES {}
          ON CONFLICT DO NOTHING",
-        placeholders(chunk.len(), 9, 2, ", ?1, ?1, ?1")
+        placeholders(chunk.len(), 9, 2, ", ?1")
     );
     let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
     for e in chunk {
@@ -84,25 +85,33 @@ async fn insert_events(
     Ok(q.execute(&mut *tx).await?.rows_affected() as usize)
 }
 
-/// The first transition of each event of `chunk` that was inserted.
-async fn insert_transitions(
+/// The delivery row (pending, due now) and the first transition of each event of `chunk` that
+/// was inserted.
+async fn insert_state(
     tx: &mut SqliteConnection,
     chunk: &[NewEvent],
     now: i64,
 ) -> Result<(), StoreError> {
     // Our ids are fresh, so only the rows this chunk inserted match them.
-    let sql = format!(
-        "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
-         SELECT id, NULL, 'pending', ?1, 'received' FROM events WHERE id IN ({})",
-        (0..chunk.len())
-            .map(|i| format!("?{}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
-    for e in chunk {
-        q = q.bind(e.id.0);
+    let ids = (0..chunk.len())
+        .map(|i| format!("?{}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for sql in [
+        format!(
+            "INSERT INTO deliveries (event_id, provider, received_at, next_attempt_at, updated_at)
+             SELECT id, provider, ?1, ?1, ?1 FROM events WHERE id IN ({ids})"
+        ),
+        format!(
+            "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+             SELECT id, NULL, 'pending', ?1, 'received' FROM events WHERE id IN ({ids})"
+        ),
+    ] {
+        let mut q = sqlx::query(AssertSqlSafe(sql)).bind(now);
+        for e in chunk {
+            q = q.bind(e.id.0);
+        }
+        q.execute(&mut *tx).await?;
     }
-    q.execute(&mut *tx).await?;
     Ok(())
 }

@@ -26,9 +26,10 @@ use uuid::Uuid;
 
 use super::admin::ReplayKind;
 use super::sql::{
-    Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, outcome_texts, since_replay,
+    Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, outcome_texts, renew_leases, renewed,
+    since_replay,
 };
-use super::{Cause, Claim, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
+use super::{Cause, Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
 use crate::event::{ClaimedEvent, EventId, Outcome};
 
 /// The SQLite engine: one writer connection, a pool of readers beside it.
@@ -129,8 +130,8 @@ impl Engine for SqliteStore {
         let mut done = Vec::with_capacity(ids.len());
         for id in ids {
             let row = sqlx::query(
-                "SELECT status FROM events WHERE id = ?1 AND body_purged_at IS NULL
-                   AND status IN (?2, ?3)",
+                "SELECT d.status FROM deliveries d JOIN events e ON e.id = d.event_id
+                 WHERE d.event_id = ?1 AND e.body_purged_at IS NULL AND d.status IN (?2, ?3)",
             )
             .bind(id.0)
             .bind(from[0])
@@ -140,9 +141,9 @@ impl Engine for SqliteStore {
             let Some(row) = row else { continue };
             let from_status: String = row.try_get("status")?;
             let replays: i64 = sqlx::query_scalar(
-                "UPDATE events SET status = 'pending', attempts = 0, replays = replays + 1,
+                "UPDATE deliveries SET status = 'pending', attempts = 0, replays = replays + 1,
                      lease_owner = NULL, next_attempt_at = ?2, last_error = NULL, updated_at = ?2
-                 WHERE id = ?1 RETURNING replays",
+                 WHERE event_id = ?1 RETURNING replays",
             )
             .bind(id.0)
             .bind(now)
@@ -174,10 +175,10 @@ impl Engine for SqliteStore {
         let purged: Vec<Time> = sqlx::query_scalar(
             "UPDATE events SET body = X'', body_purged_at = ?1
              WHERE id IN (
-                SELECT id FROM events
-                WHERE status IN ('completed', 'dead_letter') AND body_purged_at IS NULL
-                  AND received_at >= ?2 AND received_at < ?3
-                ORDER BY received_at
+                SELECT e.id FROM events e JOIN deliveries d ON d.event_id = e.id
+                WHERE d.status IN ('completed', 'dead_letter') AND e.body_purged_at IS NULL
+                  AND e.received_at >= ?2 AND e.received_at < ?3
+                ORDER BY e.received_at
                 LIMIT ?4
              )
              RETURNING received_at",
@@ -195,6 +196,17 @@ impl Engine for SqliteStore {
 #[async_trait]
 impl Intake for SqliteStore {
     async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        Ok(self
+            .insert_and_claim(events, &ClaimOnInsert::none())
+            .await?
+            .0)
+    }
+
+    async fn insert_and_claim(
+        &self,
+        events: &[NewEvent],
+        claim: &ClaimOnInsert,
+    ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
         // One write transaction for the whole batch: one lock, one fsync of the WAL.
         let now = now_ms();
         let mut tx = self.writer.begin_with(BEGIN).await?;
@@ -205,13 +217,28 @@ impl Intake for SqliteStore {
             rest = tail;
             out.extend(insert::insert_chunk(&mut tx, chunk, now).await?);
         }
-        if out.iter().any(|o| matches!(o, Inserted::New(_))) {
-            tx.commit().await?;
-        } else {
+        let new: Vec<EventId> = out
+            .iter()
+            .filter_map(|o| match o {
+                Inserted::New(id) => Some(*id),
+                Inserted::Duplicate(_) => None,
+            })
+            .collect();
+        if new.is_empty() {
             // Only duplicates: nothing to make durable, so no fsync.
             tx.rollback().await?;
+            return Ok((out, Vec::new()));
         }
-        Ok(out)
+        // In the same transaction, as of the insert's own time (so they are due).
+        let picked: Vec<EventId> = new.into_iter().take(claim.limit).collect();
+        let claimed = if picked.is_empty() {
+            Vec::new()
+        } else {
+            let which = Claim::Events(picked);
+            claim::claim_at(&mut tx, &claim.owner, claim.lease, which, now).await?
+        };
+        tx.commit().await?;
+        Ok((out, claimed))
     }
 }
 
@@ -229,24 +256,17 @@ impl Leases for SqliteStore {
         Ok(claimed)
     }
 
-    async fn renew_lease(
+    async fn renew_leases(
         &self,
-        id: EventId,
+        ids: &[EventId],
         owner: &str,
         lease: Duration,
-    ) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let done = sqlx::query(
-            "UPDATE events SET next_attempt_at = ?3, updated_at = ?4
-             WHERE id = ?1 AND lease_owner = ?2 AND status = 'processing'",
+    ) -> Result<Vec<EventId>, StoreError> {
+        renewed(
+            &self
+                .write_rows(renew_leases(Self::DIALECT, ids, owner, lease))
+                .await?,
         )
-        .bind(id.0)
-        .bind(owner)
-        .bind(now + lease.as_millis() as i64)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
     }
 
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
@@ -269,17 +289,17 @@ impl Leases for SqliteStore {
         let now = now_ms();
         let mut tx = self.writer.begin_with(BEGIN).await?;
         let ids: Vec<(Uuid, String)> = sqlx::query_as(AssertSqlSafe(format!(
-            "UPDATE events SET lease_owner = NULL, attempts = attempts - 1,
+            "UPDATE deliveries SET lease_owner = NULL, attempts = attempts - 1,
                  next_attempt_at = ?2, updated_at = ?2,
                  -- An event in compensation goes back to compensating, not to the start.
                  status = CASE WHEN EXISTS (
                      SELECT 1 FROM event_transitions t
-                     WHERE t.event_id = events.id AND t.to_status = 'compensating'
+                     WHERE t.event_id = deliveries.event_id AND t.to_status = 'compensating'
                        AND t.id > {}
                  ) THEN 'compensating' ELSE 'pending' END
              WHERE lease_owner = ?1 AND status = 'processing'
-             RETURNING id, status",
-            since_replay("events.id")
+             RETURNING event_id, status",
+            since_replay("deliveries.event_id")
         )))
         .bind(owner)
         .bind(now)
@@ -308,14 +328,14 @@ impl Leases for SqliteStore {
     ) -> Result<Vec<EventId>, StoreError> {
         let now = now_ms();
         let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE events SET next_attempt_at = ?1
-             WHERE id IN (
-                SELECT id FROM events INDEXED BY events_due
+            "UPDATE deliveries SET next_attempt_at = ?1
+             WHERE event_id IN (
+                SELECT event_id FROM deliveries INDEXED BY deliveries_due
                 WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating') AND next_attempt_at <= ?2
                   AND provider NOT IN (SELECT provider FROM provider_pauses)
                 ORDER BY next_attempt_at LIMIT ?3
              )
-             RETURNING id",
+             RETURNING event_id",
         )
         .bind(now)
         .bind(now - grace.as_millis() as i64)
@@ -340,12 +360,12 @@ async fn finish_in(
     let now = now_ms();
     let to = outcome.status().as_str();
     let updated = sqlx::query(
-        "UPDATE events SET status = ?3, lease_owner = NULL,
+        "UPDATE deliveries SET status = ?3, lease_owner = NULL,
              next_attempt_at = COALESCE(?4, next_attempt_at),
              last_error = CASE WHEN ?7 THEN last_error ELSE ?5 END,
              attempts = attempts - CASE WHEN ?7 THEN 1 ELSE 0 END,
              updated_at = ?6
-         WHERE id = ?1 AND lease_owner = ?2 AND status = 'processing'",
+         WHERE event_id = ?1 AND lease_owner = ?2 AND status = 'processing'",
     )
     .bind(id.0)
     .bind(owner)
