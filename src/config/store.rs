@@ -106,6 +106,7 @@ pub(super) fn redis(
         // Still asked for, so they are known keys of the file.
         for key in [
             "prefix",
+            "partitions",
             "keep_completed",
             "keep_failed",
             "sweep_grace_secs",
@@ -119,6 +120,12 @@ pub(super) fn redis(
         prefix: r
             .text(Some("HOOKD_REDIS_PREFIX"), Some("redis.prefix"))?
             .unwrap_or(d.prefix),
+        partitions: r.positive(
+            "HOOKD_REDIS_PARTITIONS",
+            Some("redis.partitions"),
+            d.partitions,
+        )?,
+        member_ttl: d.member_ttl,
         keep_completed: r.get(
             "HOOKD_KEEP_COMPLETED",
             Some("redis.keep_completed"),
@@ -152,6 +159,13 @@ pub(super) fn redis(
                 "HOOKD_REDIS_PREFIX",
                 &config.prefix,
                 "a non-empty name without braces",
+            ));
+        }
+        Err(RedisSettingError::Partitions { max }) => {
+            return Err(invalid(
+                "HOOKD_REDIS_PARTITIONS",
+                &config.partitions.to_string(),
+                &format!("a whole number from 1 to {max}"),
             ));
         }
     }

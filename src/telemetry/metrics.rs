@@ -19,6 +19,8 @@ pub const STEP_DURATION: &str = "hookd_step_duration_seconds";
 pub const EVENTS: &str = "hookd_events";
 pub const OLDEST_PENDING_AGE: &str = "hookd_oldest_pending_event_age_seconds";
 pub const BUILD_INFO: &str = "hookd_build_info";
+pub const QUEUE_PARTITIONS_OWNED: &str = "hookd_queue_partitions_owned";
+pub const QUEUE_REBALANCES: &str = "hookd_queue_rebalances_total";
 
 /// Latency buckets in seconds: sub-millisecond accepts up to minutes-long retried processing.
 const BUCKETS: &[f64] = &[
@@ -91,6 +93,16 @@ pub fn processing_duration(provider: &str, seconds: f64) {
 pub fn step_duration(action: &'static str, outcome: &'static str, elapsed: Duration) {
     histogram!(STEP_DURATION, "action" => action, "outcome" => outcome)
         .record(elapsed.as_secs_f64());
+}
+
+/// Redis queue partitions this worker process reads.
+pub fn queue_partitions_owned(n: usize) {
+    gauge!(QUEUE_PARTITIONS_OWNED).set(n as f64);
+}
+
+/// This process's share of the Redis queue's partitions changed after it had one.
+pub fn queue_rebalanced() {
+    counter!(QUEUE_REBALANCES).increment(1);
 }
 
 /// Process gauges under the names Prometheus' own client libraries use, read from `/proc`.
