@@ -132,7 +132,10 @@ mod tests {
             let keys = Keys::new(prefix, count);
             for p in &keys.partitions {
                 let s = u32::from(slot(p.stream.as_bytes()));
-                assert!(s * count / SLOTS == p.index, "{prefix} {count}: {p:?} at {s}");
+                assert!(
+                    s * count / SLOTS == p.index,
+                    "{prefix} {count}: {p:?} at {s}"
+                );
                 for k in [&p.delayed, &p.completed, &p.dead] {
                     assert_eq!(slot(k.as_bytes()), slot(p.stream.as_bytes()));
                 }

@@ -93,6 +93,8 @@ pub struct RedisQueue {
     /// Retries this process scheduled that fall due before a reader's block ends: partition
     /// and due time (ms), for the alarm that promotes them on time.
     alarm_tx: mpsc::UnboundedSender<(u32, i64)>,
+    /// The partitions this process reads now.
+    owned: std::sync::Mutex<BTreeSet<u32>>,
 }
 
 impl RedisQueue {
@@ -112,6 +114,7 @@ impl RedisQueue {
             enqueue_tx,
             unwritten: AtomicUsize::new(0),
             alarm_tx,
+            owned: Default::default(),
         });
         tokio::spawn(queue.clone().enqueue_writer(enqueue_rx));
         tokio::spawn(queue.clone().alarm(alarm_rx));
@@ -120,6 +123,15 @@ impl RedisQueue {
 
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The partitions this process reads now (none before [`RedisQueue::consume`]).
+    pub fn owned_partitions(&self) -> BTreeSet<u32> {
+        self.owned.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set_owned(&self, owned: BTreeSet<u32>) {
+        *self.owned.lock().unwrap_or_else(|e| e.into_inner()) = owned;
     }
 
     /// Join the worker processes as `member`: own a share of the partitions, read them with up

@@ -54,7 +54,14 @@ pub(super) async fn run(
             Ok(members) => {
                 let mine = assign(&members, &consumer.member, queue.config.partitions);
                 if owned.as_ref() != Some(&mine) {
-                    rebalance(&queue, &consumer, &mut readers, owned.as_ref(), &mine, &members);
+                    rebalance(
+                        &queue,
+                        &consumer,
+                        &mut readers,
+                        owned.as_ref(),
+                        &mine,
+                        &members,
+                    );
                     owned = Some(mine);
                 }
             }
@@ -78,6 +85,7 @@ pub(super) async fn run(
         let _ = tokio::time::timeout(wait, r.task).await;
     }
     metrics::queue_partitions_owned(0);
+    queue.set_owned(BTreeSet::new());
     if let Err(e) = queue.hand_back(queue.inbox.drain()).await {
         tracing::warn!(error = %e, "cannot hand back unread messages; they are taken over after a lease");
     }
@@ -92,7 +100,11 @@ fn rebalance(
     after: &BTreeSet<u32>,
     members: &[String],
 ) {
-    let lost: Vec<u32> = readers.keys().filter(|p| !after.contains(p)).copied().collect();
+    let lost: Vec<u32> = readers
+        .keys()
+        .filter(|p| !after.contains(p))
+        .copied()
+        .collect();
     consumer.set_share(after.len());
     for p in &lost {
         if let Some(r) = readers.remove(p) {
@@ -101,13 +113,18 @@ fn rebalance(
             let _ = r.stop.send(true);
         }
     }
-    let gained: Vec<u32> = after.iter().filter(|p| !readers.contains_key(p)).copied().collect();
+    let gained: Vec<u32> = after
+        .iter()
+        .filter(|p| !readers.contains_key(p))
+        .copied()
+        .collect();
     for p in &gained {
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(reader::run(queue.clone(), consumer.clone(), *p, stop_rx));
         readers.insert(*p, Running { stop, task });
     }
     metrics::queue_partitions_owned(after.len());
+    queue.set_owned(after.clone());
     if before.is_some() {
         metrics::queue_rebalanced();
     }
@@ -124,7 +141,11 @@ fn rebalance(
 impl RedisQueue {
     /// Renew (or end) this process's membership; the live members, this one included when it
     /// stays.
-    pub(super) async fn heartbeat(&self, member: &str, stay: bool) -> Result<Vec<String>, QueueError> {
+    pub(super) async fn heartbeat(
+        &self,
+        member: &str,
+        stay: bool,
+    ) -> Result<Vec<String>, QueueError> {
         let mut c = self.conn.get().await?;
         let members: Vec<String> = self
             .scripts
@@ -160,7 +181,10 @@ mod tests {
         }
         assert_eq!(seen.len(), 16);
         // The order the members are listed in does not matter.
-        assert_eq!(assign(&members, "b", 16), assign(&names(&["b", "c", "a"]), "b", 16));
+        assert_eq!(
+            assign(&members, "b", 16),
+            assign(&names(&["b", "c", "a"]), "b", 16)
+        );
         assert!(assign(&members, "z", 16).is_empty());
         assert_eq!(assign(&names(&["a"]), "a", 4).len(), 4);
     }

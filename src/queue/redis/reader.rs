@@ -89,7 +89,10 @@ impl Reader {
             self.queue.ensure_group(&mut c, &self.keys.stream).await?;
             self.group_ready = true;
         }
-        let next_due = self.queue.promote(&mut c, &self.keys, PROMOTE_BATCH).await?;
+        let next_due = self
+            .queue
+            .promote(&mut c, &self.keys, PROMOTE_BATCH)
+            .await?;
         let mut got = if self.takeover_due() {
             self.take_over(&mut c, share).await?
         } else {
@@ -110,7 +113,8 @@ impl Reader {
     /// Look for abandoned messages every quarter lease (at most every 2 s), and at once when
     /// the partition was just taken over.
     fn takeover_due(&self) -> bool {
-        let every = (self.consumer.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
+        let every =
+            (self.consumer.lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(2));
         self.last_takeover.is_none_or(|t| t.elapsed() >= every)
     }
 
