@@ -145,30 +145,7 @@ pub(super) fn redis(
         )?),
         target: d.target,
     };
-    match config.check() {
-        Ok(()) => {}
-        Err(RedisSettingError::Url(url)) => {
-            return Err(invalid(
-                "REDIS_URL",
-                &redact_url(&url),
-                "redis://host:port (or rediss://), or REDIS_HOST and REDIS_PORT",
-            ));
-        }
-        Err(RedisSettingError::Prefix) => {
-            return Err(invalid(
-                "HOOKD_REDIS_PREFIX",
-                &config.prefix,
-                "a non-empty name without braces",
-            ));
-        }
-        Err(RedisSettingError::Partitions { max }) => {
-            return Err(invalid(
-                "HOOKD_REDIS_PARTITIONS",
-                &config.partitions.to_string(),
-                &format!("a whole number from 1 to {max}"),
-            ));
-        }
-    }
+    check_redis(&config)?;
     if store.is_sqlite() {
         return Err(invalid(
             "REDIS_URL",
@@ -180,6 +157,27 @@ pub(super) fn redis(
         ));
     }
     Ok(Some(config))
+}
+
+/// The queue's own checks, reported under the setting they concern.
+fn check_redis(config: &RedisConfig) -> Result<(), ConfigError> {
+    config.check().map_err(|e| match e {
+        RedisSettingError::Url(url) => invalid(
+            "REDIS_URL",
+            &redact_url(&url),
+            "redis://host:port (or rediss://), or REDIS_HOST and REDIS_PORT",
+        ),
+        RedisSettingError::Prefix => invalid(
+            "HOOKD_REDIS_PREFIX",
+            &config.prefix,
+            "a non-empty name without braces",
+        ),
+        RedisSettingError::Partitions { max } => invalid(
+            "HOOKD_REDIS_PARTITIONS",
+            &config.partitions.to_string(),
+            &format!("a whole number from 1 to {max}"),
+        ),
+    })
 }
 
 pub(super) fn worker(

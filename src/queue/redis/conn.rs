@@ -11,7 +11,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, RedisResult, Value};
-use tokio::sync::OnceCell;
+use tokio::sync::Mutex;
 
 use crate::queue::RedisTarget;
 
@@ -48,11 +48,11 @@ impl ConnectionLike for Live {
     }
 }
 
-/// A connection opened on first use.
+/// A connection opened on first use, and again after [`Conn::reset`].
 pub(super) struct Conn {
     target: RedisTarget,
     response_timeout: Duration,
-    live: OnceCell<Live>,
+    live: Mutex<Option<Live>>,
 }
 
 impl Conn {
@@ -60,13 +60,27 @@ impl Conn {
         Self {
             target,
             response_timeout,
-            live: OnceCell::new(),
+            live: Mutex::new(None),
         }
     }
 
     pub(super) async fn get(&self) -> RedisResult<Live> {
-        let live = self.live.get_or_try_init(|| self.open()).await?;
-        Ok(live.clone())
+        let mut live = self.live.lock().await;
+        if let Some(l) = &*live {
+            return Ok(l.clone());
+        }
+        let l = self.open().await?;
+        *live = Some(l.clone());
+        Ok(l)
+    }
+
+    /// Open a new connection at the next use. Called after a command failed: the cluster
+    /// client can keep routing to a master that died after its replica took over, while a new
+    /// client asks a live node for the slots and gets the current ones.
+    pub(super) fn reset(&self) {
+        if let Ok(mut live) = self.live.try_lock() {
+            *live = None;
+        }
     }
 
     async fn open(&self) -> RedisResult<Live> {

@@ -165,6 +165,7 @@ impl RedisQueue {
         let mut batch = Vec::with_capacity(ENQUEUE_BATCH);
         while rx.recv_many(&mut batch, ENQUEUE_BATCH).await > 0 {
             if let Err(e) = self.xadd_all(&batch).await {
+                self.conn.reset();
                 tracing::warn!(error = %e, events = batch.len(), "cannot enqueue; the sweeper will re-enqueue them");
             }
             self.unwritten.fetch_sub(batch.len(), Ordering::SeqCst);
@@ -350,7 +351,10 @@ impl RedisQueue {
             match self.sweep_once(&owner, every * 3).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(events = n, "sweeper re-enqueued events nobody claimed"),
-                Err(e) => tracing::debug!(error = %e, "sweep skipped"),
+                Err(e) => {
+                    self.conn.reset();
+                    tracing::debug!(error = %e, "sweep skipped");
+                }
             }
         }
     }

@@ -67,7 +67,10 @@ pub(super) async fn run(
             }
             // Keep reading what we own: the others keep their view too, and a short overlap
             // is harmless while a gap is not.
-            Err(e) => tracing::warn!(error = %e, "cannot renew queue membership"),
+            Err(e) => {
+                queue.conn.reset();
+                tracing::warn!(error = %e, "cannot renew queue membership");
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

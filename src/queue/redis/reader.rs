@@ -47,6 +47,8 @@ pub(super) async fn run(
         match reader.round(&mut stop).await {
             Ok(()) => backoff = Duration::from_millis(100),
             Err(e) => {
+                reader.queue.conn.reset();
+                reader.blocking.reset();
                 tracing::warn!(partition, error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot read the queue partition");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}

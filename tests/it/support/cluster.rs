@@ -22,6 +22,8 @@ impl ClusterNode {
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "1500"])
+            // Replicas sync at once rather than after Redis's default 5 s wait.
+            .args(["--repl-diskless-sync-delay", "0"])
             .arg("--cluster-config-file")
             .arg(dir.path().join("nodes.conf"))
             .arg("--dir")
@@ -100,11 +102,56 @@ impl LocalCluster {
         );
         let cluster = Self { nodes };
         cluster.wait_ok(Duration::from_secs(30)).await;
+        // A replica that has never synced does not take over (its data is too old).
+        eventually(
+            "every replica to be in sync with its master",
+            Duration::from_secs(30),
+            || async {
+                cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| {
+                        n.cli(&["info", "replication"])
+                            .contains("master_link_status:up")
+                    })
+                    .count()
+            },
+            |synced| *synced == masters * replicas,
+        )
+        .await;
         cluster
     }
 
+    /// SIGKILL a master and wait until one of its replicas has taken over its slots. Returns
+    /// the index of the killed node.
+    pub async fn kill_a_master(&mut self) -> usize {
+        let masters = self.nodes.iter().filter(|n| n.is_master()).count();
+        let i = self
+            .nodes
+            .iter()
+            .position(ClusterNode::is_master)
+            .expect("a master");
+        self.nodes[i].kill();
+        eventually(
+            "a replica to take over the killed master's slots",
+            Duration::from_secs(30),
+            || async {
+                let live = self.nodes.iter().filter(|n| n.is_master()).count();
+                let ok = self
+                    .nodes
+                    .iter()
+                    .filter(|n| n.is_master())
+                    .all(|n| n.cli(&["cluster", "info"]).contains("cluster_state:ok"));
+                (live, ok)
+            },
+            |(live, ok)| *live == masters && *ok,
+        )
+        .await;
+        i
+    }
+
     /// Wait until every node still running says `cluster_state:ok` (after a failover too).
-    pub async fn wait_ok(&self, within: Duration) {
+    async fn wait_ok(&self, within: Duration) {
         eventually(
             "every cluster node to say cluster_state:ok",
             within,
