@@ -672,3 +672,45 @@ async fn a_due_retry_is_read_on_time_without_polling_faster() {
     );
     b.leave().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_of_processes_that_are_gone_are_forgotten() {
+    let mut f = bare_fixture(RedisTarget::Single(redis_url()), &redis_url(), 1).await;
+    let poll = Duration::from_millis(100);
+    let a = f.member("a", LEASE, poll);
+    wait_assigned(&[&a], 1).await;
+    let stream = f.keys.partition(0).stream.clone();
+    let consumers = |mut redis: redis::aio::MultiplexedConnection, stream: String| async move {
+        let reply: redis::streams::StreamInfoConsumersReply =
+            redis.xinfo_consumers(&stream, "hookd").await.unwrap();
+        reply
+            .consumers
+            .into_iter()
+            .map(|c| c.name)
+            .collect::<Vec<_>>()
+    };
+    // a reads (and settles) a message: it is a consumer of the group now.
+    let id = f.insert().await;
+    f.queue.enqueue(id).await.unwrap();
+    let got = next_from(&a.queue, "a", LEASE, Duration::from_secs(10)).await;
+    let done = Outcome::Completed {
+        detail: String::new(),
+    };
+    assert!(f.store.finish(id, "a", &done).await.unwrap());
+    a.queue.settle(&got[0], &done).await.unwrap();
+    assert_eq!(consumers(f.redis.clone(), stream.clone()).await, ["a"]);
+    // kill -9: its consumer stays behind, idle, with nothing pending.
+    a.crash();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let b = f.member("b", LEASE, poll);
+    wait_assigned(&[&b], 1).await;
+    eventually(
+        "the new owner to forget a",
+        Duration::from_secs(10),
+        || consumers(f.redis.clone(), stream.clone()),
+        |names| !names.iter().any(|n| n == "a"),
+    )
+    .await;
+    b.leave().await;
+    let _: () = f.redis.del(&stream).await.unwrap();
+}

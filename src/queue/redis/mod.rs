@@ -63,11 +63,24 @@ pub(super) struct Consumer {
     read_ahead: usize,
     /// Messages one reader reads at once: its part of the read-ahead.
     share: AtomicUsize,
+    /// The live members at the last heartbeat.
+    members: std::sync::Mutex<Vec<String>>,
 }
 
 impl Consumer {
     fn share(&self) -> usize {
         self.share.load(Ordering::Relaxed).max(1)
+    }
+
+    fn members(&self) -> Vec<String> {
+        self.members
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_members(&self, members: &[String]) {
+        *self.members.lock().unwrap_or_else(|e| e.into_inner()) = members.to_vec();
     }
 
     /// Split the read-ahead between `owned` readers, so none waits for credits another holds.
@@ -151,6 +164,7 @@ impl RedisQueue {
             lease,
             read_ahead,
             share: AtomicUsize::new(read_ahead),
+            members: Default::default(),
         });
         tokio::spawn(partitions::run(self.clone(), consumer, shutdown))
     }
@@ -318,6 +332,26 @@ impl RedisQueue {
             pipe
         });
         self.run_pipelines(pipes).await
+    }
+
+    /// Delete the consumers of processes that are gone from a partition's group, so a fleet
+    /// that restarts often does not pile up consumers. Best effort.
+    async fn forget_consumers(&self, c: &mut Live, keys: &PartitionKeys, consumer: &Consumer) {
+        let mut call = self.scripts.forget_consumers.key(&keys.stream);
+        call.arg(GROUP)
+            .arg(self.config.member_ttl.as_millis() as u64 * 2)
+            .arg(consumer.members());
+        match call.invoke_async::<i64>(c).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                partition = keys.index,
+                consumers = n,
+                "forgot the consumers of processes that are gone"
+            ),
+            Err(e) => {
+                tracing::debug!(partition = keys.index, error = %e, "cannot forget old consumers")
+            }
+        }
     }
 
     /// Give messages read but never handed to a worker back to their partitions as new

@@ -52,6 +52,7 @@ pub(super) async fn run(
     loop {
         match queue.heartbeat(&consumer.member, true).await {
             Ok(members) => {
+                consumer.set_members(&members);
                 let mine = assign(&members, &consumer.member, queue.config.partitions);
                 if owned.as_ref() != Some(&mine) {
                     rebalance(

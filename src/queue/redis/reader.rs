@@ -90,6 +90,10 @@ impl Reader {
         if !self.group_ready {
             self.queue.ensure_group(&mut c, &self.keys.stream).await?;
             self.group_ready = true;
+            // A new owner: the group may hold consumers of processes long gone.
+            self.queue
+                .forget_consumers(&mut c, &self.keys, &self.consumer)
+                .await;
         }
         let next_due = self
             .queue

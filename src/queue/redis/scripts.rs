@@ -88,6 +88,25 @@ end
 return 1
 ";
 
+/// KEYS: stream. ARGV: group, idle (ms), then the live members. Deletes the consumers of
+/// processes that are gone: not a live member, idle longer than given, and holding no pending
+/// message. Checked and deleted in one step, because deleting a consumer also forgets the
+/// messages it holds, which would then never be delivered again.
+const FORGET_CONSUMERS: &str = r"
+local live = {}
+for i = 3, #ARGV do live[ARGV[i]] = true end
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['pending'] == 0 and f['idle'] > tonumber(ARGV[2]) and not live[f['name']] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed = removed + 1
+  end
+end
+return removed
+";
+
 /// The scripts, hashed once.
 pub(super) struct Scripts {
     pub promote: Script,
@@ -95,6 +114,7 @@ pub(super) struct Scripts {
     pub leader: Script,
     pub heartbeat: Script,
     pub hand_back: Script,
+    pub forget_consumers: Script,
 }
 
 impl Scripts {
@@ -105,6 +125,7 @@ impl Scripts {
             leader: Script::new(LEADER),
             heartbeat: Script::new(HEARTBEAT),
             hand_back: Script::new(HAND_BACK),
+            forget_consumers: Script::new(FORGET_CONSUMERS),
         }
     }
 }
