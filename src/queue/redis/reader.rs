@@ -38,6 +38,8 @@ pub(super) async fn run(
         group_ready: false,
         cursor: "0-0".into(),
         last_takeover: None,
+        next_due: None,
+        last_promote: None,
         queue,
         consumer,
     };
@@ -70,6 +72,9 @@ struct Reader {
     /// Where the next `XAUTOCLAIM` scan continues.
     cursor: String,
     last_takeover: Option<Instant>,
+    /// The earliest due retry the last promotion left (ms since the epoch).
+    next_due: Option<i64>,
+    last_promote: Option<Instant>,
 }
 
 impl Reader {
@@ -95,10 +100,14 @@ impl Reader {
                 .forget_consumers(&mut c, &self.keys, &self.consumer)
                 .await;
         }
-        let next_due = self
-            .queue
-            .promote(&mut c, &self.keys, PROMOTE_BATCH)
-            .await?;
+        if self.promote_due() {
+            self.next_due = self
+                .queue
+                .promote(&mut c, &self.keys, PROMOTE_BATCH)
+                .await?;
+            self.last_promote = Some(Instant::now());
+        }
+        let next_due = self.next_due;
         let mut got = if self.takeover_due() {
             self.take_over(&mut c, share).await?
         } else {
@@ -114,6 +123,19 @@ impl Reader {
         }
         inbox.push(credits, got);
         Ok(())
+    }
+
+    /// Promote when the earliest retry the last promotion saw is due, and at least once a poll
+    /// interval for retries other processes added since (this process's own wake the reader
+    /// through the queue's alarm). Under load this saves a script call per read.
+    fn promote_due(&self) -> bool {
+        let stale = self
+            .last_promote
+            .is_none_or(|t| t.elapsed() >= self.queue.max_block);
+        let due = self
+            .next_due
+            .is_some_and(|d| d <= chrono::Utc::now().timestamp_millis());
+        stale || due
     }
 
     /// Look for abandoned messages every quarter lease (at most every 2 s), and at once when
