@@ -95,6 +95,13 @@ pub fn step_duration(action: &'static str, outcome: &'static str, elapsed: Durat
         .record(elapsed.as_secs_f64());
 }
 
+/// This process joined the Redis queue's consumers: its partition metrics exist from now on,
+/// at zero.
+pub fn queue_consumer_started() {
+    gauge!(QUEUE_PARTITIONS_OWNED).set(0.0);
+    counter!(QUEUE_REBALANCES).absolute(0);
+}
+
 /// Redis queue partitions this worker process reads.
 pub fn queue_partitions_owned(n: usize) {
     gauge!(QUEUE_PARTITIONS_OWNED).set(n as f64);

@@ -49,6 +49,7 @@ pub(super) async fn run(
     let mut readers: BTreeMap<u32, Running> = BTreeMap::new();
     let mut owned: Option<BTreeSet<u32>> = None;
     tracing::info!(member = %consumer.member, partitions = queue.config.partitions, "joining the queue's consumers");
+    metrics::queue_consumer_started();
     loop {
         match queue.heartbeat(&consumer.member, true).await {
             Ok(members) => {
