@@ -236,6 +236,15 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             tasks.push(tokio::spawn(
                 r.clone().run_sweeper(instance.clone(), shutdown_rx.clone()),
             ));
+            // Only worker processes read partitions; read-ahead up to one message per worker.
+            if roles.workers {
+                tasks.push(r.consume(
+                    instance.clone(),
+                    config.worker.lease,
+                    config.worker.concurrency,
+                    shutdown_rx.clone(),
+                ));
+            }
             r.clone()
         }
         None => Arc::new(StoreQueue::new(store.clone())),

@@ -106,6 +106,7 @@ pub(super) fn redis(
         // Still asked for, so they are known keys of the file.
         for key in [
             "prefix",
+            "partitions",
             "keep_completed",
             "keep_failed",
             "sweep_grace_secs",
@@ -119,6 +120,12 @@ pub(super) fn redis(
         prefix: r
             .text(Some("HOOKD_REDIS_PREFIX"), Some("redis.prefix"))?
             .unwrap_or(d.prefix),
+        partitions: r.positive(
+            "HOOKD_REDIS_PARTITIONS",
+            Some("redis.partitions"),
+            d.partitions,
+        )?,
+        member_ttl: d.member_ttl,
         keep_completed: r.get(
             "HOOKD_KEEP_COMPLETED",
             Some("redis.keep_completed"),
@@ -138,23 +145,7 @@ pub(super) fn redis(
         )?),
         target: d.target,
     };
-    match config.check() {
-        Ok(()) => {}
-        Err(RedisSettingError::Url(url)) => {
-            return Err(invalid(
-                "REDIS_URL",
-                &redact_url(&url),
-                "redis://host:port (or rediss://), or REDIS_HOST and REDIS_PORT",
-            ));
-        }
-        Err(RedisSettingError::Prefix) => {
-            return Err(invalid(
-                "HOOKD_REDIS_PREFIX",
-                &config.prefix,
-                "a non-empty name without braces",
-            ));
-        }
-    }
+    check_redis(&config)?;
     if store.is_sqlite() {
         return Err(invalid(
             "REDIS_URL",
@@ -166,6 +157,27 @@ pub(super) fn redis(
         ));
     }
     Ok(Some(config))
+}
+
+/// The queue's own checks, reported under the setting they concern.
+fn check_redis(config: &RedisConfig) -> Result<(), ConfigError> {
+    config.check().map_err(|e| match e {
+        RedisSettingError::Url(url) => invalid(
+            "REDIS_URL",
+            &redact_url(&url),
+            "redis://host:port (or rediss://), or REDIS_HOST and REDIS_PORT",
+        ),
+        RedisSettingError::Prefix => invalid(
+            "HOOKD_REDIS_PREFIX",
+            &config.prefix,
+            "a non-empty name without braces",
+        ),
+        RedisSettingError::Partitions { max } => invalid(
+            "HOOKD_REDIS_PARTITIONS",
+            &config.partitions.to_string(),
+            &format!("a whole number from 1 to {max}"),
+        ),
+    })
 }
 
 pub(super) fn worker(

@@ -266,6 +266,23 @@ fn redis_settings() {
     ]))
     .unwrap();
     assert!(matches!(c.redis.unwrap().target, RedisTarget::Cluster(n) if n.len() == 2));
+    let partitions = |n: &str| {
+        Config::from_vars(vars(&[
+            ("HOOKD_CONFIG", "/dev/null"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+            ("REDIS_URL", "redis://h"),
+            ("HOOKD_REDIS_PARTITIONS", n),
+        ]))
+        .map(|c| c.redis.unwrap().partitions)
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(partitions("32"), Ok(32));
+    let err = partitions("1000").unwrap_err();
+    assert!(
+        err.contains("HOOKD_REDIS_PARTITIONS") && err.contains("1 to 256"),
+        "{err}"
+    );
+    assert_eq!(r.partitions, 16);
     let err = Config::from_vars(vars(&[
         ("HOOKD_CONFIG", "/dev/null"),
         ("REDIS_URL", "redis://x"),

@@ -18,7 +18,7 @@ use crate::store::{Claim, Leases, StoreError};
 mod redis;
 mod settings;
 
-pub use self::redis::{Keys as RedisKeys, RedisQueue};
+pub use self::redis::{Keys as RedisKeys, PartitionKeys, RedisQueue, partition_of, slot};
 pub use self::settings::{RedisConfig, RedisSettingError, RedisTarget};
 
 #[derive(Debug, thiserror::Error)]

@@ -25,6 +25,8 @@ pub const DESTINATION_STEPS: &str = "hookd_destination_steps_total";
 pub const BREAKER_OPENED: &str = "hookd_destination_breaker_opened_total";
 pub const RETRY_TIMER: &str = "hookd_retry_timer_total";
 pub const RETRY_TIMER_ENTRIES: &str = "hookd_retry_timer_entries";
+pub const QUEUE_PARTITIONS_OWNED: &str = "hookd_queue_partitions_owned";
+pub const QUEUE_REBALANCES: &str = "hookd_queue_rebalances_total";
 
 /// Latency buckets in seconds: sub-millisecond accepts up to minutes-long retried processing.
 const BUCKETS: &[f64] = &[
@@ -140,6 +142,23 @@ pub fn retry_timer(outcome: &'static str, n: usize) {
 /// Events the retry timer holds.
 pub fn retry_timer_entries(n: usize) {
     gauge!(RETRY_TIMER_ENTRIES).set(n as f64);
+}
+
+/// This process joined the Redis queue's consumers: its partition metrics exist from now on,
+/// at zero.
+pub fn queue_consumer_started() {
+    gauge!(QUEUE_PARTITIONS_OWNED).set(0.0);
+    counter!(QUEUE_REBALANCES).absolute(0);
+}
+
+/// Redis queue partitions this worker process reads.
+pub fn queue_partitions_owned(n: usize) {
+    gauge!(QUEUE_PARTITIONS_OWNED).set(n as f64);
+}
+
+/// This process's share of the Redis queue's partitions changed after it had one.
+pub fn queue_rebalanced() {
+    counter!(QUEUE_REBALANCES).increment(1);
 }
 
 /// Process gauges under the names Prometheus' own client libraries use, read from `/proc`.

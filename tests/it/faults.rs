@@ -538,3 +538,42 @@ async fn backlog_of_100000_events_keeps_memory_bounded() {
     drop(hookd);
     pool.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_cluster_master_killed_under_load_loses_nothing() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let mut cluster = LocalCluster::start(3, 1).await;
+    let target = Target::start(Behaviour {
+        delay: Duration::from_millis(5),
+        ..Default::default()
+    })
+    .await;
+    let routes = forward_route(&target.url);
+    // The partitions are spread over the three masters: every process talks to all of them.
+    let mut vars = fleet_vars("", &unique_prefix());
+    vars.retain(|(k, _)| *k != "REDIS_URL");
+    vars.push(("REDIS_CLUSTER_NODES", cluster.urls().join(",")));
+    let api = Hookd::spawn_with(&db, &routes, "api", &vars, "api.log").await;
+    let workers: Vec<Hookd> = {
+        let mut w = Vec::new();
+        for i in 0..2 {
+            let log = format!("worker{i}.log");
+            w.push(Hookd::spawn_with(&db, &routes, "worker", &vars, &log).await);
+        }
+        w
+    };
+    let running = load(
+        apis(vec![api.url.clone()]),
+        600,
+        16,
+        Duration::from_millis(8),
+    );
+    target.wait_hits(100, Duration::from_secs(60)).await;
+    // SIGKILL a master mid-run: its replica takes over after the node timeout, and what the
+    // master had not yet replicated (messages, retries) is lost with it.
+    cluster.kill_a_master().await;
+    let deliveries = running.await.unwrap();
+    let repeats = reconcile(&db.url, &deliveries, &target, Duration::from_secs(120)).await;
+    eprintln!("master killed under load: {repeats} forwards repeated");
+    drop((api, workers));
+}
