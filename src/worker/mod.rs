@@ -227,7 +227,7 @@ impl Worker {
             // A claim cut short here may leave leases held by this owner: `release_all` below
             // hands them back.
             let claimed = tokio::select! {
-                r = self.alongside(next, &permits, ask, &mut tasks) => r,
+                r = self.alongside(next, &permits, &mut tasks) => r,
                 _ = shutdown.changed() => break,
             };
             match claimed {

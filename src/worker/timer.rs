@@ -184,15 +184,15 @@ impl Worker {
         free.saturating_sub(soon).max(1).min(free)
     }
 
-    /// Wait for `next` (the queue's claim of up to `keep` events) and meanwhile start the
-    /// timer's entries as they fall due, each with a free permit, never touching the `keep`
-    /// permits `next` will need. `next` is never cancelled: a claim cut short would leave leases
-    /// held for nothing.
+    /// Wait for `next` (the queue's claim) and meanwhile start the timer's entries as they fall
+    /// due, each with a permit free at that moment. The queue was asked for fewer events when
+    /// entries were due soon ([`Worker::queue_share`]); events it claims beyond the permits left
+    /// wait for one in the claim loop, so nothing the timer takes starves them for long. `next` is
+    /// never cancelled: a claim cut short would leave leases held for nothing.
     pub(super) async fn alongside<T>(
         self: &Arc<Self>,
         next: impl Future<Output = T>,
         permits: &Arc<Semaphore>,
-        keep: usize,
         tasks: &mut JoinSet<()>,
     ) -> T {
         tokio::pin!(next);
@@ -201,7 +201,7 @@ impl Worker {
                 biased;
                 r = &mut next => return r,
                 () = self.timer.wait_due() => {
-                    let room = permits.available_permits().saturating_sub(keep);
+                    let room = permits.available_permits();
                     let ids = self.timer.take_due(room);
                     // A handover at accept may take slots meanwhile: whatever is not held
                     // here is left to the queue.
