@@ -48,6 +48,16 @@ ALTER TABLE step_results DROP CONSTRAINT step_results_event_id_fkey,
     ADD CONSTRAINT step_results_event_id_fkey
         FOREIGN KEY (event_id) REFERENCES deliveries (event_id);
 
+-- History and step results are only ever read per event, in order: one index on
+-- (event_id, id) serves every read, so it becomes the primary key and the index on `id` alone
+-- (a second btree entry for every row the workers append) goes.
+ALTER TABLE event_transitions DROP CONSTRAINT event_transitions_pkey,
+    ADD CONSTRAINT event_transitions_pkey PRIMARY KEY (event_id, id);
+DROP INDEX event_transitions_event;
+ALTER TABLE step_results DROP CONSTRAINT step_results_pkey,
+    ADD CONSTRAINT step_results_pkey PRIMARY KEY (event_id, id);
+DROP INDEX step_results_event;
+
 -- The body stays immutable except for the one retention purge of a finished event, whose
 -- status is now in `deliveries`.
 CREATE OR REPLACE FUNCTION hookd_body_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
