@@ -120,9 +120,12 @@ impl Engine for PgStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/postgres")
-            .run(&self.pool)
-            .await?;
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        // A newer release may have applied migrations this binary does not have: the previous
+        // release keeps running (and restarting) during a rolling upgrade, and can be rolled
+        // back to, because migrations are written expand-then-contract (docs/operations.md).
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
     }
 

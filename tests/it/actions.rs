@@ -18,6 +18,7 @@ both_backends!(
     retry_after_is_honoured,
     operator_pause_is_stored_and_resumable,
     migration_keeps_events_written_before_it,
+    an_older_release_starts_on_a_schema_a_newer_one_migrated,
 );
 
 /// A `[[routes]]` forward step with a compensation forward.
@@ -359,6 +360,48 @@ async fn operator_pause_is_stored_and_resumable(b: Backend) {
     assert_eq!(e.attempts, 1);
     assert_eq!(target.hits(), 1);
     server.stop().await;
+}
+
+/// During a rolling upgrade the previous release keeps running, restarts and may be rolled back
+/// to after the new release's migrations ran: it must start on a schema with migrations it does
+/// not know (docs/operations.md, Upgrades).
+async fn an_older_release_starts_on_a_schema_a_newer_one_migrated(b: Backend) {
+    let db = TestDb::new(b).await;
+    let timeout = Duration::from_secs(10);
+    let store = hookd::store::connect(&db.url, 2, timeout).await.unwrap();
+    store.migrate().await.unwrap();
+    // What a later release's migration leaves behind: a version this binary has no file for.
+    let later =
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES (99999, 'a later release', true, $1, 0)";
+    match b {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let later = later.replace("$1", "?1");
+            sqlx::query(sqlx::AssertSqlSafe(later))
+                .bind(vec![0u8; 48])
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(later)
+                .bind(vec![0u8; 48])
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+    drop(store);
+    let store = hookd::store::connect(&db.url, 2, timeout).await.unwrap();
+    store
+        .migrate()
+        .await
+        .expect("an older release starts on a newer schema");
+    store.ping().await.unwrap();
 }
 
 async fn migration_keeps_events_written_before_it(b: Backend) {

@@ -104,9 +104,10 @@ impl Engine for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite")
-            .run(&self.writer)
-            .await?;
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        // As on PostgreSQL: an older release still starts on a schema a newer one migrated.
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.writer).await?;
         Ok(())
     }
 
