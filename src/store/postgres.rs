@@ -129,6 +129,23 @@ impl Engine for PgStore {
         Ok(())
     }
 
+    async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        let applied: Vec<i64> = if table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(super::missing_versions(
+            &sqlx::migrate!("migrations/postgres"),
+            &applied,
+        ))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())

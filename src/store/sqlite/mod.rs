@@ -111,6 +111,26 @@ impl Engine for SqliteStore {
         Ok(())
     }
 
+    async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let table: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                            WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.writer)
+        .await?;
+        let applied: Vec<i64> = if table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.writer)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(crate::store::missing_versions(
+            &sqlx::migrate!("migrations/sqlite"),
+            &applied,
+        ))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         // Taking the write lock proves the store can commit, not merely be read.
         let tx = self.writer.begin_with(BEGIN).await?;
