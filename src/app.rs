@@ -95,6 +95,24 @@ enum Waiting {
     Schema(StartError),
 }
 
+/// Apply the missing migrations, or check that there are none (`schema`).
+async fn prepare_schema(store: &dyn EventStore, schema: Schema) -> Result<(), StartError> {
+    match schema {
+        Schema::Migrate => store.migrate().await.map_err(StartError::Migrate),
+        Schema::AwaitMigrations => {
+            let missing = store
+                .missing_migrations()
+                .await
+                .map_err(StartError::Migrate)?;
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(StartError::SchemaBehind { missing })
+            }
+        }
+    }
+}
+
 /// Open the store named by the config and bring its schema up to date, or wait until it is
 /// (`schema`). While the store cannot be reached (it is starting, restarting, or the network is
 /// not up yet), or its migrations are not all applied yet and this process does not apply
@@ -173,24 +191,6 @@ pub async fn open_store(
         attempt += 1;
     };
     Ok(store)
-}
-
-/// Apply the missing migrations, or check that there are none (`schema`).
-async fn prepare_schema(store: &dyn EventStore, schema: Schema) -> Result<(), StartError> {
-    match schema {
-        Schema::Migrate => store.migrate().await.map_err(StartError::Migrate),
-        Schema::AwaitMigrations => {
-            let missing = store
-                .missing_migrations()
-                .await
-                .map_err(StartError::Migrate)?;
-            if missing.is_empty() {
-                Ok(())
-            } else {
-                Err(StartError::SchemaBehind { missing })
-            }
-        }
-    }
 }
 
 /// The accept path's inserts into `store`, committed in groups.
