@@ -89,6 +89,17 @@ pub enum Schema {
     AwaitMigrations,
 }
 
+impl Schema {
+    /// What `serve`, `api` and `worker` do: migrate unless `HOOKD_AUTO_MIGRATE` is off.
+    pub fn at_start(settings: &store::StoreSettings) -> Self {
+        if settings.auto_migrate {
+            Self::Migrate
+        } else {
+            Self::AwaitMigrations
+        }
+    }
+}
+
 /// Why start-up is waiting.
 enum Waiting {
     Store(StoreError),
@@ -277,12 +288,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     // Install the metrics recorder before anything records.
     crate::telemetry::metrics::handle();
-    let schema = if config.store.auto_migrate {
-        Schema::Migrate
-    } else {
-        Schema::AwaitMigrations
-    };
-    let store = open_store(config, schema).await?;
+    let store = open_store(config, Schema::at_start(&config.store)).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let instance = instance_name();
