@@ -14,7 +14,8 @@ tests/py/requirements.txt:
 - hookd: every environment variable the manifests set is one hookd reads (a quoted literal in
   src/), the metrics the autoscalers query are hookd's, probes ask /health/live and
   /health/ready on the port the process serves them on, no Secret is rendered (the manifests
-  only name `hookd-secrets`), and the workers have exactly one autoscaler.
+  only name `hookd-secrets`), the workers have exactly one autoscaler, and the PrometheusRule
+  holds exactly the rules of deploy/prometheus/alerts.yml (promtool checks those).
 """
 
 import argparse
@@ -35,6 +36,7 @@ KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 CUSTOM = {
     ("keda.sh/v1alpha1", "ScaledObject"): "keda.sh_v1alpha1_scaledobject.json",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "monitoring.coreos.com_v1_servicemonitor.json",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "monitoring.coreos.com_v1_prometheusrule.json",
 }
 # Settings hookd reads, as quoted literals anywhere in src/ ("HOOKD_LOG_DIR", "PORT", ...).
 SRC_NAMES = set()
@@ -117,6 +119,10 @@ def check_hookd(objs, errors):
     for metric in {m for q in queries for m in re.findall(r"\bhookd_[a-z_]+", q)}:
         if f'"{metric}"' not in SRC_METRICS:
             errors.append(f"autoscaling queries {metric}, which hookd does not export")
+    alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    rules = [r["spec"] for r in kinds.get("PrometheusRule", [])]
+    if rules != [alerts]:
+        errors.append("the PrometheusRule differs from deploy/prometheus/alerts.yml")
     scalers = [
         o
         for o in kinds.get("ScaledObject", []) + kinds.get("HorizontalPodAutoscaler", [])
@@ -147,10 +153,36 @@ def check_probes(deployment, container, errors):
 
 
 
+RULE_HEADER = """\
+# The alert rules of deploy/prometheus/alerts.yml for prometheus-operator: the same groups,
+# word for word (check.py fails when the two differ; after changing alerts.yml, rewrite this
+# file with `python deploy/kubernetes/check.py --write-prometheusrule`). Runbook:
+# docs/operations.md. Your Prometheus must select this object (its ruleSelector, e.g. a
+# `release` label).
+"""
+
+
+def write_prometheusrule():
+    """Rewrite base/prometheusrule.yaml from deploy/prometheus/alerts.yml."""
+    alerts = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    rule = {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {"name": "hookd"},
+        "spec": alerts,
+    }
+    text = yaml.safe_dump(rule, sort_keys=False, width=1000, allow_unicode=True)
+    (HERE / "base" / "prometheusrule.yaml").write_text(RULE_HEADER + text)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--kubectl", default="kubectl")
+    parser.add_argument("--write-prometheusrule", action="store_true")
     args = parser.parse_args()
+    if args.write_prometheusrule:
+        write_prometheusrule()
+        return
     failed = False
     for overlay in sorted((HERE / "overlays").iterdir()):
         objs = render(args.kubectl, overlay)
