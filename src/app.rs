@@ -54,6 +54,11 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error("cannot apply migrations: {0}")]
     Migrate(#[source] StoreError),
+    #[error(
+        "the database lacks migrations {missing:?} of this release and HOOKD_AUTO_MIGRATE is \
+         off: run `hookd migrate` (the migration Job) first"
+    )]
+    SchemaBehind { missing: Vec<i64> },
     #[error(transparent)]
     Providers(#[from] ProviderError),
     #[error("cannot set up the actions: {0}")]
@@ -73,10 +78,61 @@ pub enum StartError {
     },
 }
 
-/// Open the store named by the config and bring its schema up to date. While the store cannot
-/// be reached (it is starting, restarting, or the network is not up yet) this retries with
-/// backoff for up to `HOOKD_STORE_WAIT_SECS`, saying so in the log, rather than exit at once.
-pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartError> {
+/// What opening the store does about its schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// Apply the missing migrations: `hookd migrate`, and every process unless
+    /// `HOOKD_AUTO_MIGRATE` is off.
+    Migrate,
+    /// Apply nothing: wait until another process (`hookd migrate`) has applied them all, so that
+    /// only that one process changes the schema.
+    AwaitMigrations,
+}
+
+impl Schema {
+    /// What `serve`, `api` and `worker` do: migrate unless `HOOKD_AUTO_MIGRATE` is off.
+    pub fn at_start(settings: &store::StoreSettings) -> Self {
+        if settings.auto_migrate {
+            Self::Migrate
+        } else {
+            Self::AwaitMigrations
+        }
+    }
+}
+
+/// Why start-up is waiting.
+enum Waiting {
+    Store(StoreError),
+    Schema(StartError),
+}
+
+/// Apply the missing migrations, or check that there are none (`schema`).
+async fn prepare_schema(store: &dyn EventStore, schema: Schema) -> Result<(), StartError> {
+    match schema {
+        Schema::Migrate => store.migrate().await.map_err(StartError::Migrate),
+        Schema::AwaitMigrations => {
+            let missing = store
+                .missing_migrations()
+                .await
+                .map_err(StartError::Migrate)?;
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(StartError::SchemaBehind { missing })
+            }
+        }
+    }
+}
+
+/// Open the store named by the config and bring its schema up to date, or wait until it is
+/// (`schema`). While the store cannot be reached (it is starting, restarting, or the network is
+/// not up yet), or its migrations are not all applied yet and this process does not apply
+/// them, this retries with backoff for up to `HOOKD_STORE_WAIT_SECS`, saying so in the log,
+/// rather than exit at once.
+pub async fn open_store(
+    config: &Config,
+    schema: Schema,
+) -> Result<Arc<dyn EventStore>, StartError> {
     let settings = &config.store;
     let url = redact_url(&settings.database_url);
     let started = Instant::now();
@@ -91,41 +147,55 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn EventStore>, StartErr
                         url: url.clone(),
                         source,
                     })?;
-            store.migrate().await.map_err(StartError::Migrate)?;
+            prepare_schema(store.as_ref(), schema).await?;
             Ok::<_, StartError>(store)
         }
         .await;
-        let source = match opened {
+        let reason = match opened {
             Ok(store) => {
                 if attempt > 1 {
                     tracing::info!(store = %url, attempts = attempt, "store reachable; starting");
                 }
                 break store;
             }
-            // Only "cannot reach it now" is worth waiting for; a wrong schema or URL is not.
+            // Only "cannot reach it now" and "not migrated yet" are worth waiting for; a wrong
+            // schema or URL is not.
             Err(StartError::Store {
                 source: source @ StoreError::Unavailable(_),
                 ..
             })
-            | Err(StartError::Migrate(source @ StoreError::Unavailable(_))) => source,
+            | Err(StartError::Migrate(source @ StoreError::Unavailable(_))) => {
+                Waiting::Store(source)
+            }
+            Err(behind @ StartError::SchemaBehind { .. }) => Waiting::Schema(behind),
             Err(other) => return Err(other),
         };
         let waited = started.elapsed();
         if waited + delay > settings.wait {
-            return Err(StartError::StoreWait {
-                url,
-                waited_secs: waited.as_secs(),
-                source,
+            return Err(match reason {
+                Waiting::Store(source) => StartError::StoreWait {
+                    url,
+                    waited_secs: waited.as_secs(),
+                    source,
+                },
+                Waiting::Schema(behind) => behind,
             });
         }
+        let (what, error) = match &reason {
+            Waiting::Store(source) => ("store not reachable; waiting for it", source.to_string()),
+            Waiting::Schema(behind) => (
+                "schema not migrated yet; waiting for it",
+                behind.to_string(),
+            ),
+        };
         tracing::warn!(
             store = %url,
             attempt,
             retry_in_ms = delay.as_millis() as u64,
             waited_secs = waited.as_secs(),
             max_wait_secs = settings.wait.as_secs(),
-            error = %source,
-            "store not reachable; waiting for it"
+            error,
+            "{what}"
         );
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(5));
@@ -223,7 +293,7 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError>
 pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError> {
     // Install the metrics recorder before anything records.
     crate::telemetry::metrics::handle();
-    let store = open_store(config).await?;
+    let store = open_store(config, Schema::at_start(&config.store)).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let instance = instance_name();

@@ -119,7 +119,7 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             workers: true,
         },
         Command::Migrate => {
-            app::open_store(&config).await?;
+            app::open_store(&config, app::Schema::Migrate).await?;
             tracing::info!("migrations applied");
             return Ok(());
         }

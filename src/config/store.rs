@@ -58,6 +58,12 @@ pub(super) fn store(r: &Reader<'_>) -> Result<StoreSettings, ConfigError> {
                 (1, StoreSettings::MAX_REPLAY_WINDOW_HOURS),
             )? * 3600,
         ),
+        auto_migrate: r.get(
+            "HOOKD_AUTO_MIGRATE",
+            Some("store.auto_migrate"),
+            d.auto_migrate,
+            "true or false",
+        )?,
     })
 }
 

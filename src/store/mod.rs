@@ -339,8 +339,21 @@ pub trait EventStore: Intake + Work + Reads + Operator + 'static {
     /// Apply the embedded migrations.
     async fn migrate(&self) -> Result<(), StoreError>;
 
+    /// The versions of the embedded migrations the database has not applied (all of them on an
+    /// empty one), in order. Changes nothing.
+    async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError>;
+
     /// Cheap check that the store can take writes.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The versions of `migrator`'s migrations that are not in `applied`, in order.
+fn missing_versions(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<i64> {
+    migrator
+        .iter()
+        .filter(|m| m.migration_type.is_up_migration() && !applied.contains(&m.version))
+        .map(|m| m.version)
+        .collect()
 }
 
 /// Open the store named by `url` (`postgres://...` or `sqlite://...`).

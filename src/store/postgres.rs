@@ -160,10 +160,30 @@ impl Engine for PgStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/postgres")
-            .run(&self.pool)
-            .await?;
+        let mut migrator = sqlx::migrate!("migrations/postgres");
+        // A newer release may have applied migrations this binary does not have: the previous
+        // release keeps running (and restarting) during a rolling upgrade, and can be rolled
+        // back to, because migrations are written expand-then-contract (docs/operations.md).
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         Ok(())
+    }
+
+    async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let table: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await?;
+        let applied: Vec<i64> = if table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(super::missing_versions(
+            &sqlx::migrate!("migrations/postgres"),
+            &applied,
+        ))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

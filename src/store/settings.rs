@@ -22,6 +22,9 @@ pub struct StoreSettings {
     /// How long a byte-identical body of a scheme that signs only the body (GitHub, Shopify)
     /// counts as a replay of the first.
     pub replay_window: Duration,
+    /// Whether `serve`, `api` and `worker` apply missing migrations at start (`hookd migrate`
+    /// always does). Off, they wait for another process to apply them instead.
+    pub auto_migrate: bool,
 }
 
 impl Default for StoreSettings {
@@ -34,6 +37,7 @@ impl Default for StoreSettings {
             batch_max: 256,
             wait: Duration::from_secs(60),
             replay_window: super::DEFAULT_REPLAY_WINDOW,
+            auto_migrate: true,
         }
     }
 }

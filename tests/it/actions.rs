@@ -18,6 +18,8 @@ both_backends!(
     retry_after_is_honoured,
     operator_pause_is_stored_and_resumable,
     migration_keeps_events_written_before_it,
+    an_older_release_starts_on_a_schema_a_newer_one_migrated,
+    without_auto_migration_processes_wait_for_hookd_migrate,
 );
 
 /// A `[[routes]]` forward step with a compensation forward.
@@ -359,6 +361,97 @@ async fn operator_pause_is_stored_and_resumable(b: Backend) {
     assert_eq!(e.attempts, 1);
     assert_eq!(target.hits(), 1);
     server.stop().await;
+}
+
+/// During a rolling upgrade the previous release keeps running, restarts and may be rolled back
+/// to after the new release's migrations ran: it must start on a schema with migrations it does
+/// not know (docs/operations.md, Upgrades).
+async fn an_older_release_starts_on_a_schema_a_newer_one_migrated(b: Backend) {
+    let db = TestDb::new(b).await;
+    let timeout = Duration::from_secs(10);
+    let store = hookd::store::connect(&db.url, 2, timeout).await.unwrap();
+    store.migrate().await.unwrap();
+    // What a later release's migration leaves behind: a version this binary has no file for.
+    let later =
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+                 VALUES (99999, 'a later release', true, $1, 0)";
+    match b {
+        Backend::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            let later = later.replace("$1", "?1");
+            sqlx::query(sqlx::AssertSqlSafe(later))
+                .bind(vec![0u8; 48])
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+        Backend::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query(later)
+                .bind(vec![0u8; 48])
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+    drop(store);
+    let store = hookd::store::connect(&db.url, 2, timeout).await.unwrap();
+    store
+        .migrate()
+        .await
+        .expect("an older release starts on a newer schema");
+    store.ping().await.unwrap();
+}
+
+/// With `HOOKD_AUTO_MIGRATE=false` (the Kubernetes manifests' setting) only `hookd migrate`
+/// changes the schema: a process finding migrations missing applies nothing, waits for them up
+/// to `HOOKD_STORE_WAIT_SECS`, and starts once they are applied, or gives up naming the fix.
+async fn without_auto_migration_processes_wait_for_hookd_migrate(b: Backend) {
+    use hookd::app::{self, Roles, Schema};
+    use hookd::config::Config;
+    let db = TestDb::new(b).await;
+    let config = |wait: &str| {
+        let mut vars = base_vars(&db, "");
+        vars.push(("HOOKD_AUTO_MIGRATE".into(), "false".into()));
+        vars.push(("HOOKD_STORE_WAIT_SECS".into(), wait.into()));
+        Config::from_vars(vars).expect("valid test config")
+    };
+    let err = match app::start(&config("0"), Roles::SERVE).await {
+        Ok(_) => panic!("started on a database without migrations"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("HOOKD_AUTO_MIGRATE") && err.contains("hookd migrate"),
+        "{err}"
+    );
+    let store = hookd::store::connect(&db.url, 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let missing = store.missing_migrations().await.unwrap();
+    assert_eq!(
+        missing.first(),
+        Some(&1),
+        "nothing was applied: {missing:?}"
+    );
+
+    let waiting = config("120");
+    let starting = tokio::spawn(async move { app::start(&waiting, Roles::SERVE).await });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!starting.is_finished(), "started before the migrations ran");
+    // What the migration Job does.
+    app::open_store(&config("0"), Schema::Migrate)
+        .await
+        .expect("hookd migrate");
+    let running = tokio::time::timeout(Duration::from_secs(60), starting)
+        .await
+        .expect("starts within a minute of the migrations")
+        .unwrap()
+        .expect("starts once migrated");
+    assert!(store.missing_migrations().await.unwrap().is_empty());
+    running.shutdown();
+    running.wait().await;
 }
 
 async fn migration_keeps_events_written_before_it(b: Backend) {

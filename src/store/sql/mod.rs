@@ -70,6 +70,7 @@ pub trait Engine: Intake + Leases + 'static {
     }
 
     async fn migrate(&self) -> Result<(), StoreError>;
+    async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError>;
     async fn ping(&self) -> Result<(), StoreError>;
     async fn replay(
         &self,
@@ -93,6 +94,10 @@ impl<E: Engine> EventStore for E {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         Engine::migrate(self).await
+    }
+
+    async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        Engine::missing_migrations(self).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

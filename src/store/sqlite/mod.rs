@@ -105,10 +105,31 @@ impl Engine for SqliteStore {
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("migrations/sqlite")
-            .run(&self.writer)
-            .await?;
+        let mut migrator = sqlx::migrate!("migrations/sqlite");
+        // As on PostgreSQL: an older release still starts on a schema a newer one migrated.
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.writer).await?;
         Ok(())
+    }
+
+    async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
+        let table: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master
+                            WHERE type = 'table' AND name = '_sqlx_migrations')",
+        )
+        .fetch_one(&self.writer)
+        .await?;
+        let applied: Vec<i64> = if table {
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.writer)
+                .await?
+        } else {
+            Vec::new()
+        };
+        Ok(crate::store::missing_versions(
+            &sqlx::migrate!("migrations/sqlite"),
+            &applied,
+        ))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
