@@ -170,6 +170,9 @@ pub struct Running {
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
     redis: Option<Arc<RedisQueue>>,
+    draining: watch::Sender<bool>,
+    /// How long to drain before shutting down (zero without the API).
+    ready_delay: Duration,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -184,9 +187,23 @@ pub fn instance_name() -> String {
 }
 
 impl Running {
+    /// Start draining, the first step of a shutdown: `/health/ready` answers 503 and every
+    /// answer carries `Connection: close`, while everything is still served (listener open,
+    /// workers working), so load balancers move their traffic away before the listener closes.
+    pub fn drain(&self) {
+        let _ = self.draining.send(true);
+    }
+
+    /// How long to drain before [`Running::shutdown`]: `HOOKD_SHUTDOWN_READY_DELAY_MS` with the
+    /// API; zero without it (no load balancer sends a worker-only process anything).
+    pub fn ready_delay(&self) -> Duration {
+        self.ready_delay
+    }
+
     /// Ask every part to stop: the server stops accepting and finishes in-flight requests,
-    /// workers finish in-flight steps and hand back their leases.
+    /// workers finish in-flight steps and hand back their leases. Drains too, if it was not.
     pub fn shutdown(&self) {
+        let _ = self.draining.send(true);
         let _ = self.shutdown.send(true);
     }
 
@@ -220,6 +237,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     crate::telemetry::metrics::handle();
     let store = open_store(config).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (draining, draining_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let instance = instance_name();
     let redis = config
@@ -239,6 +257,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         store: store.clone(),
         queue: queue.clone(),
         shutdown: shutdown_rx,
+        draining: draining_rx,
     };
 
     // Bind first: a taken port should stop start-up before any worker claims an event.
@@ -280,6 +299,12 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         store,
         queue,
         redis,
+        draining,
+        ready_delay: if roles.api {
+            config.http.shutdown_ready_delay
+        } else {
+            Duration::ZERO
+        },
         shutdown,
         tasks,
     })
@@ -299,7 +324,7 @@ fn health_state(
         destinations,
         workers,
         memory_limit_bytes: config.http.memory_limit_bytes,
-        shutting_down: parts.shutdown.clone(),
+        shutting_down: parts.draining.clone(),
         // A worker without its queue processes nothing; an api still accepts and commits.
         ready_needs_queue: !roles.api,
         backlog: Default::default(),
@@ -326,6 +351,8 @@ struct Parts {
     store: Arc<dyn EventStore>,
     queue: Arc<dyn Queue>,
     shutdown: watch::Receiver<bool>,
+    /// Turns true when draining starts, before `shutdown` does.
+    draining: watch::Receiver<bool>,
 }
 
 /// The worker pool and payload retention; returns this process's destination breakers and the
@@ -381,6 +408,7 @@ fn serve_internal(
         limits: config.http.limits.clone(),
         tls: None,
         grace: config.shutdown_timeout,
+        draining: parts.draining.clone(),
     };
     tasks.push(tokio::spawn(server::serve(
         listener,
@@ -433,6 +461,7 @@ async fn start_api(
         // In-flight requests get the grace period; a client that holds its connection
         // longer is cut off.
         grace: config.shutdown_timeout,
+        draining: parts.draining.clone(),
     };
     tasks.push(tokio::spawn(server::serve(
         listener,
