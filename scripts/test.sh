@@ -29,6 +29,21 @@ if ! command -v promtool >/dev/null; then
 fi
 promtool check rules deploy/prometheus/alerts.yml
 promtool check config deploy/prometheus/prometheus.yml
+
+# The load balancer of the compose deployment: its configuration is checked here, and the
+# balancer tests run it (a real HAProxy in front of two api processes, restarted under load).
+say "HAProxy config (haproxy -c)"
+if ! command -v haproxy >/dev/null; then
+  echo "haproxy not installed; installing Debian's haproxy package"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get update -qq && apt-get install -y -qq --no-install-recommends haproxy; } >/dev/null ||
+    die "cannot install haproxy (apt-get install haproxy), needed by the load balancer test"
+fi
+# The servers' names (api-1, api-2) resolve only inside compose: HAProxy warns and carries on
+# (init-addr none), and the check still fails on any error.
+haproxy -c -f deploy/haproxy/haproxy.cfg
+HOOKD_TEST_HAPROXY="$(command -v haproxy)"
+export HOOKD_TEST_HAPROXY
 # Python tools some tests run: a real SMTP server (aiosmtpd), the official Standard Webhooks
 # library and schemathesis (the admin API's contract test). Installed from
 # tests/py/requirements.txt into a virtualenv under target/, again only when the requirements

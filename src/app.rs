@@ -23,6 +23,10 @@ use crate::telemetry::liveness::Heartbeat;
 use crate::verify::{ProviderError, Providers};
 use crate::worker::{Handover, Worker};
 
+mod running;
+
+pub use self::running::Running;
+
 /// Which parts of hookd this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Roles {
@@ -235,20 +239,6 @@ fn group_concurrency(backend: &str, pool_size: u32) -> usize {
     }
 }
 
-/// A started hookd: its address, and the handle to stop it.
-pub struct Running {
-    /// Where the HTTP server listens (None without the api role).
-    pub addr: Option<SocketAddr>,
-    /// Where `/health` and `/metrics` are served apart from the public listener: with the api
-    /// role when `HOOKD_INTERNAL_ADDR` is set, always in a worker-only process.
-    pub internal_addr: Option<SocketAddr>,
-    pub store: Arc<dyn EventStore>,
-    pub queue: Arc<dyn Queue>,
-    redis: Option<Arc<RedisQueue>>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
-}
-
 /// A name for this process, unique across the fleet: lease owner and Redis consumer name.
 pub fn instance_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -256,26 +246,6 @@ pub fn instance_name() -> String {
         .unwrap_or_else(|_| "hookd".to_owned());
     let nonce = uuid::Uuid::new_v4().simple().to_string();
     format!("{host}:{}:{}", std::process::id(), &nonce[..8])
-}
-
-impl Running {
-    /// Ask every part to stop: the server stops accepting and finishes in-flight requests,
-    /// workers finish in-flight steps and hand back their leases.
-    pub fn shutdown(&self) {
-        let _ = self.shutdown.send(true);
-    }
-
-    /// Wait until every part has stopped.
-    pub async fn wait(self) {
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        // Accepted events whose enqueue is still buffered: write them now rather than leave
-        // them to the sweeper.
-        if let Some(redis) = self.redis {
-            redis.flush(Duration::from_secs(5)).await;
-        }
-    }
 }
 
 /// Bind a listener; the address it got (port 0 picks one).
@@ -295,34 +265,15 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     crate::telemetry::metrics::handle();
     let store = open_store(config, Schema::at_start(&config.store)).await?;
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let (draining, draining_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let instance = instance_name();
-    let redis = config
-        .redis
-        .as_ref()
-        .map(|r| RedisQueue::start(r, store.clone(), config.worker.poll_interval));
-    let queue: Arc<dyn Queue> = match &redis {
-        Some(r) => {
-            tasks.push(tokio::spawn(
-                r.clone().run_sweeper(instance.clone(), shutdown_rx.clone()),
-            ));
-            // Only worker processes read partitions; read-ahead up to one message per worker.
-            if roles.workers {
-                tasks.push(r.consume(
-                    instance.clone(),
-                    config.worker.lease,
-                    config.worker.concurrency,
-                    shutdown_rx.clone(),
-                ));
-            }
-            r.clone()
-        }
-        None => Arc::new(StoreQueue::new(store.clone())),
-    };
+    let (redis, queue) = start_queue(config, &store, roles, &instance, &shutdown_rx, &mut tasks);
     let parts = Parts {
         store: store.clone(),
         queue: queue.clone(),
         shutdown: shutdown_rx,
+        draining: draining_rx,
     };
 
     // Bind first: a taken port should stop start-up before any worker claims an event.
@@ -366,9 +317,50 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
         store,
         queue,
         redis,
+        draining,
+        ready_delay: if roles.api {
+            config.http.shutdown_ready_delay
+        } else {
+            Duration::ZERO
+        },
         shutdown,
         tasks,
     })
+}
+
+/// The queue: Redis Streams (with its sweeper, and its partition readers in a worker process)
+/// when Redis is configured, else the store itself.
+fn start_queue(
+    config: &Config,
+    store: &Arc<dyn EventStore>,
+    roles: Roles,
+    instance: &str,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> (Option<Arc<RedisQueue>>, Arc<dyn Queue>) {
+    let redis = config
+        .redis
+        .as_ref()
+        .map(|r| RedisQueue::start(r, store.clone(), config.worker.poll_interval));
+    let queue: Arc<dyn Queue> = match &redis {
+        Some(r) => {
+            tasks.push(tokio::spawn(
+                r.clone().run_sweeper(instance.to_owned(), shutdown.clone()),
+            ));
+            // Only worker processes read partitions; read-ahead up to one message per worker.
+            if roles.workers {
+                tasks.push(r.consume(
+                    instance.to_owned(),
+                    config.worker.lease,
+                    config.worker.concurrency,
+                    shutdown.clone(),
+                ));
+            }
+            r.clone()
+        }
+        None => Arc::new(StoreQueue::new(store.clone())),
+    };
+    (redis, queue)
 }
 
 /// What health and metrics read, for every listener of this process.
@@ -385,7 +377,7 @@ fn health_state(
         destinations,
         workers,
         memory_limit_bytes: config.http.memory_limit_bytes,
-        shutting_down: parts.shutdown.clone(),
+        shutting_down: parts.draining.clone(),
         // A worker without its queue processes nothing; an api still accepts and commits.
         ready_needs_queue: !roles.api,
         backlog: Default::default(),
@@ -412,6 +404,8 @@ struct Parts {
     store: Arc<dyn EventStore>,
     queue: Arc<dyn Queue>,
     shutdown: watch::Receiver<bool>,
+    /// Turns true when draining starts, before `shutdown` does.
+    draining: watch::Receiver<bool>,
 }
 
 /// What the API of a process shares with its own workers (nothing without the workers role).
@@ -474,6 +468,7 @@ fn serve_internal(
         limits: config.http.limits.clone(),
         tls: None,
         grace: config.shutdown_timeout,
+        draining: parts.draining.clone(),
     };
     tasks.push(tokio::spawn(server::serve(
         listener,
@@ -529,6 +524,7 @@ async fn start_api(
         // In-flight requests get the grace period; a client that holds its connection
         // longer is cut off.
         grace: config.shutdown_timeout,
+        draining: parts.draining.clone(),
     };
     tasks.push(tokio::spawn(server::serve(
         listener,

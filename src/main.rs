@@ -129,11 +129,38 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     };
     let running = app::start(&config, roles).await?;
     shutdown_signal().await;
-    tracing::info!("shutdown requested");
+    drain(&running).await;
+    tracing::info!("stopping: no new connections; finishing in-flight requests and steps");
     running.shutdown();
-    running.wait().await;
-    tracing::info!("stopped");
+    // The stop is bounded by HOOKD_SHUTDOWN_TIMEOUT_SECS; another signal ends it at once
+    // (requests in flight get no answer, leases held expire: nothing acknowledged is lost).
+    tokio::select! {
+        _ = running.wait() => tracing::info!("stopped"),
+        _ = shutdown_signal() => tracing::warn!("another signal; stopping without waiting for work in flight"),
+    }
     Ok(())
+}
+
+/// The first step of a shutdown: readiness fails while everything is still served, for
+/// `HOOKD_SHUTDOWN_READY_DELAY_MS`, so load balancers move their traffic away before the
+/// listener closes. Another signal ends the wait early.
+async fn drain(running: &app::Running) {
+    running.drain();
+    let delay = running.ready_delay();
+    if delay.is_zero() {
+        tracing::info!("shutdown requested");
+        return;
+    }
+    tracing::info!(
+        delay_ms = delay.as_millis() as u64,
+        "shutdown requested; draining: /health/ready answers 503 and answers close their \
+         connections until the listener closes (HOOKD_SHUTDOWN_READY_DELAY_MS; another signal \
+         ends the wait)"
+    );
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => {}
+        _ = shutdown_signal() => tracing::info!("another signal; ending the drain early"),
+    }
 }
 
 fn client_runtime() -> anyhow::Result<tokio::runtime::Runtime> {

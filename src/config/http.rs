@@ -38,6 +38,12 @@ pub(super) fn http(r: &Reader<'_>, providers: &[String]) -> Result<HttpSettings,
         admin_access: admin_access(r)?,
         tls: tls(r)?,
         schemas: schemas(r, providers)?,
+        shutdown_ready_delay: Duration::from_millis(r.within(
+            "HOOKD_SHUTDOWN_READY_DELAY_MS",
+            Some("server.shutdown_ready_delay_ms"),
+            d.shutdown_ready_delay.as_millis() as u64,
+            (0, HttpSettings::SHUTDOWN_READY_DELAY_MAX.as_millis() as u64),
+        )?),
     })
 }
 

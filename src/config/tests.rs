@@ -107,6 +107,24 @@ fn invalid_value_names_the_setting() {
     .unwrap_err()
     .to_string();
     assert!(err.contains("HOOKD_BATCH_WINDOW_US"), "{err}");
+    let err = Config::from_vars(vars(&[
+        ("HOOKD_CONFIG", "/dev/null"),
+        ("HOOKD_SHUTDOWN_READY_DELAY_MS", "301000"),
+    ]))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("HOOKD_SHUTDOWN_READY_DELAY_MS") && err.contains("0 to 300000"),
+        "{err}"
+    );
+}
+
+#[test]
+fn shutdown_ready_delay_has_a_default_and_may_be_zero() {
+    let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
+    assert_eq!(d.http.shutdown_ready_delay, Duration::from_secs(5));
+    let c = with_file("[server]\nshutdown_ready_delay_ms = 0\n", &[]).unwrap();
+    assert_eq!(c.http.shutdown_ready_delay, Duration::ZERO);
 }
 
 #[test]

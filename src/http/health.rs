@@ -7,8 +7,9 @@
 //!   still accepted, and the sweeper enqueues them once it is back.
 //! - `GET /health/live`: the process is up and, with workers, their claim loop still turns.
 //! - `GET /health/ready`: migrations done (they run before the server starts), store reachable
-//!   and not shutting down; in a worker-only process also the queue reachable (a worker without
-//!   its queue processes nothing).
+//!   and not shutting down (503 from the start of the drain, while requests are still served);
+//!   in a worker-only process also the queue reachable (a worker without its queue processes
+//!   nothing).
 //! - `GET /metrics`: Prometheus text, with this process's breakers brought up to date.
 //!
 //! It must never change anything: every check only reads.
@@ -44,7 +45,9 @@ pub struct HealthState {
     /// The worker loop's heartbeat (`None` without workers).
     pub workers: Option<Arc<Heartbeat>>,
     pub memory_limit_bytes: u64,
-    /// Turns true when shutdown starts: readiness fails from then on.
+    /// Turns true when the process starts to drain, before its listener closes (see
+    /// `HOOKD_SHUTDOWN_READY_DELAY_MS`): readiness fails from then on, so load balancers stop
+    /// sending it traffic while it still serves what they send.
     pub shutting_down: watch::Receiver<bool>,
     /// Readiness needs the queue to answer too (a worker-only process).
     pub ready_needs_queue: bool,

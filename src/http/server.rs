@@ -4,9 +4,13 @@
 //! connection), a size limit on the headers (431) and on their number. Each request carries
 //! the client's address (`ConnectInfo`) for the admin allow-list.
 //!
-//! On shutdown it stops accepting, lets in-flight requests finish (keep-alive connections are
-//! closed after their current request) and cuts whatever is left after the grace period.
-//! It must never drop a connection whose request is being handled before the grace period ends.
+//! While the process drains (shutdown has been asked for, the listener is still open: see
+//! `HOOKD_SHUTDOWN_READY_DELAY_MS`) it serves every request as usual, and each answer carries
+//! `Connection: close`, so keep-alive clients (a load balancer's pooled connections) reconnect,
+//! and find another instance. On shutdown it stops accepting, lets in-flight requests finish
+//! (keep-alive connections are closed after their current request) and cuts whatever is left
+//! after the grace period. It must never drop a connection whose request is being handled
+//! before the grace period ends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +18,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::{HeaderValue, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -31,6 +36,8 @@ pub struct ServerSettings {
     pub tls: Option<Arc<TlsListener>>,
     /// How long in-flight requests get after shutdown starts.
     pub grace: Duration,
+    /// Turns true when the process starts draining: answers then ask clients to reconnect.
+    pub draining: watch::Receiver<bool>,
 }
 
 /// Serve `app` on `listener` until `shutdown` turns true, then drain.
@@ -74,15 +81,18 @@ pub async fn serve(
         let http = http.clone();
         let app = app.clone();
         let tls = settings.tls.clone();
+        let draining = settings.draining.clone();
         let handshake_timeout = settings.limits.header_timeout;
         tokio::spawn(async move {
             let _permit = permit;
             match tls {
-                None => serve_connection(tcp, peer, app, http, watcher).await,
+                None => serve_connection(tcp, (peer, draining), app, http, watcher).await,
                 Some(tls) => {
                     match tokio::time::timeout(handshake_timeout, tls.acceptor().accept(tcp)).await
                     {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, app, http, watcher).await,
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, (peer, draining), app, http, watcher).await
+                        }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
@@ -101,7 +111,7 @@ pub async fn serve(
 
 async fn serve_connection<I>(
     io: I,
-    peer: SocketAddr,
+    (peer, draining): (SocketAddr, watch::Receiver<bool>),
     app: Router,
     http: hyper::server::conn::http1::Builder,
     watcher: hyper_util::server::graceful::Watcher,
@@ -110,7 +120,20 @@ async fn serve_connection<I>(
 {
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
-        tower::ServiceExt::oneshot(app.clone(), request)
+        let answer = tower::ServiceExt::oneshot(app.clone(), request);
+        let draining = draining.clone();
+        async move {
+            let mut response = answer.await?;
+            // Read when the answer is ready, not when the request came: a request that was
+            // being handled when the drain began still tells its client to move. hyper closes
+            // the connection after an answer that says so.
+            if *draining.borrow() {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response)
+        }
     });
     let conn = http.serve_connection(TokioIo::new(io), service);
     if let Err(e) = watcher.watch(conn).await {

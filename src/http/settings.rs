@@ -32,6 +32,10 @@ pub struct HttpSettings {
     pub tls: Option<TlsConfig>,
     /// JSON Schemas payloads must match, by provider and event type.
     pub schemas: Vec<SchemaRule>,
+    /// On shutdown, how long a process with the API keeps serving everything while
+    /// `/health/ready` answers 503 and every answer carries `Connection: close`, before its
+    /// listener closes: the time a load balancer needs to notice and move its traffic away.
+    pub shutdown_ready_delay: Duration,
 }
 
 impl Default for HttpSettings {
@@ -46,6 +50,7 @@ impl Default for HttpSettings {
             admin_access: AdminAccess::default(),
             tls: None,
             schemas: Vec::new(),
+            shutdown_ready_delay: Self::SHUTDOWN_READY_DELAY,
         }
     }
 }
@@ -56,6 +61,13 @@ pub const WORKER_INTERNAL_ADDR: SocketAddr =
     SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 9090);
 
 impl HttpSettings {
+    /// The default drain before the listener closes. HAProxy's checks as shipped
+    /// (`deploy/haproxy/haproxy.cfg`: `inter 2s fastinter 500ms fall 2`) take a server out
+    /// within about 2.5 s of its first 503, so 5 s leaves as much again for a loaded machine.
+    pub const SHUTDOWN_READY_DELAY: Duration = Duration::from_secs(5);
+    /// The longest drain that may be configured (`HOOKD_SHUTDOWN_READY_DELAY_MS`).
+    pub const SHUTDOWN_READY_DELAY_MAX: Duration = Duration::from_secs(300);
+
     /// The internal listener (health and metrics) of a process with or without the public API:
     /// with it, only when `HOOKD_INTERNAL_ADDR` is set; without it (a worker), always, on
     /// `HOOKD_INTERNAL_ADDR` or else [`WORKER_INTERNAL_ADDR`].

@@ -7,6 +7,7 @@ mod support;
 
 mod actions;
 mod admin;
+mod balancer;
 mod cli;
 mod console;
 mod faults;

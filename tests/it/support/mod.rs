@@ -1,12 +1,14 @@
 //! What the integration tests share, one module per concern: each test's own store (`db`), hookd
 //! in this process (`server`) or as child processes (`process`), recording HTTP targets
-//! (`target`) and SMTP server (`smtp`), signed webhooks (`signing`), the shared services and
-//! private servers (`services`, `private`, a local Redis Cluster in `cluster`), certificates (`tls`), the Python tools (`python`), raw
+//! (`target`) and SMTP server (`smtp`), a load balancer in front (`haproxy`), signed webhooks
+//! (`signing`), the shared services and private servers (`services`, `private`, a local Redis
+//! Cluster in `cluster`), certificates (`tls`), the Python tools (`python`), raw
 //! sockets (`raw`) and the one way to wait for something (`wait`). Nothing here is a mock: every test talks to real
 //! servers over real connections. Nothing here asserts what hookd should do; the tests do.
 
 mod cluster;
 mod db;
+mod haproxy;
 mod private;
 mod process;
 mod python;
@@ -21,6 +23,7 @@ mod wait;
 
 pub use cluster::*;
 pub use db::*;
+pub use haproxy::*;
 pub use private::*;
 pub use process::*;
 pub use python::*;

@@ -2,7 +2,7 @@
 //! separate process shows: `kill -9`, SIGTERM, exit codes, fleets of processes sharing a store.
 //! Each logs to a file in the test's folder. Never outlives its test: dropping it kills it.
 
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::time::Duration;
 
 use hookd::event::{EventId, EventStatus};
@@ -27,7 +27,8 @@ impl Hookd {
 
     /// Start `hookd <command>` with extra variables; returns once `/health` answers 200 (for a
     /// `worker`, on its own listener, `HOOKD_INTERNAL_ADDR` on a free port unless `extra` sets
-    /// it: `/health/live`, so a worker can start while its queue is away).
+    /// it: `/health/live`, so a worker can start while its queue is away). The public listener
+    /// is on a free port unless `extra` sets `PORT`.
     pub async fn spawn_with(
         db: &TestDb,
         routes: &str,
@@ -35,7 +36,11 @@ impl Hookd {
         extra: &[(&str, String)],
         log_name: &str,
     ) -> Self {
-        let port = free_port();
+        let port = extra
+            .iter()
+            .find(|(k, _)| *k == "PORT")
+            .map(|(_, v)| v.parse::<u16>().expect("PORT is a port"))
+            .unwrap_or_else(free_port);
         let log = std::fs::File::create(db.dir.path().join(log_name)).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
         cmd.arg(command)
@@ -70,6 +75,35 @@ impl Hookd {
         )
         .await;
         Self { child, url }
+    }
+
+    /// Send the process `signal` (`TERM`, `INT`, ...) with kill(1).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -{signal} {pid}");
+    }
+
+    /// Wait for the process to exit, without blocking the runtime; fails after `within`.
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
+        let child = &mut self.child;
+        let mut exited = None;
+        eventually(
+            "hookd to exit",
+            within,
+            || {
+                if exited.is_none() {
+                    exited = child.try_wait().unwrap();
+                }
+                std::future::ready(exited)
+            },
+            Option::is_some,
+        )
+        .await
+        .expect("exited")
     }
 }
 

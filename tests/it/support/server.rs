@@ -40,6 +40,8 @@ pub fn base_vars(db: &TestDb, routes_toml: &str) -> Vec<(String, String)> {
         // Subprocess logs go to the test's log file, not to ./logs in the repository.
         ("HOOKD_LOG_DIR", ""),
         ("HOOKD_SHUTDOWN_TIMEOUT_SECS", "5"),
+        // No load balancer to drain from: stop at once. The drain has tests of its own.
+        ("HOOKD_SHUTDOWN_READY_DELAY_MS", "0"),
         ("HOOKD_FORWARD_TIMEOUT_MS", "3000"),
         // Targets run on loopback.
         ("HOOKD_FORWARD_ALLOW_PRIVATE", "true"),

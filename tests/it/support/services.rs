@@ -40,3 +40,26 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// A free TCP port on loopback below the kernel's ephemeral range, for a server that is stopped
+/// and started again on the same port (behind a load balancer that knows it by its port).
+/// [`free_port`] hands out ephemeral ports, which the kernel may give to another test's server
+/// or outgoing connection while the first is down; the kernel never picks one of these itself.
+pub fn stable_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    // Somewhere in the 10,000 ports below the range, different for each test process.
+    let base = low.saturating_sub(10_000).max(1024);
+    let start = std::process::id() % 5000 * 2;
+    loop {
+        let next = u32::from(NEXT.fetch_add(1, Ordering::Relaxed));
+        let port = (base + (start + next) % (low - base)) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
