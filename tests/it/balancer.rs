@@ -359,7 +359,7 @@ async fn rolling_restart_behind_haproxy_fails_no_request_and_loses_nothing() {
         Duration::from_secs(120),
         || async {
             let (rows, completed): (i64, i64) = sqlx::query_as(
-                "SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM events",
+                "SELECT count(*), count(*) FILTER (WHERE status = 'completed') FROM deliveries",
             )
             .fetch_one(&pool)
             .await
