@@ -71,8 +71,8 @@ pg_db_wal() {
     sleep 0.1
   done
   psql "$PG_BASE/$PROC_WAL_DB" -Atc "
-    with r as (select xid, record_length, fpi_length, block_ref ~ ' rel [0-9]+/' ||
-                 (select oid from pg_database where datname = '$1') || '/' as mine
+    with r as (select xid, record_length, fpi_length, block_ref ~ (' rel [0-9]+/' ||
+                 (select oid from pg_database where datname = '$1') || '/') as mine
                from pg_get_wal_records_info('$2', '$3')),
          x as (select distinct xid from r where mine and xid <> 0)
     select coalesce(sum(record_length), 0), coalesce(sum(fpi_length), 0) from r

@@ -52,7 +52,7 @@ DUPLICATES=0.1
 SECRET=whsec_benchmark_only_not_a_real_secret
 OUT="$PWD/bench/out"
 WORK="$PWD/bench/.work"
-BIN="$PWD/target/release"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 PG_BASE="${PG_URL%/*}"
 URL="http://127.0.0.1:$PORT"
 
