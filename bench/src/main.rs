@@ -208,7 +208,11 @@ fn report_cmd(a: ReportArgs) -> Result<(), String> {
     let md = report::markdown(&results, &a.chart.to_string_lossy());
     std::fs::write(&a.markdown, md)
         .map_err(|e| format!("cannot write {}: {e}", a.markdown.display()))?;
-    for c in report::checks(&results) {
+    let runs = processing::runs(&results.facts)?;
+    for c in report::checks(&results)
+        .into_iter()
+        .chain(processing::checks(&runs))
+    {
         let verdict = match c.miss_pct {
             None => "met".to_owned(),
             Some(p) => format!("MISSED by {p:.0}%"),
