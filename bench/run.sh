@@ -7,18 +7,43 @@
 # so absolute numbers from different runs do not compare. pgbench runs before and after the
 # hookd measurements and its mean is the ceiling.
 #
-#   bench/run.sh                     # about 3 minutes after the build
-#   BENCH_SECONDS=5 bench/run.sh     # shorter and noisier
+# The processing measurements (bench/processing.sh), per profile: the accept-only rate, the
+# drain rate of the backlog that left (workers started after it was accepted), throughput to
+# completion (`hookd serve`: N events accepted under load / the time until all N are completed),
+# and what each completed event costs the database (WAL bytes, transactions, tuples, CPU).
 #
-# Settings (environment): BENCH_SECONDS (per measurement, default 10), BENCH_CONCURRENCY
-# (closed-loop connections, default 128), BENCH_PORT (default 3901), HOOKD_BENCH_PG_URL,
-# HOOKD_BENCH_REDIS_URL, BENCH_KEEP_LOGS=1 to keep hookd's logs in bench/out/logs.
+#   bench/run.sh                     # everything: about 10 minutes after the build
+#   BENCH_SECONDS=5 bench/run.sh     # shorter and noisier
+#   bench/run.sh --only completion   # the processing measurements alone, 5 s loads: a few
+#                                    # minutes; writes bench/out/processing.{md,json}, not
+#                                    # BENCHMARKS.md
+#   HOOKD_BENCH_BASELINE=/path/to/hookd bench/run.sh --only completion
+#                                    # the same for another hookd binary too, side by side
+#                                    # (before/after), interleaved profile by profile
+#
+# Settings (environment): BENCH_SECONDS (per measurement, default 10; 5 with --only),
+# BENCH_CONCURRENCY (closed-loop connections, default 128), BENCH_PORT (default 3901),
+# BENCH_PROFILES (default "sqlite postgres postgres-redis"), BENCH_DRAIN_TIMEOUT (longest wait
+# for a backlog to complete, default 600 s), HOOKD_BENCH_BASELINE (a hookd binary measured as
+# "baseline" beside this tree's "current" one), HOOKD_BENCH_PG_URL, HOOKD_BENCH_REDIS_URL,
+# BENCH_KEEP_LOGS=1 to keep hookd's logs in bench/out/logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+ONLY=""
+case "${1:-}" in
+  "") ;;
+  --only)
+    [ "${2:-}" = completion ] || { printf 'usage: bench/run.sh [--only completion]\n' >&2; exit 2; }
+    ONLY=completion ;;
+  *) printf 'usage: bench/run.sh [--only completion]\n' >&2; exit 2 ;;
+esac
+
 PG_URL="${HOOKD_BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 REDIS_URL_T="${HOOKD_BENCH_REDIS_URL:-redis://127.0.0.1:6379}"
-DURATION="${BENCH_SECONDS:-10}"
+DURATION="${BENCH_SECONDS:-$([ -n "$ONLY" ] && echo 5 || echo 10)}"
+PROFILES="${BENCH_PROFILES:-sqlite postgres postgres-redis}"
+BASELINE="${HOOKD_BENCH_BASELINE:-}"
 CONCURRENCY="${BENCH_CONCURRENCY:-128}"
 PORT="${BENCH_PORT:-3901}"
 PGBENCH_CLIENTS=32
@@ -27,7 +52,7 @@ DUPLICATES=0.1
 SECRET=whsec_benchmark_only_not_a_real_secret
 OUT="$PWD/bench/out"
 WORK="$PWD/bench/.work"
-BIN="$PWD/target/release"
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release"
 PG_BASE="${PG_URL%/*}"
 URL="http://127.0.0.1:$PORT"
 
@@ -37,8 +62,10 @@ now() { date +%s.%N; }
 fact() { printf '%s=%s\n' "$1" "$2" >>"$OUT/facts.txt"; }
 
 HOOKD_PID=""
+HOOKD_BIN="$BIN/hookd"
 BENCH_DBS=()
 cleanup() {
+  if declare -F proc_cleanup >/dev/null; then proc_cleanup; fi
   if [ -n "$HOOKD_PID" ]; then kill "$HOOKD_PID" 2>/dev/null || true; wait "$HOOKD_PID" 2>/dev/null || true; fi
   for db in "${BENCH_DBS[@]}"; do psql "$PG_URL" -qc "drop database if exists $db with (force)" >/dev/null 2>&1 || true; done
   rm -rf "$WORK"
@@ -54,6 +81,14 @@ command -v sqlite3 >/dev/null || command -v python3 >/dev/null ||
 free_kb=$(df -Pk . | awk 'NR == 2 { print $4 }')
 [ "$free_kb" -gt 3000000 ] || die "less than 3 GB free on $(df -P . | awk 'NR == 2 { print $6 }'); the runs write about 2 GB."
 if curl -s -o /dev/null "$URL/health"; then die "something already listens on port $PORT (set BENCH_PORT)."; fi
+if [ -n "$BASELINE" ]; then
+  [ -x "$BASELINE" ] || die "HOOKD_BENCH_BASELINE=$BASELINE is not an executable file."
+  BASELINE=$(realpath "$BASELINE")
+fi
+for profile in $PROFILES; do
+  case "$profile" in sqlite | postgres | postgres-redis) ;; *) die "unknown profile $profile in BENCH_PROFILES" ;; esac
+done
+. bench/processing.sh
 
 . scripts/services.sh
 ensure_postgres
@@ -84,8 +119,9 @@ fact machine.disk "one 8 kB synchronous write takes ${sync_ms} ms (dd oflag=dsyn
 fact machine.rustc "$(rustc --version)"
 fact run.date "$(date -u '+%Y-%m-%d %H:%M UTC')"
 fact run.git "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo ' (modified)')"
-cmd="bench/run.sh"
-[ "$DURATION" != 10 ] && cmd="BENCH_SECONDS=$DURATION $cmd"
+cmd="bench/run.sh${ONLY:+ --only $ONLY}"
+[ -n "$BASELINE" ] && cmd="HOOKD_BENCH_BASELINE=$BASELINE $cmd"
+[ "$DURATION" != "$([ -n "$ONLY" ] && echo 5 || echo 10)" ] && cmd="BENCH_SECONDS=$DURATION $cmd"
 [ "$CONCURRENCY" != 128 ] && cmd="BENCH_CONCURRENCY=$CONCURRENCY $cmd"
 fact run.command "$cmd"
 fact run.settings "closed loop with $CONCURRENCY connections and open loop at 50% of each profile's maximum, ${DURATION} s per measurement, load generator on one thread; hookd with its defaults (HOOKD_DB_POOL_SIZE=16, HOOKD_WORKERS=32, HOOKD_BATCH_WINDOW_US=200, HOOKD_BATCH_MAX=256) and one \`log\` step per event"
@@ -107,7 +143,7 @@ start_hookd() {
   shift 2
   env -i PATH="$PATH" HOME="${HOME:-/root}" HOOKD_CONFIG="$WORK/hookd.toml" HOOKD_BIND=127.0.0.1 \
     PORT="$PORT" STRIPE_WEBHOOK_SECRET="$SECRET" "$@" \
-    "$BIN/hookd" "$role" >"$OUT/logs/$log.log" 2>&1 &
+    "$HOOKD_BIN" "$role" >"$OUT/logs/$log.log" 2>&1 &
   HOOKD_PID=$!
   if [ "$role" = worker ]; then
     sleep 0.5
@@ -131,17 +167,22 @@ stop_hookd() {
 # Resident memory of the running hookd in bytes: VmRSS (now) or VmHWM (peak so far).
 rss() { awk -v f="$1:" '$1 == f { print $2 * 1024 }' "/proc/$HOOKD_PID/status"; }
 
-# completed <database url>: events in status completed.
+# completed <database url>: events in status completed. The status lives in `deliveries` where
+# that table exists (the narrow delivery-state table), else in `events`, so one run can measure
+# binaries of either schema side by side.
 completed() {
   case "$1" in
     sqlite:*)
-      local file=${1#sqlite://}
+      local file=${1#sqlite://} sql
+      sql="select case when exists (select 1 from sqlite_master where type = 'table' and name = 'deliveries') then 'deliveries' else 'events' end"
       if command -v sqlite3 >/dev/null; then
-        sqlite3 -readonly "$file" "select count(*) from events where status = 'completed'"
+        sqlite3 -readonly "$file" "select count(*) from $(sqlite3 -readonly "$file" "$sql") where status = 'completed'"
       else
-        python3 -c "import sqlite3,sys; print(sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True).execute(\"select count(*) from events where status = 'completed'\").fetchone()[0])" "$file"
+        python3 -c "import sqlite3,sys; c=sqlite3.connect('file:' + sys.argv[1] + '?mode=ro', uri=True); t=c.execute(sys.argv[2]).fetchone()[0]; print(c.execute('select count(*) from ' + t + \" where status = 'completed'\").fetchone()[0])" "$file" "$sql"
       fi ;;
-    *) psql "$1" -Atc "select count(*) from events where status = 'completed'" ;;
+    # One statement, so one transaction of the database per poll (bench/processing.sh subtracts them).
+    *) psql "$1" -Atc "select (xpath('/row/c/text()', query_to_xml(format('select count(*) as c from %s where status = %L',
+         coalesce(to_regclass('public.deliveries'), 'public.events'::regclass), 'completed'), false, true, '')))[1]::text::bigint" ;;
   esac
 }
 
@@ -149,7 +190,7 @@ completed() {
 load() {
   local name=$1
   shift
-  "$BIN/hookd-bench" load --url "$URL/webhooks/stripe" --secret "$SECRET" --duplicates "$DUPLICATES" \
+  "$BIN/hookd-bench" load --url "$URL/webhooks/stripe" --secret "$SECRET" --duplicates "${LOAD_DUPLICATES:-$DUPLICATES}" \
     --body-bytes "$BODY_BYTES" --run-id "$name-$RANDOM" --json "$OUT/$name.json" "$@" | sed 's/^/    /'
 }
 
@@ -193,6 +234,27 @@ pgbench_latency() {
   rm -f "$WORK"/pgbench_log.*
 }
 
+# --- processing: accept only, drain, to completion; per profile, baseline beside current -----
+processing() {
+  proc_setup
+  fact run.processing "closed loop with $CONCURRENCY connections for ${DURATION} s, no redeliveries; drain and completion waits up to ${PROC_DRAIN_TIMEOUT} s"
+  for profile in $PROFILES; do
+    [ -z "$BASELINE" ] || measure_processing baseline "$BASELINE" "$profile"
+    measure_processing current "$BIN/hookd" "$profile"
+  done
+  HOOKD_BIN="$BIN/hookd"
+}
+
+if [ -n "$ONLY" ]; then
+  processing
+  sed -i "s/^\(machine.cpu=.*\))$/\1; at the end: $(cut -d' ' -f1-3 /proc/loadavg))/" "$OUT/facts.txt"
+  say "writing bench/out/processing.md and bench/out/processing.json"
+  "$BIN/hookd-bench" processing --dir "$OUT" --markdown "$OUT/processing.md" --json "$OUT/processing.json"
+  [ "${BENCH_KEEP_LOGS:-}" = 1 ] || rm -rf "$OUT/logs"
+  echo "done: bench/out/processing.md, bench/out/processing.json (raw results in bench/out)"
+  exit 0
+fi
+
 # --- the ceiling, before -----------------------------------------------------------------------
 say "pgbench: single-row inserts into hookd's events table, $PGBENCH_CLIENTS clients, ${DURATION} s"
 tps_before=$(pgbench_ceiling pgbench-before)
@@ -200,7 +262,7 @@ echo "    $tps_before tps"
 fact pgbench.body_bytes "$(sed -n "s/.*convert_to('\(.*\)', 'UTF8').*/\1/p" "$WORK/insert.sql" | tr -d '\n' | wc -c)"
 
 # --- hookd, profile by profile -----------------------------------------------------------------
-for profile in sqlite postgres postgres-redis; do
+for profile in $PROFILES; do
   say "hookd, profile $profile"
   env_for() { # env_for <phase>: the variables selecting this profile's store and queue
     case "$profile" in
@@ -272,13 +334,17 @@ for profile in sqlite postgres postgres-redis; do
   fi
 done
 
+processing
+
 # --- the database alone at the rate of the PostgreSQL latency run ------------------------------
-say "pgbench at $pg_half tps (the PostgreSQL profile's 50% rate), ${DURATION} s: latency from the scheduled start"
-read -r pg_p50 pg_p99 <<<"$(pgbench_latency "$pg_half")"
-echo "    p50 $pg_p50 ms, p99 $pg_p99 ms"
-fact pgbench.rate_tps "$pg_half"
-fact pgbench.rate_p50_ms "$pg_p50"
-fact pgbench.rate_p99_ms "$pg_p99"
+if [ -n "${pg_half:-}" ]; then
+  say "pgbench at $pg_half tps (the PostgreSQL profile's 50% rate), ${DURATION} s: latency from the scheduled start"
+  read -r pg_p50 pg_p99 <<<"$(pgbench_latency "$pg_half")"
+  echo "    p50 $pg_p50 ms, p99 $pg_p99 ms"
+  fact pgbench.rate_tps "$pg_half"
+  fact pgbench.rate_p50_ms "$pg_p50"
+  fact pgbench.rate_p99_ms "$pg_p99"
+fi
 
 # --- the ceiling, after ------------------------------------------------------------------------
 say "pgbench again, after the hookd runs"
@@ -291,5 +357,6 @@ sed -i "s/^\(machine.cpu=.*\))$/\1; at the end: $(cut -d' ' -f1-3 /proc/loadavg)
 
 say "writing BENCHMARKS.md and bench/benchmarks.png"
 "$BIN/hookd-bench" report --dir "$OUT" --markdown BENCHMARKS.md --chart bench/benchmarks.png
+"$BIN/hookd-bench" processing --dir "$OUT" --markdown "$OUT/processing.md" --json "$OUT/processing.json" >/dev/null
 [ "${BENCH_KEEP_LOGS:-}" = 1 ] || rm -rf "$OUT/logs"
 echo "done: BENCHMARKS.md, bench/benchmarks.png (raw results in bench/out)"

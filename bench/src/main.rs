@@ -1,5 +1,6 @@
 //! The `hookd-bench` command: `load` drives a hookd, `report` writes `BENCHMARKS.md`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use hookd_bench::events::Prepared;
 use hookd_bench::load::{self, Mode, Settings};
+use hookd_bench::processing;
 use hookd_bench::report::{self, Results};
 
 #[derive(Parser)]
@@ -27,6 +29,9 @@ enum Command {
     Load(LoadArgs),
     /// Write BENCHMARKS.md and its chart from the output directory of bench/run.sh.
     Report(ReportArgs),
+    /// Write the processing measurements of a bench/run.sh output directory as markdown and
+    /// JSON, and print their targets.
+    Processing(ProcessingArgs),
     /// Print a pgbench script that inserts rows shaped like the ones hookd stores for `load`.
     PgbenchScript {
         /// Minimum body size in bytes (as for `load`).
@@ -96,6 +101,19 @@ struct ReportArgs {
     /// TrueType font for the chart (default: DejaVu Sans, or any font under /usr/share/fonts).
     #[arg(long)]
     font: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ProcessingArgs {
+    /// Output directory of bench/run.sh (facts.txt).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Markdown file to write.
+    #[arg(long)]
+    markdown: PathBuf,
+    /// JSON file to write.
+    #[arg(long)]
+    json: PathBuf,
 }
 
 /// `http://host:port/path` → (`host:port`, `/path`).
@@ -190,7 +208,11 @@ fn report_cmd(a: ReportArgs) -> Result<(), String> {
     let md = report::markdown(&results, &a.chart.to_string_lossy());
     std::fs::write(&a.markdown, md)
         .map_err(|e| format!("cannot write {}: {e}", a.markdown.display()))?;
-    for c in report::checks(&results) {
+    let runs = processing::runs(&results.facts)?;
+    for c in report::checks(&results)
+        .into_iter()
+        .chain(processing::checks(&runs))
+    {
         let verdict = match c.miss_pct {
             None => "met".to_owned(),
             Some(p) => format!("MISSED by {p:.0}%"),
@@ -200,10 +222,37 @@ fn report_cmd(a: ReportArgs) -> Result<(), String> {
     Ok(())
 }
 
+fn processing_cmd(a: ProcessingArgs) -> Result<(), String> {
+    let facts_path = a.dir.join("facts.txt");
+    let facts = report::parse_facts(
+        &std::fs::read_to_string(&facts_path)
+            .map_err(|e| format!("cannot read {}: {e}", facts_path.display()))?,
+    );
+    let runs = processing::runs(&facts)?;
+    let settings = facts.get("run.processing").map_or("", String::as_str);
+    let md = processing::markdown(&runs, settings);
+    std::fs::write(&a.markdown, &md)
+        .map_err(|e| format!("cannot write {}: {e}", a.markdown.display()))?;
+    let json = serde_json::json!({
+        "machine": facts.iter().filter(|(k, _)| k.starts_with("machine.") || k.starts_with("run."))
+            .collect::<BTreeMap<_, _>>(),
+        "runs": runs,
+        "checks": processing::checks(&runs).iter().map(|c| serde_json::json!({
+            "target": c.target, "measured": c.measured, "pass": c.pass, "miss_pct": c.miss_pct,
+        })).collect::<Vec<_>>(),
+    });
+    let text = serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?;
+    std::fs::write(&a.json, text + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", a.json.display()))?;
+    print!("{md}");
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let result = match Cli::parse().command {
         Command::Load(a) => load_cmd(a),
         Command::Report(a) => report_cmd(a),
+        Command::Processing(a) => processing_cmd(a),
         Command::PgbenchScript { body_bytes } => {
             print!("{}", hookd_bench::events::pgbench_script(body_bytes));
             Ok(())

@@ -104,8 +104,10 @@ impl Results {
                 .map_err(|e| format!("cannot read {}: {e}", facts_path.display()))?,
         );
         let mb = |key: String| number(&facts, &key).map(|b| b / (1024.0 * 1024.0));
+        // A run may measure some profiles only (BENCH_PROFILES).
         let profiles = PROFILES
             .iter()
+            .filter(|(key, _)| dir.join(format!("{key}-max.json")).exists())
             .map(|&(key, name)| {
                 Ok(Profile {
                     key,
@@ -154,7 +156,7 @@ pub struct Check {
     pub miss_pct: Option<f64>,
 }
 
-fn at_least(target: String, value: f64, min: f64, shown: String) -> Check {
+pub fn at_least(target: String, value: f64, min: f64, shown: String) -> Check {
     let pass = value >= min;
     Check {
         target,
@@ -164,7 +166,7 @@ fn at_least(target: String, value: f64, min: f64, shown: String) -> Check {
     }
 }
 
-fn at_most(target: String, value: f64, max: f64, shown: String) -> Check {
+pub fn at_most(target: String, value: f64, max: f64, shown: String) -> Check {
     let pass = value <= max;
     Check {
         target,
@@ -362,6 +364,11 @@ pub fn markdown(r: &Results, chart: &str) -> String {
         }
     }
     let _ = writeln!(md, "\nSettings of this run: {}.", f("run.settings"));
+    let runs = crate::processing::runs(&r.facts).unwrap_or_default();
+    if !runs.is_empty() {
+        md.push('\n');
+        md.push_str(&crate::processing::markdown(&runs, f("run.processing")));
+    }
     md
 }
 
