@@ -141,6 +141,58 @@ impl Fleet {
         format!(":{}:", self.workers[i].child.id())
     }
 
+    /// Lines of process log `name` (e.g. `api.log`) that are warnings or errors.
+    fn complaints(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.db.dir.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("\"WARN\"") || l.contains("\"ERROR\""))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Attempts that took over an event whose previous holder's lease had expired.
+    async fn takeovers(&self) -> i64 {
+        let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+        let n = sqlx::query_scalar(
+            "SELECT count(*) FROM event_transitions WHERE detail LIKE '%(previous lease expired)'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        n
+    }
+
+    /// The store's clock now, to compare with its timestamps.
+    async fn clock(&self) -> String {
+        let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+        let now = sqlx::query_scalar("SELECT clock_timestamp()::text")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        now
+    }
+
+    /// Of the events received between `from` and `to` (store clock), how many, and how many of
+    /// them were completed only after `to`.
+    async fn waited(&self, from: &str, to: &str) -> (i64, i64) {
+        let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+        let counts = sqlx::query_as(
+            "SELECT count(*), count(*) FILTER (WHERE d.updated_at > $2::timestamptz)
+             FROM events e JOIN deliveries d ON d.event_id = e.id
+             WHERE e.received_at BETWEEN $1::timestamptz AND $2::timestamptz",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+        counts
+    }
+
     /// Fails unless every process still runs: nothing was restarted or died.
     fn assert_nothing_restarted(&mut self) {
         for (name, h) in std::iter::once(("api", &mut self.api)).chain(
@@ -262,11 +314,13 @@ async fn worker_and_postgres_partitioned_for_10s_under_load() {
     );
     fleet.target.wait_hits(50, Duration::from_secs(60)).await;
     let mark = fleet.owner_mark(0);
+    let cut_at = fleet.clock().await;
     fleet.net.partition(&fleet.worker_hosts[0], &fleet.pg_host);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let ready_during = fleet.ready().await;
     fleet.net.heal(&fleet.worker_hosts[0], &fleet.pg_host);
     let healed = Instant::now();
+    let healed_at = fleet.clock().await;
     let (recovery, deliveries) = recover(&fleet, healed, running).await;
     let repeats = reconcile(
         &fleet.db.url,
@@ -277,10 +331,16 @@ async fn worker_and_postgres_partitioned_for_10s_under_load() {
     .await;
     let twice = check_duplicates(&fleet, Some(&mark)).await;
     fleet.assert_nothing_restarted();
+    let takeovers = fleet.takeovers().await;
+    // The cut-off worker still reads its share of the Redis partitions (it reaches Redis), so
+    // the events it reads wait for the partition to end.
+    let (received, waited) = fleet.waited(&cut_at, &healed_at).await;
     eprintln!(
         "worker <-> PostgreSQL partitioned 10 s: ready (api, w1, w2) at the end of it \
-         {ready_during:?}; {recovery}; {twice} events \
-         forwarded twice ({repeats} repeats), all in flight on the cut-off worker"
+         {ready_during:?}; of {received} events received during it {waited} were completed only \
+         after it; {recovery}; {twice} events \
+         forwarded twice ({repeats} repeats), all in flight on the cut-off worker; \
+         {takeovers} attempts took over an expired lease"
     );
 }
 
@@ -294,11 +354,13 @@ async fn api_and_redis_partitioned_for_10s_under_load() {
         Duration::from_millis(20),
     );
     fleet.target.wait_hits(50, Duration::from_secs(60)).await;
+    let cut_at = fleet.clock().await;
     fleet.net.partition(&fleet.api_host, &fleet.redis_host);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let ready_during = fleet.ready().await;
     fleet.net.heal(&fleet.api_host, &fleet.redis_host);
     let healed = Instant::now();
+    let healed_at = fleet.clock().await;
     let (recovery, deliveries) = recover(&fleet, healed, running).await;
     let retried = deliveries.iter().filter(|d| d.tries.len() > 1).count();
     let repeats = reconcile(
@@ -310,11 +372,23 @@ async fn api_and_redis_partitioned_for_10s_under_load() {
     .await;
     // No worker was cut off: nothing may be forwarded twice.
     let twice = check_duplicates(&fleet, None).await;
+    // The workers' sweeper enqueues what the API could not: events do not wait for the link.
+    let (received, waited) = fleet.waited(&cut_at, &healed_at).await;
+    let complaints = fleet.complaints("api.log");
+    assert!(
+        !complaints.is_empty(),
+        "the API noticed that Redis was out of reach (its warnings)"
+    );
     fleet.assert_nothing_restarted();
+    let takeovers = fleet.takeovers().await;
     eprintln!(
         "api <-> Redis partitioned 10 s: ready (api, w1, w2) at the end of it {ready_during:?}; \
-         {retried} deliveries retried by the provider; {recovery}; \
-         {twice} events forwarded twice ({repeats} repeats)"
+         {} warnings in the API's log, the first: {}; of {received} events received during it \
+         {waited} were completed only after it; {retried} deliveries retried by the provider; {recovery}; \
+         {twice} events forwarded twice ({repeats} repeats); {takeovers} \
+         attempts took over an expired lease",
+        complaints.len(),
+        complaints[0]
     );
 }
 
@@ -348,10 +422,12 @@ async fn postgres_link_slow_and_lossy_under_load() {
     // Slow is not cut off: leases are renewed in time, nothing runs twice.
     let twice = check_duplicates(&fleet, None).await;
     fleet.assert_nothing_restarted();
+    let takeovers = fleet.takeovers().await;
     eprintln!(
         "PostgreSQL link +200 ms round trip, 5% loss, 10 s: {during} forwards during it, {} \
          segments late by a retransmission; ready (api, w1, w2) at the end of it \
-         {ready_during:?}; {retried} deliveries retried by the provider; {recovery}; {twice} events forwarded twice ({repeats} repeats)",
+         {ready_during:?}; {retried} deliveries retried by the provider; {recovery}; {twice} events forwarded twice ({repeats} repeats); {takeovers} \
+         attempts took over an expired lease",
         relay.lost()
     );
 }
@@ -383,9 +459,11 @@ async fn worker_host_cut_off_longer_than_its_lease() {
     .await;
     let twice = check_duplicates(&fleet, Some(&mark)).await;
     fleet.assert_nothing_restarted();
+    let takeovers = fleet.takeovers().await;
     eprintln!(
         "worker host cut off 9 s (lease 3 s): ready (api, w1, w2) at the end of it \
          {ready_during:?}; {recovery}; {twice} events \
-         forwarded twice ({repeats} repeats), all in flight on the cut-off worker"
+         forwarded twice ({repeats} repeats), all in flight on the cut-off worker; \
+         {takeovers} attempts took over an expired lease"
     );
 }
