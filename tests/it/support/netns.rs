@@ -120,6 +120,30 @@ impl Host {
         run(&["ip", "link", "set", &self.link, "down"]);
     }
 
+    /// Make the link slow and lossy toward this host (`tc qdisc ... netem delay <ms> loss
+    /// <percent>` on its bridge port): true if done, false if the kernel has no `sch_netem`
+    /// (some VMs and containers), for the test to use a [`super::Relay`] instead.
+    pub fn degrade(&self, delay_ms: u64, loss_percent: f64) -> bool {
+        let out = Command::new("tc")
+            .args(["qdisc", "add", "dev", &self.link, "root", "netem", "delay"])
+            .arg(format!("{delay_ms}ms"))
+            .arg("loss")
+            .arg(format!("{loss_percent}%"))
+            .output()
+            .expect("the tc command is required (apt-get install iproute2)");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("qdisc kind is unknown"),
+            "tc qdisc add ... netem: {err}"
+        );
+        out.status.success()
+    }
+
+    /// End a [`Host::degrade`].
+    pub fn restore(&self) {
+        run(&["tc", "qdisc", "del", "dev", &self.link, "root"]);
+    }
+
     /// Plug the cable back in.
     pub fn reconnect(&self) {
         run(&["ip", "link", "set", &self.link, "up"]);
