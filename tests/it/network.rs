@@ -16,7 +16,6 @@ use crate::support::*;
 
 /// The fleet of one test: every part on its own host.
 struct Fleet {
-    net: Net,
     pg_host: Host,
     redis_host: Host,
     api_host: Host,
@@ -25,16 +24,23 @@ struct Fleet {
     target: Target,
     api: Hookd,
     workers: Vec<Hookd>,
-    /// Last, so the servers stop after the processes that use them.
+    /// After the processes that use them, the servers stop (PostgreSQL cleanly, leaving no
+    /// shared memory behind), and the network goes last.
     _redis: Child,
     _pg: PrivatePostgres,
+    net: Net,
 }
 
 impl Fleet {
     /// Start PostgreSQL, Redis, one API and two workers on hosts of their own, forwarding to a
-    /// recording target at the network's gateway. `lease` is `HOOKD_LEASE_SECS`; `store_via`
-    /// replaces the PostgreSQL address the hookd processes use (a relay in front of it).
-    async fn start(lease: u64, relay: Option<(Duration, f64)>) -> (Self, Option<Relay>) {
+    /// recording target at the network's gateway that takes `target_delay` to answer. `lease` is
+    /// `HOOKD_LEASE_SECS`; with `relay` (its delay and loss), the hookd processes reach
+    /// PostgreSQL through a [`Relay`].
+    async fn start(
+        lease: u64,
+        relay: Option<(Duration, f64)>,
+        target_delay: Duration,
+    ) -> (Self, Option<Relay>) {
         let mut net = Net::new();
         let pg_host = net.host("pg");
         let redis_host = net.host("redis");
@@ -74,7 +80,7 @@ impl Fleet {
         let target = Target::start_on(
             &net.gateway,
             Behaviour {
-                delay: Duration::from_millis(10),
+                delay: target_delay,
                 ..Default::default()
             },
         )
@@ -99,7 +105,6 @@ impl Fleet {
         }
         db.url = direct;
         let fleet = Self {
-            net,
             pg_host,
             redis_host,
             api_host,
@@ -110,6 +115,7 @@ impl Fleet {
             workers,
             _redis: redis,
             _pg: pg,
+            net,
         };
         (fleet, relay)
     }
@@ -162,6 +168,28 @@ impl Fleet {
         .unwrap();
         pool.close().await;
         n
+    }
+
+    /// Wait until the worker whose lease owner mark is `mark` holds a lease.
+    async fn wait_in_flight(&self, mark: &str) {
+        let pool = sqlx::PgPool::connect(&self.db.url).await.unwrap();
+        let _held = eventually(
+            format!("the worker {mark} to hold a lease"),
+            Duration::from_secs(30),
+            || async {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM deliveries
+                     WHERE status = 'processing' AND lease_owner LIKE '%' || $1 || '%'",
+                )
+                .bind(mark)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            },
+            |n| *n > 0,
+        )
+        .await;
+        pool.close().await;
     }
 
     /// The store's clock now, to compare with its timestamps.
@@ -263,11 +291,13 @@ async fn recover(
 }
 
 /// Events the target received more than once must have been in flight on the worker that was
-/// cut off (`cut_owner`, its lease owner mark; `None`: no worker was) when it was: an attempt
-/// by it, then a later one that took its place after its lease expired (by another worker, or
-/// by the same one once the link was back and its first attempt had lost the lease). Returns
-/// how many events were forwarded twice or more.
-async fn check_duplicates(fleet: &Fleet, cut_owner: Option<&str>) -> usize {
+/// cut off when it was: `cut` is that worker's lease owner mark and the store's clock at the
+/// cut (`None`: no worker was cut off, so nothing may be received twice). In flight means the
+/// event's last transition before the cut was an attempt by that worker: its forward may have
+/// reached the target while the answer, or the outcome, was lost in the cut, and the event was
+/// run again (by another worker once the lease expired, or by the same one once back). Returns
+/// how many events were received twice or more.
+async fn check_duplicates(fleet: &Fleet, cut: Option<(&str, &str)>) -> usize {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for r in fleet.target.succeeded() {
         let id = r.headers["x-hookd-event-id"].to_str().unwrap().to_owned();
@@ -280,27 +310,25 @@ async fn check_duplicates(fleet: &Fleet, cut_owner: Option<&str>) -> usize {
         .collect();
     let pool = sqlx::PgPool::connect(&fleet.db.url).await.unwrap();
     for id in &twice {
-        let attempts: Vec<String> = sqlx::query_scalar(
-            "SELECT detail FROM event_transitions
-             WHERE event_id = $1::uuid AND detail LIKE 'attempt %' ORDER BY id",
+        let Some((mark, cut_at)) = cut else {
+            panic!("event {id} forwarded twice with no worker cut off");
+        };
+        let transitions: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT to_status, COALESCE(detail, ''), at <= $2::timestamptz
+             FROM event_transitions WHERE event_id = $1::uuid ORDER BY id",
         )
         .bind(id.as_str())
+        .bind(cut_at)
         .fetch_all(&pool)
         .await
         .unwrap();
-        let Some(mark) = cut_owner else {
-            panic!("event {id} forwarded twice with no worker cut off: {attempts:?}");
-        };
-        let by_cut = attempts.iter().position(|a| a.contains(mark));
-        let taken_over = by_cut.is_some_and(|i| {
-            attempts[i + 1..]
-                .iter()
-                .any(|a| !a.contains(mark) || a.ends_with("(previous lease expired)"))
-        });
+        let at_cut = transitions.iter().filter(|t| t.2).last();
+        let in_flight =
+            at_cut.is_some_and(|(to, detail, _)| to == "processing" && detail.contains(mark));
         assert!(
-            taken_over,
+            in_flight,
             "event {id} forwarded twice but was not in flight on the cut-off worker ({mark}) \
-             and then taken over: {attempts:?}"
+             when it was cut off: {transitions:?}"
         );
     }
     pool.close().await;
@@ -310,7 +338,7 @@ async fn check_duplicates(fleet: &Fleet, cut_owner: Option<&str>) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_and_postgres_partitioned_for_10s_under_load() {
     // A lease shorter than the partition: the other worker takes over the cut-off one's events.
-    let (mut fleet, _) = Fleet::start(3, None).await;
+    let (mut fleet, _) = Fleet::start(3, None, Duration::from_millis(10)).await;
     let running = load(
         apis(vec![fleet.api.url.clone()]),
         600,
@@ -334,7 +362,7 @@ async fn worker_and_postgres_partitioned_for_10s_under_load() {
         Duration::from_secs(30),
     )
     .await;
-    let twice = check_duplicates(&fleet, Some(&mark)).await;
+    let twice = check_duplicates(&fleet, Some((&mark, &cut_at))).await;
     fleet.assert_nothing_restarted();
     let takeovers = fleet.takeovers().await;
     // The cut-off worker still reads its share of the Redis partitions (it reaches Redis), so
@@ -351,7 +379,7 @@ async fn worker_and_postgres_partitioned_for_10s_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_and_redis_partitioned_for_10s_under_load() {
-    let (mut fleet, _) = Fleet::start(3, None).await;
+    let (mut fleet, _) = Fleet::start(3, None, Duration::from_millis(10)).await;
     let running = load(
         apis(vec![fleet.api.url.clone()]),
         600,
@@ -399,7 +427,12 @@ async fn api_and_redis_partitioned_for_10s_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_link_slow_and_lossy_under_load() {
-    let (mut fleet, relay) = Fleet::start(4, Some((Duration::from_millis(200), 0.05))).await;
+    let (mut fleet, relay) = Fleet::start(
+        4,
+        Some((Duration::from_millis(200), 0.05)),
+        Duration::from_millis(10),
+    )
+    .await;
     let relay = relay.unwrap();
     let running = load(
         apis(vec![fleet.api.url.clone()]),
@@ -452,7 +485,7 @@ async fn postgres_link_slow_and_lossy_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_host_cut_off_longer_than_its_lease() {
-    let (mut fleet, _) = Fleet::start(3, None).await;
+    let (mut fleet, _) = Fleet::start(3, None, Duration::from_millis(100)).await;
     let running = load(
         apis(vec![fleet.api.url.clone()]),
         600,
@@ -461,6 +494,8 @@ async fn worker_host_cut_off_longer_than_its_lease() {
     );
     fleet.target.wait_hits(50, Duration::from_secs(60)).await;
     let mark = fleet.owner_mark(0);
+    fleet.wait_in_flight(&mark).await;
+    let cut_at = fleet.clock().await;
     fleet.worker_hosts[0].cut();
     // Three leases: its events are taken over by the other worker meanwhile.
     tokio::time::sleep(Duration::from_secs(9)).await;
@@ -475,9 +510,12 @@ async fn worker_host_cut_off_longer_than_its_lease() {
         Duration::from_secs(30),
     )
     .await;
-    let twice = check_duplicates(&fleet, Some(&mark)).await;
+    let twice = check_duplicates(&fleet, Some((&mark, &cut_at))).await;
     fleet.assert_nothing_restarted();
     let takeovers = fleet.takeovers().await;
+    // The worker had events in flight when it was cut off: another took them over once their
+    // leases expired.
+    assert!(takeovers > 0, "no attempt took over an expired lease");
     eprintln!(
         "worker host cut off 9 s (lease 3 s): ready (api, w1, w2) at the end of it \
          {ready_during:?}; {recovery}; {twice} events \

@@ -258,6 +258,10 @@ impl Drop for Net {
     fn drop(&mut self) {
         for h in &self.hosts {
             remove_namespace(&h.ns);
+            // A namespace lives on while a socket in it does (a connection still sending its
+            // last bytes to a host already gone); deleting the link now takes both ends of the
+            // pair with it rather than leave them until the kernel lets the namespace go.
+            try_run(&["ip", "link", "del", &h.link]);
         }
         try_run(&["ip", "link", "del", &self.bridge]);
     }
