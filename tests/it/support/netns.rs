@@ -175,7 +175,8 @@ impl Net {
             probe.as_ref().is_ok_and(|o| o.status.success()) && root,
             "the network fault tests put each hookd part on a host of its own (a network \
              namespace) and need root and iproute2's `ip netns` (apt-get install iproute2; run \
-             the tests as root, or in a container with CAP_NET_ADMIN and CAP_SYS_ADMIN): {probe:?}"
+             the tests as root, or in a container with CAP_NET_ADMIN and CAP_SYS_ADMIN); root: \
+             {root}, `ip netns list`: {probe:?}"
         );
         remove_leftovers();
         let n = NETS.fetch_add(1, Ordering::SeqCst);
