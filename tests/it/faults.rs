@@ -14,26 +14,26 @@ use tokio::sync::Semaphore;
 
 /// One request of a delivery.
 #[derive(Debug, Clone, Copy)]
-struct Try {
-    start: Instant,
-    end: Instant,
+pub(crate) struct Try {
+    pub(crate) start: Instant,
+    pub(crate) end: Instant,
     /// 0: no answer (connection refused or reset).
-    status: u16,
+    pub(crate) status: u16,
 }
 
 /// One event delivered as a provider would.
 #[derive(Debug)]
-struct Delivery {
-    key: String,
-    tries: Vec<Try>,
-    acked: bool,
+pub(crate) struct Delivery {
+    pub(crate) key: String,
+    pub(crate) tries: Vec<Try>,
+    pub(crate) acked: bool,
 }
 
 /// Where the live API processes listen, as a load balancer would know it: a restarted process
 /// gets a new port (reusing the old one could take a port another test was just given).
-type Apis = Arc<RwLock<Vec<String>>>;
+pub(crate) type Apis = Arc<RwLock<Vec<String>>>;
 
-fn apis(urls: Vec<String>) -> Apis {
+pub(crate) fn apis(urls: Vec<String>) -> Apis {
     Arc::new(RwLock::new(urls))
 }
 
@@ -98,7 +98,7 @@ async fn deliver(
 }
 
 /// `n` events, a new one every `pace`, at most `concurrency` in flight; runs in the background.
-fn load(
+pub(crate) fn load(
     urls: Apis,
     n: usize,
     concurrency: usize,
@@ -151,7 +151,7 @@ impl std::fmt::Debug for Stored {
 }
 
 /// The reconciliation every fault test ends with. Returns how many forwards were repeats.
-async fn reconcile(
+pub(crate) async fn reconcile(
     db_url: &str,
     deliveries: &[Delivery],
     target: &Target,
@@ -205,7 +205,7 @@ async fn reconcile(
 }
 
 /// Variables that put a process on Redis under a prefix of its own.
-fn fleet_vars(redis: &str, prefix: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn fleet_vars(redis: &str, prefix: &str) -> Vec<(&'static str, String)> {
     vec![
         ("REDIS_URL", redis.to_owned()),
         ("HOOKD_REDIS_PREFIX", prefix.to_owned()),

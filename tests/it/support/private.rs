@@ -10,8 +10,12 @@ use super::{eventually, free_port};
 /// A PostgreSQL server of a test's own (initdb into a temporary folder), for tests that stop
 /// and restart it. Run as the `postgres` user when the tests run as root.
 pub struct PrivatePostgres {
-    /// The port it listens on, on 127.0.0.1.
+    /// The port it listens on.
     pub port: u16,
+    /// The address it listens on: 127.0.0.1, or its host's on a test network.
+    listen: String,
+    /// The network namespace (host) it runs in, if not this one.
+    netns: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -40,20 +44,26 @@ impl PrivatePostgres {
         })
     }
 
-    fn as_owner(cmd: &str) -> Command {
+    fn as_owner(cmd: &str, netns: Option<&str>) -> Command {
         let root = Command::new("id")
             .arg("-u")
             .output()
             .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
             .unwrap_or(false);
         let path = Self::bin().join(cmd);
+        let mut c = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]);
+                c
+            }
+            None => Command::new("env"),
+        };
         if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&path);
-            c
-        } else {
-            Command::new(path)
+            c.args(["runuser", "-u", "postgres", "--"]);
         }
+        c.arg(&path);
+        c
     }
 
     fn run(mut cmd: Command, what: &str) {
@@ -68,6 +78,16 @@ impl PrivatePostgres {
 
     /// Create a cluster (`initdb`) and start it.
     pub fn start() -> Self {
+        Self::start_at("127.0.0.1", None)
+    }
+
+    /// Create a cluster and start it in network namespace `netns` (a test's host), listening
+    /// on `listen`, the host's address, and taking connections from anywhere.
+    pub fn start_in(netns: &str, listen: &str) -> Self {
+        Self::start_at(listen, Some(netns))
+    }
+
+    fn start_at(listen: &str, netns: Option<&str>) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("hookd-pg-")
             .tempdir()
@@ -77,12 +97,21 @@ impl PrivatePostgres {
             .args(["-R", "postgres:postgres"])
             .arg(dir.path())
             .status();
-        let mut init = Self::as_owner("initdb");
+        let mut init = Self::as_owner("initdb", None);
         init.args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
             .arg(dir.path().join("data"));
         Self::run(init, "initdb");
+        if netns.is_some() {
+            // Clients come from the other hosts of the test's network.
+            let hba = dir.path().join("data/pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba).unwrap();
+            rules.push_str("host all all 0.0.0.0/0 trust\n");
+            std::fs::write(&hba, rules).unwrap();
+        }
         let pg = Self {
             port: free_port(),
+            listen: listen.to_owned(),
+            netns: netns.map(str::to_owned),
             dir,
         };
         pg.up();
@@ -90,7 +119,7 @@ impl PrivatePostgres {
     }
 
     fn ctl(&self, args: &[&str]) -> Command {
-        let mut c = Self::as_owner("pg_ctl");
+        let mut c = Self::as_owner("pg_ctl", self.netns.as_deref());
         c.arg("-D").arg(self.dir.path().join("data")).args(args);
         c
     }
@@ -98,14 +127,22 @@ impl PrivatePostgres {
     /// Start the server and wait until it takes connections.
     pub fn up(&self) {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses={} -c fsync=off -c max_connections=200",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            self.listen
         );
         let log = self.dir.path().join("server.log");
         let mut c = self.ctl(&["-w", "-t", "30", "-o", &opts, "-l"]);
         c.arg(&log).arg("start");
-        Self::run(c, "pg_ctl start");
+        let out = c.output().expect("pg_ctl start");
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}{}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
     }
 
     /// Stop at once, as a crash would (`-m immediate`: no checkpoint, recovery on the next start).
@@ -115,7 +152,7 @@ impl PrivatePostgres {
 
     /// A database URL on this server.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+        format!("postgres://postgres@{}:{}/{db}", self.listen, self.port)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use hookd::event::{EventId, EventStatus};
 use reqwest::StatusCode;
 
-use super::{ADMIN_TOKEN, ReadEvents, TestDb, base_vars, eventually, free_port};
+use super::{ADMIN_TOKEN, Host, ReadEvents, TestDb, base_vars, eventually, free_port};
 
 /// The real `hookd` binary running as a child process.
 pub struct Hookd {
@@ -36,25 +36,52 @@ impl Hookd {
         extra: &[(&str, String)],
         log_name: &str,
     ) -> Self {
+        let cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
+        Self::spawn_as(cmd, "127.0.0.1", db, routes, command, extra, log_name).await
+    }
+
+    /// [`Hookd::spawn_with`] on a host of a test network: run in that host's namespace, listening
+    /// on its address `ip`.
+    pub async fn spawn_on(
+        host: &Host,
+        db: &TestDb,
+        routes: &str,
+        command: &str,
+        extra: &[(&str, String)],
+        log_name: &str,
+    ) -> Self {
+        let cmd = host.command(env!("CARGO_BIN_EXE_hookd"));
+        Self::spawn_as(cmd, &host.ip, db, routes, command, extra, log_name).await
+    }
+
+    async fn spawn_as(
+        mut cmd: Command,
+        ip: &str,
+        db: &TestDb,
+        routes: &str,
+        command: &str,
+        extra: &[(&str, String)],
+        log_name: &str,
+    ) -> Self {
         let port = extra
             .iter()
             .find(|(k, _)| *k == "PORT")
             .map(|(_, v)| v.parse::<u16>().expect("PORT is a port"))
             .unwrap_or_else(free_port);
         let log = std::fs::File::create(db.dir.path().join(log_name)).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookd"));
         cmd.arg(command)
             .env_clear()
             .envs(base_vars(db, routes))
+            .env("HOOKD_BIND", ip)
             .env("PORT", port.to_string());
         let worker = command == "worker";
-        let mut url = format!("http://127.0.0.1:{port}");
+        let mut url = format!("http://{ip}:{port}");
         if worker {
             let internal = extra
                 .iter()
                 .find(|(k, _)| *k == "HOOKD_INTERNAL_ADDR")
                 .map(|(_, v)| v.clone())
-                .unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+                .unwrap_or_else(|| format!("{ip}:{}", free_port()));
             cmd.env("HOOKD_INTERNAL_ADDR", &internal);
             url = format!("http://{internal}");
         }

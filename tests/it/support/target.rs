@@ -58,6 +58,12 @@ pub struct Target {
 impl Target {
     /// Start a target on a free port that answers as `behaviour` says.
     pub async fn start(behaviour: Behaviour) -> Self {
+        Self::start_on("127.0.0.1", behaviour).await
+    }
+
+    /// [`Target::start`] listening on `ip` (a test network's gateway, to be reached from its
+    /// hosts).
+    pub async fn start_on(ip: &str, behaviour: Behaviour) -> Self {
         let state = Arc::new(TargetState {
             behaviour,
             received: Mutex::new(Vec::new()),
@@ -69,7 +75,9 @@ impl Target {
         let app = axum::Router::new()
             .route("/in", axum::routing::post(target_handler))
             .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let listener = tokio::net::TcpListener::bind(format!("{ip}:0"))
+            .await
+            .unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Self {
