@@ -256,6 +256,10 @@ pub trait Intake: Send + Sync {
 /// workers need [`Work`], which adds their step results.
 #[async_trait]
 pub trait Leases: Send + Sync {
+    /// Cheap check that the store answers and can take writes (health checks, and a queue
+    /// consumer deciding whether it can take work at all).
+    async fn ping(&self) -> Result<(), StoreError>;
+
     /// Claim due events for `owner`: pending or retry-scheduled events whose time has come, and
     /// processing events whose lease expired (their worker died). Each claim starts a new
     /// attempt and holds a lease of `lease`. An event that is not due, or is leased to a live
@@ -342,9 +346,6 @@ pub trait EventStore: Intake + Work + Reads + Operator + 'static {
     /// The versions of the embedded migrations the database has not applied (all of them on an
     /// empty one), in order. Changes nothing.
     async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError>;
-
-    /// Cheap check that the store can take writes.
-    async fn ping(&self) -> Result<(), StoreError>;
 }
 
 /// The versions of `migrator`'s migrations that are not in `applied`, in order.

@@ -305,6 +305,10 @@ impl Intake for PgStore {
 
 #[async_trait]
 impl Leases for PgStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Engine::ping(self).await
+    }
+
     async fn claim(
         &self,
         owner: &str,

@@ -31,6 +31,43 @@ pub(super) fn assign(members: &[String], me: &str, partitions: u32) -> BTreeSet<
     (0..partitions).filter(|p| p % n == mine as u32).collect()
 }
 
+/// Consecutive store pings that must fail before this process gives its partitions up: one
+/// slow answer under load is not an outage.
+const STORE_FAILURES_TO_LEAVE: u32 = 2;
+
+/// Whether this process should stay a consumer: a worker that cannot reach the store claims
+/// nothing, so the partitions it owns would wait with it while other workers could take them.
+/// It leaves after [`STORE_FAILURES_TO_LEAVE`] failed pings in a row and joins again at the
+/// first that succeeds.
+#[derive(Default)]
+struct StoreWatch {
+    failures: u32,
+}
+
+impl StoreWatch {
+    async fn answers(&mut self, queue: &RedisQueue, within: Duration) -> bool {
+        let ok = matches!(
+            tokio::time::timeout(within, queue.store.ping()).await,
+            Ok(Ok(()))
+        );
+        let was_in = self.failures < STORE_FAILURES_TO_LEAVE;
+        self.failures = if ok {
+            0
+        } else {
+            self.failures.saturating_add(1)
+        };
+        let stay = self.failures < STORE_FAILURES_TO_LEAVE;
+        if was_in && !stay {
+            tracing::warn!(
+                "the store does not answer: leaving the queue's consumers, so other workers take this process's partitions, until it answers again"
+            );
+        } else if !was_in && stay {
+            tracing::info!("the store answers again: rejoining the queue's consumers");
+        }
+        stay
+    }
+}
+
 /// A running reader and the switch that stops it.
 struct Running {
     stop: watch::Sender<bool>,
@@ -50,8 +87,10 @@ pub(super) async fn run(
     let mut owned: Option<BTreeSet<u32>> = None;
     tracing::info!(member = %consumer.member, partitions = queue.config.partitions, "joining the queue's consumers");
     metrics::queue_consumer_started();
+    let mut store = StoreWatch::default();
     loop {
-        match queue.heartbeat(&consumer.member, true).await {
+        let stay = store.answers(&queue, every).await;
+        match queue.heartbeat(&consumer.member, stay).await {
             Ok(members) => {
                 consumer.set_members(&members);
                 let mine = assign(&members, &consumer.member, queue.config.partitions);

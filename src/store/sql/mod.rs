@@ -99,10 +99,6 @@ impl<E: Engine> EventStore for E {
     async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError> {
         Engine::missing_migrations(self).await
     }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        Engine::ping(self).await
-    }
 }
 
 /// SQL for the id of the transition that started the event's current replay generation (0 when

@@ -265,6 +265,10 @@ impl Intake for SqliteStore {
 
 #[async_trait]
 impl Leases for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        Engine::ping(self).await
+    }
+
     async fn claim(
         &self,
         owner: &str,
