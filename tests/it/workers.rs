@@ -311,11 +311,26 @@ async fn retry_latenesses(db: &TestDb, extra: &[(&str, &str)], n: usize) -> Vec<
     late
 }
 
-async fn retries_start_at_their_due_time_not_at_the_next_poll(b: Backend) {
-    let db = TestDb::new(b).await;
-    for ms in retry_latenesses(&db, &[], 3).await {
+/// 20 retries whose first attempts failed: each must start well before the next poll (polls are
+/// 5 s apart). The lateness is printed (median and max: `--no-capture`); the measurement of
+/// record is in the README, not an assertion.
+async fn retries_start_on_time(name: &str, db: &TestDb, vars: &[(&str, &str)]) {
+    let mut late = retry_latenesses(db, vars, 20).await;
+    late.sort_by(f64::total_cmp);
+    println!(
+        "{name}: {} retries, lateness median {:.1} ms, max {:.1} ms",
+        late.len(),
+        late[late.len() / 2],
+        late[late.len() - 1],
+    );
+    for ms in late {
         assert!(ms < 1000.0, "{ms} ms late (polls are 5 s apart)");
     }
+}
+
+async fn retries_start_at_their_due_time_not_at_the_next_poll(b: Backend) {
+    let db = TestDb::new(b).await;
+    retries_start_on_time(&format!("{b:?}"), &db, &[]).await;
 }
 
 both_backends!(retries_start_at_their_due_time_not_at_the_next_poll);
@@ -328,35 +343,5 @@ async fn retries_start_at_their_due_time_with_redis() {
         ("REDIS_URL", redis.as_str()),
         ("HOOKD_REDIS_PREFIX", prefix.as_str()),
     ];
-    for ms in retry_latenesses(&db, &vars, 3).await {
-        assert!(ms < 1000.0, "{ms} ms late (polls are 5 s apart)");
-    }
-}
-
-/// Not a check: prints how late 20 retries started in each profile (median and max).
-/// `cargo nextest run --test it --run-ignored only -E 'test(retry_lateness_report)' --no-capture`
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a measurement, run by hand"]
-async fn retry_lateness_report() {
-    let (redis, prefix) = (redis_url(), unique_prefix());
-    let redis_vars = [
-        ("REDIS_URL", redis.as_str()),
-        ("HOOKD_REDIS_PREFIX", prefix.as_str()),
-    ];
-    for (name, backend, vars) in [
-        ("sqlite", Backend::Sqlite, &[][..]),
-        ("postgres", Backend::Postgres, &[][..]),
-        ("postgres+redis", Backend::Postgres, &redis_vars[..]),
-    ] {
-        let db = TestDb::new(backend).await;
-        let mut late = retry_latenesses(&db, vars, 20).await;
-        late.sort_by(f64::total_cmp);
-        println!(
-            "{name}: {} retries, lateness median {:.1} ms, max {:.1} ms, min {:.1} ms",
-            late.len(),
-            late[late.len() / 2],
-            late[late.len() - 1],
-            late[0],
-        );
-    }
+    retries_start_on_time("postgres+redis", &db, &vars).await;
 }
