@@ -441,10 +441,14 @@ mod tests {
 
     #[async_trait]
     impl Intake for Recording {
-        async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        async fn insert_and_claim(
+            &self,
+            events: &[NewEvent],
+            claim: &ClaimOnInsert,
+        ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
             let keys = events.iter().map(|e| e.key().1.to_owned()).collect();
             self.calls.lock().unwrap().push(keys);
-            self.store.insert_batch(events).await
+            self.store.insert_and_claim(events, claim).await
         }
     }
 

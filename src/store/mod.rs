@@ -222,20 +222,22 @@ pub trait Intake: Send + Sync {
     /// them commit or none does. Their keys are distinct. Returns, in input order, `New(id)` for
     /// each event inserted and `Duplicate(stored id)` for each whose key was already stored.
     /// Returns only after the commit.
-    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError>;
+    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
+        Ok(self
+            .insert_and_claim(events, &ClaimOnInsert::none())
+            .await?
+            .0)
+    }
 
     /// What [`Intake::insert_batch`] does, and in the same transaction start attempt 1 of up to
     /// `claim.limit` of the new events (none of a paused provider) for `claim.owner`, leased for
     /// `claim.lease`, with both transitions (`received`, then the attempt). Returns the results
-    /// and the events claimed, which nobody else will process until their lease expires. An
-    /// engine that cannot claim in its insert claims nothing.
+    /// and the events claimed, which nobody else will process until their lease expires.
     async fn insert_and_claim(
         &self,
         events: &[NewEvent],
-        _claim: &ClaimOnInsert,
-    ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
-        Ok((self.insert_batch(events).await?, Vec::new()))
-    }
+        claim: &ClaimOnInsert,
+    ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError>;
 
     /// Store one verified webhook with its first transition, in one transaction. Returns only
     /// after the commit. `traceparent` is the W3C trace context the worker continues.

@@ -259,13 +259,6 @@ impl Engine for PgStore {
 
 #[async_trait]
 impl Intake for PgStore {
-    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
-        Ok(self
-            .insert_and_claim(events, &ClaimOnInsert::none())
-            .await?
-            .0)
-    }
-
     async fn insert_and_claim(
         &self,
         events: &[NewEvent],

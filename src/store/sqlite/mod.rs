@@ -216,13 +216,6 @@ impl Engine for SqliteStore {
 
 #[async_trait]
 impl Intake for SqliteStore {
-    async fn insert_batch(&self, events: &[NewEvent]) -> Result<Vec<Inserted>, StoreError> {
-        Ok(self
-            .insert_and_claim(events, &ClaimOnInsert::none())
-            .await?
-            .0)
-    }
-
     async fn insert_and_claim(
         &self,
         events: &[NewEvent],
