@@ -291,7 +291,9 @@ async fn retry_latenesses(db: &TestDb, extra: &[(&str, &str)], n: usize) -> Vec<
     vars.extend_from_slice(extra);
     let server = TestServer::start(db, &forward_route(&target.url), &vars).await;
     let mut ids: Vec<EventId> = Vec::new();
-    // All first attempts fail before the first retry is due (1 s after its failure).
+    // The target fails the first `n` requests: the first attempts, and on a slow machine
+    // perhaps an early retry too (then an event takes three attempts; its first retry is what is
+    // measured).
     for _ in 0..n {
         let (_, body) = stripe_event("payment_intent.succeeded");
         let r = server.post_stripe(&body).await;
@@ -304,7 +306,7 @@ async fn retry_latenesses(db: &TestDb, extra: &[(&str, &str)], n: usize) -> Vec<
         let e = server
             .wait_status(id, EventStatus::Completed, Duration::from_secs(30))
             .await;
-        assert_eq!(e.attempts, 2, "{e:#?}");
+        assert!(e.attempts >= 2, "{e:#?}");
         late.push(retry_lateness(&e));
     }
     server.stop().await;
