@@ -186,11 +186,6 @@ impl Engine for PgStore {
         ))
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
-    }
-
     async fn replay(
         &self,
         ids: &[EventId],
@@ -299,7 +294,8 @@ impl Intake for PgStore {
 #[async_trait]
 impl Leases for PgStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        Engine::ping(self).await
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
     }
 
     async fn claim(

@@ -71,7 +71,6 @@ pub trait Engine: Intake + Leases + 'static {
 
     async fn migrate(&self) -> Result<(), StoreError>;
     async fn missing_migrations(&self) -> Result<Vec<i64>, StoreError>;
-    async fn ping(&self) -> Result<(), StoreError>;
     async fn replay(
         &self,
         ids: &[EventId],

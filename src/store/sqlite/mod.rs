@@ -132,13 +132,6 @@ impl Engine for SqliteStore {
         ))
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        // Taking the write lock proves the store can commit, not merely be read.
-        let tx = self.writer.begin_with(BEGIN).await?;
-        tx.rollback().await?;
-        Ok(())
-    }
-
     async fn replay(
         &self,
         ids: &[EventId],
@@ -259,7 +252,10 @@ impl Intake for SqliteStore {
 #[async_trait]
 impl Leases for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        Engine::ping(self).await
+        // Taking the write lock proves the store can commit, not merely be read.
+        let tx = self.writer.begin_with(BEGIN).await?;
+        tx.rollback().await?;
+        Ok(())
     }
 
     async fn claim(
