@@ -83,6 +83,11 @@ impl TryFrom<String> for Template {
 }
 
 impl Template {
+    /// No text and no placeholder: renders as the empty string for every event.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
     /// Fill in the placeholders. Strings from the payload are inserted as they are; other JSON
     /// values (numbers, objects, ...) as compact JSON.
     pub fn render(&self, event: &ClaimedEvent, payload: &Value) -> String {
