@@ -251,6 +251,50 @@ async fn rabbitmq_down_at_start_and_cut_mid_run_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_per_broker_per_process_closed_on_shutdown() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let rq = RabbitQueue::new(Some("stripe.payment_intent.succeeded")).await;
+    let ns = NatsStream::create(NATS_URL).await;
+    let key = unique_prefix();
+    let (amqp, nats, redis) = (
+        Gate::start("127.0.0.1:5672").await,
+        Gate::start("127.0.0.1:4222").await,
+        Gate::start(redis_url().trim_start_matches("redis://")).await,
+    );
+    let routes = route(&format!(
+        "{}, {}, {}",
+        rabbit_step(
+            &format!("amqp://guest:guest@{}/%2f", amqp.addr),
+            &rq.exchange
+        ),
+        nats_step(&format!("nats://{}", nats.addr), &ns.prefix, 5000),
+        redis_step(&format!("redis://{}", redis.addr), &key)
+    ));
+    let server = TestServer::start(&db, &routes, &[]).await;
+    for _ in 0..8 {
+        let (_, body) = stripe_event("payment_intent.succeeded");
+        server.post_stripe(&body).await;
+    }
+    server.wait_all(8, EventStatus::Completed, WAIT).await;
+    assert_eq!(rq.wait(8, WAIT).await.len(), 8);
+    assert_eq!(ns.count().await, 8);
+    assert_eq!(
+        (amqp.connections(), nats.connections(), redis.connections()),
+        (1, 1, 1),
+        "every step of the process shares one connection per broker"
+    );
+    server.stop().await;
+    let _ = eventually(
+        "every broker connection to close after the shutdown",
+        WAIT,
+        || async { (amqp.connections(), nats.connections(), redis.connections()) },
+        |open| *open == (0, 0, 0),
+    )
+    .await;
+    ns.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_redelivery_is_absorbed_by_the_stream_dedup() {
     let db = TestDb::new(Backend::Sqlite).await;
     let ns = NatsStream::create(NATS_URL).await;

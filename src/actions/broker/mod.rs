@@ -392,3 +392,101 @@ impl Brokers {
         drop(self.redis.take_all().await);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> BrokerUrl {
+        BrokerUrl(s.to_owned())
+    }
+
+    #[test]
+    fn urls_are_checked_and_their_credentials_never_shown() {
+        let u = url("amqp://user:hunter2@mq.internal/vhost");
+        assert_eq!(format!("{u:?}"), "BrokerUrl(<redacted>)");
+        let dest = |u: &str, k| url(u).destination(k).unwrap().to_string();
+        assert_eq!(
+            dest("amqp://user:hunter2@mq.internal/v", BrokerKind::Rabbitmq),
+            "amqp://mq.internal:5672"
+        );
+        assert_eq!(dest("nats://n:4333", BrokerKind::Nats), "nats://n:4333");
+        assert_eq!(
+            dest("redis://:pw@r/2", BrokerKind::RedisStream),
+            "redis://r:6379"
+        );
+        let tls = url("amqps://u:hunter2@h/v")
+            .parse(BrokerKind::Rabbitmq)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            tls,
+            "url must start with amqp:// for a rabbitmq step (got amqps://; TLS to brokers is \
+             not supported yet)"
+        );
+        let wrong = url("redis://u:hunter2@h")
+            .parse(BrokerKind::Nats)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            wrong,
+            "url must start with nats:// for a nats step (got redis://)"
+        );
+        let bad = url("nats://u:hunter2@[::1")
+            .parse(BrokerKind::Nats)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.starts_with("url is not a valid URL") && !bad.contains("hunter2"));
+        assert!(matches!(
+            url("nats:///x").parse(BrokerKind::Nats),
+            Err(BrokerUrlError::NoHost)
+        ));
+    }
+
+    #[test]
+    fn outages_are_told_apart_from_refusals() {
+        for down in [
+            BrokerError::Connect("refused".into()),
+            BrokerError::Credentials("403".into()),
+            BrokerError::Timeout(5),
+            BrokerError::Publish("reset".into()),
+        ] {
+            assert!(down.destination_down(), "{down}");
+        }
+        for refused in [
+            BrokerError::Unroutable("312 NO_ROUTE".into()),
+            BrokerError::Refused("WRONGTYPE".into()),
+            BrokerError::Egress { host: "h".into() },
+        ] {
+            assert!(!refused.destination_down(), "{refused}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_address_the_egress_policy_refuses_is_never_dialled() {
+        // Start-up refuses `localhost` by name; a step built by hand still meets the check
+        // where the connection is made, on the addresses the name resolves to.
+        let brokers = Brokers::new(Arc::new(EgressPolicy::default()));
+        let u = url("nats://localhost:4222");
+        let step = BrokerStep::Nats(NatsStep {
+            url: &u,
+            subject: "s".into(),
+        });
+        let message = Message {
+            body: b"{}",
+            content_type: "application/json",
+            headers: Vec::new(),
+            message_id: "m",
+        };
+        let (dest, err) = brokers
+            .publish(step, message, Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(dest.to_string(), "nats://localhost:4222");
+        assert!(matches!(err, BrokerError::Egress { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "no address of localhost is allowed by the egress policy (HOOKD_FORWARD_ALLOW)"
+        );
+    }
+}

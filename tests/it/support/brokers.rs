@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lapin::options::{
@@ -338,6 +338,7 @@ pub struct Gate {
     pub addr: String,
     mode: Arc<AtomicU8>,
     cut: watch::Sender<u64>,
+    open_connections: Arc<AtomicUsize>,
 }
 
 impl Gate {
@@ -347,25 +348,40 @@ impl Gate {
         let addr = listener.local_addr().unwrap().to_string();
         let mode = Arc::new(AtomicU8::new(OPEN));
         let (cut, _) = watch::channel(0u64);
+        let open_connections = Arc::new(AtomicUsize::new(0));
         let (m, c, upstream) = (mode.clone(), cut.clone(), upstream.to_owned());
+        let count = open_connections.clone();
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if m.load(Ordering::SeqCst) == CLOSED {
                     continue;
                 }
                 let (m, upstream, rx) = (m.clone(), upstream.clone(), c.subscribe());
+                let count = count.clone();
                 tokio::spawn(async move {
                     if let Ok(server) = TcpStream::connect(&upstream).await {
+                        count.fetch_add(1, Ordering::SeqCst);
                         let (cr, cw) = client.into_split();
                         let (sr, sw) = server.into_split();
                         let up = pump(cr, sw, None, rx.clone());
                         let down = pump(sr, cw, Some(m), rx);
                         tokio::select! { _ = up => {}, _ = down => {} }
+                        count.fetch_sub(1, Ordering::SeqCst);
                     }
                 });
             }
         });
-        Self { addr, mode, cut }
+        Self {
+            addr,
+            mode,
+            cut,
+            open_connections,
+        }
+    }
+
+    /// Connections relayed now (a client closing its side ends one).
+    pub fn connections(&self) -> usize {
+        self.open_connections.load(Ordering::SeqCst)
     }
 
     /// Cut every connection and refuse new ones.
