@@ -2,9 +2,9 @@
 //! forward client, the mail server, destination breakers and limits, and the egress policy.
 //!
 //! Owns their defaults and the checks that span several of them (an email step needs
-//! `SMTP_URL`, every forward URL must pass the egress policy), so a mistake stops start-up with
-//! the route and the setting to change. It must never read the environment or a file: the
-//! configuration reader fills these types and hands them over.
+//! `SMTP_URL`, every forward and broker URL must pass the egress policy), so a mistake stops
+//! start-up with the route and the setting to change. It must never read the environment or a
+//! file: the configuration reader fills these types and hands them over.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -361,16 +361,21 @@ async fn nats_down_at_start_and_restarted_mid_run_stores_each_event_once() {
         "{errors:?}"
     );
     nats.up().await;
-    let client = async_nats::connect(nats.url()).await.unwrap();
-    let js = async_nats::jetstream::new(client);
-    js.create_stream(async_nats::jetstream::stream::Config {
-        name: prefix.clone(),
-        subjects: vec![format!("{prefix}.>")],
-        duplicate_window: Duration::from_secs(120),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    // Up, but no stream takes the subject yet: the stream's refusal, retried.
+    let _ = eventually(
+        "a step to fail for want of a stream",
+        WAIT,
+        || server.event(ids[0]),
+        |e| {
+            e.steps.iter().any(|s| {
+                s.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("no JetStream stream takes subject"))
+            })
+        },
+    )
+    .await;
+    let ns = NatsStream::create_as(&nats.url(), prefix.clone()).await;
     server.wait_all(2, EventStatus::Completed, WAIT).await;
 
     nats.kill();
@@ -382,19 +387,13 @@ async fn nats_down_at_start_and_restarted_mid_run_stores_each_event_once() {
     nats.up().await;
     server.wait_all(4, EventStatus::Completed, WAIT).await;
 
-    let mut stream = js.get_stream(&prefix).await.unwrap();
-    let stored = stream.info().await.unwrap().state.messages;
+    // A new connection: the first one may still be waiting to reconnect.
+    let ns = NatsStream::open(&nats.url(), ns.name.clone()).await;
+    let stored = ns.count().await;
     assert_eq!(stored, 4, "each event once, across the restart");
     let mut seen = Vec::new();
     for seq in 1..=stored {
-        let m = stream.get_raw_message(seq).await.unwrap();
-        seen.push(
-            m.headers
-                .get("x-hookd-event-id")
-                .unwrap()
-                .as_str()
-                .to_owned(),
-        );
+        seen.push(ns.message(seq).await.1.headers["x-hookd-event-id"].clone());
     }
     seen.sort();
     let mut want: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
@@ -479,6 +478,13 @@ async fn bad_broker_steps_stop_start_up_naming_route_and_field() {
         (
             r#"{ action = "rabbitmq", url = "amqp://u:hunter2@mq.example.com/v", exchange = "", routing_key = "k" }"#,
             "route bus: rabbitmq step: `exchange` is empty",
+        ),
+        (
+            &format!(
+                r#"{{ action = "rabbitmq", url = "amqp://mq.example.com", exchange = "{}", routing_key = "k" }}"#,
+                "x".repeat(256)
+            ),
+            "route bus: rabbitmq step: `exchange` is longer than 255 bytes",
         ),
         (
             r#"{ action = "nats", url = "nats://127.0.0.1:4222", subject = "" }"#,

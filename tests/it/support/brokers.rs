@@ -176,23 +176,39 @@ pub struct NatsStream {
 }
 
 impl NatsStream {
-    /// Create the stream on the NATS server at `url`, with a two-minute duplicate window.
+    /// Create a stream of a new name on the NATS server at `url`.
     pub async fn create(url: &str) -> Self {
+        Self::create_as(url, unique_prefix()).await
+    }
+
+    /// Create the stream `name`, taking `<name>.>`, on the NATS server at `url`, with a
+    /// two-minute duplicate window.
+    pub async fn create_as(url: &str, name: String) -> Self {
+        let stream = Self::open(url, name).await;
+        stream
+            .js
+            .create_stream(async_nats::jetstream::stream::Config {
+                name: stream.name.clone(),
+                subjects: vec![format!("{}.>", stream.prefix)],
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        stream
+    }
+
+    /// The stream `name` that exists on the NATS server at `url`, through a new connection.
+    pub async fn open(url: &str, name: String) -> Self {
         let client = async_nats::connect(url)
             .await
             .unwrap_or_else(|e| panic!("NATS with JetStream is required at {url}: {e}"));
         let js = async_nats::jetstream::new(client);
-        let name = unique_prefix();
-        let prefix = name.clone();
-        js.create_stream(async_nats::jetstream::stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{prefix}.>")],
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        Self { name, prefix, js }
+        Self {
+            prefix: name.clone(),
+            name,
+            js,
+        }
     }
 
     /// Messages stored in the stream.
