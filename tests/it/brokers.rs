@@ -402,7 +402,7 @@ async fn nats_down_at_start_and_restarted_mid_run_stores_each_event_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_stream_down_at_start_then_every_event_is_added() {
+async fn redis_stream_down_at_start_and_restarted_mid_run_then_every_event_is_added() {
     let db = TestDb::new(Backend::Sqlite).await;
     let mut redis = PrivateRedis::reserve();
     let key = unique_prefix();
@@ -429,6 +429,18 @@ async fn redis_stream_down_at_start_then_every_event_is_added() {
         entries[0].headers["x-hookd-event-type"],
         "payment_intent.succeeded"
     );
+
+    // Restarted mid-run (empty: it keeps nothing on disk): the shared connection is dead; the
+    // next event's publish fails, and its retry connects anew.
+    redis.kill();
+    redis.up().await;
+    let (_, second) = stripe_event("payment_intent.succeeded");
+    let id2 = id_of(server.post_stripe(&second).await).await;
+    server.wait_status(id2, EventStatus::Completed, WAIT).await;
+    let entries = redis_stream_entries(&redis.url(), &format!("{key}:stripe")).await;
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0].body, second.as_bytes());
+    assert_eq!(entries[0].headers["x-hookd-event-id"], id2.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

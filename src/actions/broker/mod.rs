@@ -103,6 +103,15 @@ impl BrokerKind {
         }
     }
 
+    /// `messaging.system` of the publish span (OpenTelemetry's names).
+    fn system(self) -> &'static str {
+        match self {
+            Self::Rabbitmq => "rabbitmq",
+            Self::Nats => "nats",
+            Self::RedisStream => "redis",
+        }
+    }
+
     /// The step's action name, as in the config file.
     pub fn action(self) -> &'static str {
         match self {
@@ -310,7 +319,7 @@ impl Brokers {
             "publish",
             otel.name = %format!("publish {}", step.target()),
             otel.kind = "producer",
-            messaging.system = kind.action(),
+            messaging.system = kind.system(),
             messaging.destination.name = %step.target(),
             server.address = %destination,
         );
