@@ -1,4 +1,5 @@
-//! Text templates over an event, for email subjects and bodies:
+//! Text templates over an event, for email subjects and bodies and for broker routing keys,
+//! subjects and stream keys:
 //! `Payment {{/data/object/id}} for {{/data/object/amount}} ({{type}} from {{provider}})`.
 //!
 //! Owns parsing (at config load, so a typo stops start-up rather than an email) and rendering.
