@@ -19,6 +19,9 @@ psql "$PG_URL" -Atqc "select datname from pg_database where datname like 'hookd_
   while read -r db; do psql "$PG_URL" -qc "drop database if exists \"$db\" with (force)" >/dev/null; done
 # The tests also start private servers and a local cluster.
 ensure_redis
+# The broker steps' tests publish to real brokers (and start private NATS servers).
+ensure_rabbitmq
+ensure_nats
 
 say "Prometheus config and alert rules (promtool)"
 if ! command -v promtool >/dev/null; then

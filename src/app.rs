@@ -432,18 +432,25 @@ fn start_workers(
         actions.destination_concurrency,
         router.provider_destinations(),
     ));
+    let actions = Actions::new(actions)?;
+    let brokers = actions.brokers();
     let worker = Arc::new(Worker::new(
         parts.store.clone(),
         parts.queue.clone(),
         router,
-        Actions::new(actions)?,
+        actions,
         destinations.clone(),
         instance,
         config.worker.clone(),
     ));
     let heartbeat = worker.heartbeat();
     let handover = worker.handover();
-    tasks.push(tokio::spawn(worker.run(parts.shutdown.clone())));
+    let run = tokio::spawn(worker.run(parts.shutdown.clone()));
+    // Broker connections close once the workers have finished their in-flight steps.
+    tasks.push(tokio::spawn(async move {
+        let _ = run.await;
+        brokers.close().await;
+    }));
     if let Some(keep) = config.operator.retention {
         tasks.push(tokio::spawn(crate::ops::retention::run(
             parts.store.clone(),

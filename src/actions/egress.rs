@@ -1,10 +1,11 @@
-//! Where `forward` steps may send events (server-side request forgery). Without an allow-list,
-//! only public addresses: loopback, private, link-local (cloud metadata), shared (CGNAT),
-//! unique-local and other special ranges are refused unless `HOOKD_FORWARD_ALLOW_PRIVATE=true`.
-//! With `HOOKD_FORWARD_ALLOW`, only what it lists: host names (`ledger.internal`), domains
-//! (`*.example.com`) and address ranges (`10.1.0.0/16`). A listed name may lead only to public
-//! addresses or to a listed range: listing `*.corp.example` does not open loopback, link-local
-//! (cloud metadata) or private addresses to whoever controls a name under it.
+//! Where `forward` and broker steps may send events (server-side request forgery). Without an
+//! allow-list, only public addresses: loopback, private, link-local (cloud metadata), shared
+//! (CGNAT), unique-local and other special ranges are refused unless
+//! `HOOKD_FORWARD_ALLOW_PRIVATE=true`. With `HOOKD_FORWARD_ALLOW`, only what it lists: host
+//! names (`ledger.internal`), domains (`*.example.com`) and address ranges (`10.1.0.0/16`). A
+//! listed name may lead only to public addresses or to a listed range: listing `*.corp.example`
+//! does not open loopback, link-local (cloud metadata) or private addresses to whoever controls
+//! a name under it.
 //!
 //! Checked twice: at start for every forward URL (a literal address, or a name the list cannot
 //! allow, stops hookd with the setting to change), and at connection time by the HTTP client's

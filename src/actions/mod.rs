@@ -7,6 +7,7 @@
 //! their defaults and the checks across routes, mail server and egress policy, are in `settings`.
 
 pub mod breaker;
+pub mod broker;
 pub mod egress;
 pub mod email;
 pub mod filter;
@@ -22,6 +23,7 @@ use serde_json::Value;
 
 use crate::event::ClaimedEvent;
 use breaker::Destination;
+use broker::{BrokerStep, Brokers, Message, NatsStep, RabbitStep, RedisStreamStep};
 use egress::EgressPolicy;
 use email::{EmailSpec, Mailer};
 use forward::{ForwardRequest, SigningKeys};
@@ -57,6 +59,11 @@ impl Step {
                 .ok()
                 .map(|u| Destination::of_url(&u)),
             StepConfig::Email { .. } => smtp.cloned(),
+            StepConfig::Rabbitmq { .. }
+            | StepConfig::Nats { .. }
+            | StepConfig::RedisStream { .. } => config
+                .broker()
+                .and_then(|(kind, url)| url.destination(kind)),
         };
         let compensation = config.compensate().map(|c| {
             let (route_step, _) = key.rsplit_once(':').unwrap_or((&key, ""));
@@ -206,6 +213,13 @@ pub enum ActionError {
     },
     #[error("cannot build the email: {0}")]
     Email(String),
+    #[error("{action} to {destination}: {error}")]
+    Broker {
+        action: &'static str,
+        /// `scheme://host:port`: never the URL's credentials.
+        destination: Destination,
+        error: broker::BrokerError,
+    },
 }
 
 fn retry_after_note(d: Option<Duration>) -> String {
@@ -222,6 +236,7 @@ impl ActionError {
             Self::Status { status, .. } => *status >= 500 || matches!(*status, 408 | 429),
             Self::Smtp { server_trouble, .. } => *server_trouble,
             Self::Email(_) => false,
+            Self::Broker { error, .. } => error.destination_down(),
         }
     }
 
@@ -254,6 +269,7 @@ pub struct Actions {
     egress: Arc<EgressPolicy>,
     default_timeout: Duration,
     mailer: Option<Mailer>,
+    brokers: Arc<Brokers>,
 }
 
 impl Actions {
@@ -273,17 +289,26 @@ impl Actions {
             .transpose()?;
         Ok(Self {
             http,
+            brokers: Arc::new(Brokers::new(egress.clone())),
             egress,
             default_timeout: settings.forward.timeout,
             mailer,
         })
     }
 
+    /// The broker connections, to close on shutdown once the workers are done.
+    pub fn brokers(&self) -> Arc<Brokers> {
+        self.brokers.clone()
+    }
+
     /// Longest `step` may take: its `timeout_ms`, else the default of its action.
     pub fn timeout(&self, step: &Step) -> Duration {
         match &step.config {
             StepConfig::Log { .. } => Duration::ZERO,
-            StepConfig::Forward { timeout_ms, .. } => timeout_ms
+            StepConfig::Forward { timeout_ms, .. }
+            | StepConfig::Rabbitmq { timeout_ms, .. }
+            | StepConfig::Nats { timeout_ms, .. }
+            | StepConfig::RedisStream { timeout_ms, .. } => timeout_ms
                 .map(Duration::from_millis)
                 .unwrap_or(self.default_timeout),
             StepConfig::Email { timeout_ms, .. } => timeout_ms
@@ -324,13 +349,8 @@ impl Actions {
                             error: e.to_string(),
                         })?;
                 }
-                // `webhook-id` names this event's message to this step: the same on every
-                // attempt, different for each step (and compensation) of the event, and for
-                // each operator replay (a replay is meant to be delivered again).
-                let message_id = match event.generation {
-                    0 => format!("{}:{}", event.id, step.key),
-                    n => format!("{}:{}:replay{n}", event.id, step.key),
-                };
+                // `webhook-id`: see `message_id`.
+                let message_id = message_id(step, event);
                 forward::forward(
                     &self.http,
                     ForwardRequest {
@@ -365,7 +385,84 @@ impl Actions {
                 };
                 mailer.send(spec, &step.key, event, payload).await
             }
+            StepConfig::Rabbitmq { .. }
+            | StepConfig::Nats { .. }
+            | StepConfig::RedisStream { .. } => self.publish(step, event, payload).await,
         }
+    }
+
+    /// A broker step: the event's body and headers, published where the step's templates say.
+    async fn publish(
+        &self,
+        step: &Step,
+        event: &ClaimedEvent,
+        payload: &Value,
+    ) -> Result<(), ActionError> {
+        let target = match &step.config {
+            StepConfig::Rabbitmq {
+                url,
+                exchange,
+                routing_key,
+                ..
+            } => BrokerStep::Rabbitmq(RabbitStep {
+                url,
+                exchange,
+                routing_key: routing_key.render(event, payload),
+            }),
+            StepConfig::Nats { url, subject, .. } => BrokerStep::Nats(NatsStep {
+                url,
+                subject: subject.render(event, payload),
+            }),
+            StepConfig::RedisStream {
+                url,
+                stream,
+                maxlen,
+                ..
+            } => BrokerStep::RedisStream(RedisStreamStep {
+                url,
+                stream: stream.render(event, payload),
+                maxlen: *maxlen,
+            }),
+            _ => return Ok(()),
+        };
+        let message_id = message_id(step, event);
+        // The seam for transformations: a transformed body and headers replace these.
+        let mut headers = vec![
+            ("x-hookd-event-id", event.id.to_string()),
+            ("x-hookd-provider", event.provider.clone()),
+            ("x-hookd-event-type", event.event_type.clone()),
+            ("x-hookd-attempt", event.attempt.to_string()),
+        ];
+        if event.generation > 0 {
+            headers.push(("x-hookd-replay", event.generation.to_string()));
+        }
+        let message = Message {
+            body: &event.body,
+            content_type: event
+                .content_type
+                .as_deref()
+                .unwrap_or("application/octet-stream"),
+            headers,
+            message_id: &message_id,
+        };
+        self.brokers
+            .publish(target, message, self.timeout(step))
+            .await
+            .map_err(|(destination, error)| ActionError::Broker {
+                action: step.action(),
+                destination,
+                error,
+            })
+    }
+}
+
+/// This event's message to this step: the same on every attempt, different for each step (and
+/// compensation) of the event, and for each operator replay (a replay is meant to be delivered
+/// again). Forwards send it as `webhook-id`; brokers as `Nats-Msg-Id` and AMQP `message-id`.
+fn message_id(step: &Step, event: &ClaimedEvent) -> String {
+    match event.generation {
+        0 => format!("{}:{}", event.id, step.key),
+        n => format!("{}:{}:replay{n}", event.id, step.key),
     }
 }
 

@@ -2,9 +2,9 @@
 //! forward client, the mail server, destination breakers and limits, and the egress policy.
 //!
 //! Owns their defaults and the checks that span several of them (an email step needs
-//! `SMTP_URL`, every forward URL must pass the egress policy), so a mistake stops start-up with
-//! the route and the setting to change. It must never read the environment or a file: the
-//! configuration reader fills these types and hands them over.
+//! `SMTP_URL`, every forward and broker URL must pass the egress policy), so a mistake stops
+//! start-up with the route and the setting to change. It must never read the environment or a
+//! file: the configuration reader fills these types and hands them over.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::breaker::BreakerPolicy;
+use super::broker::{BrokerKind, BrokerUrl, BrokerUrlError};
 use super::egress::{EgressError, EgressPolicy};
 use super::email::{Recipient, SmtpSettings};
 use super::filter::Filter;
@@ -79,6 +80,14 @@ impl ActionSettings {
                 source,
             };
             route.validate(self.smtp.as_ref()).map_err(invalid)?;
+            for (kind, url) in route.broker_urls() {
+                // Validated above: it parses, with the step's scheme.
+                if let Ok(parsed) = url.parse(kind) {
+                    self.egress
+                        .check_url(&parsed)
+                        .map_err(|e| invalid(RouteError::Egress(e)))?;
+                }
+            }
             for url in route.forward_urls() {
                 let parsed = reqwest::Url::parse(url).map_err(|source| {
                     invalid(RouteError::ForwardUrl {
@@ -129,6 +138,22 @@ pub enum RouteError {
     NoSender,
     #[error(transparent)]
     Egress(EgressError),
+    #[error("{action} step: {source}")]
+    BrokerUrl {
+        action: &'static str,
+        source: BrokerUrlError,
+    },
+    #[error("rabbitmq step: `exchange` is empty; name the exchange to publish to")]
+    EmptyExchange,
+    #[error("rabbitmq step: `exchange` is longer than 255 bytes")]
+    LongExchange,
+    #[error("{action} step: `{field}` is empty")]
+    EmptyTemplate {
+        action: &'static str,
+        field: &'static str,
+    },
+    #[error("redis_stream step: `maxlen` must be at least 1")]
+    ZeroMaxlen,
 }
 
 /// One `[[routes]]` entry of the config file.
@@ -182,6 +207,34 @@ pub enum StepConfig {
         timeout_ms: Option<u64>,
         compensate: Option<Box<StepConfig>>,
     },
+    /// Publish to a RabbitMQ exchange (`amqp://user:pass@host:5672/vhost`): persistent,
+    /// `mandatory`, with publisher confirms; succeeds only on the broker's ack.
+    Rabbitmq {
+        url: BrokerUrl,
+        exchange: String,
+        /// A template, e.g. `{{provider}}.{{type}}`.
+        routing_key: Template,
+        timeout_ms: Option<u64>,
+        compensate: Option<Box<StepConfig>>,
+    },
+    /// Publish to a NATS JetStream stream (`nats://host:4222`); succeeds only on the stream's
+    /// ack. `Nats-Msg-Id` is stable per event and step: the stream drops a redelivery.
+    Nats {
+        url: BrokerUrl,
+        /// A template, e.g. `hookd.{{provider}}.{{type}}`.
+        subject: Template,
+        timeout_ms: Option<u64>,
+        compensate: Option<Box<StepConfig>>,
+    },
+    /// `XADD` to a Redis stream (`redis://host:6379/0`), trimmed to about `maxlen` entries.
+    RedisStream {
+        url: BrokerUrl,
+        /// A template, e.g. `hookd:{{provider}}`.
+        stream: Template,
+        maxlen: Option<u64>,
+        timeout_ms: Option<u64>,
+        compensate: Option<Box<StepConfig>>,
+    },
 }
 
 impl StepConfig {
@@ -191,6 +244,9 @@ impl StepConfig {
             Self::Log { .. } => "log",
             Self::Forward { .. } => "forward",
             Self::Email { .. } => "email",
+            Self::Rabbitmq { .. } => "rabbitmq",
+            Self::Nats { .. } => "nats",
+            Self::RedisStream { .. } => "redis_stream",
         }
     }
 
@@ -198,7 +254,10 @@ impl StepConfig {
         match self {
             Self::Log { compensate }
             | Self::Forward { compensate, .. }
-            | Self::Email { compensate, .. } => compensate.as_deref(),
+            | Self::Email { compensate, .. }
+            | Self::Rabbitmq { compensate, .. }
+            | Self::Nats { compensate, .. }
+            | Self::RedisStream { compensate, .. } => compensate.as_deref(),
         }
     }
 
@@ -229,8 +288,49 @@ impl StepConfig {
                     return Err(RouteError::NoSender);
                 }
             }
+            Self::Rabbitmq { .. } | Self::Nats { .. } | Self::RedisStream { .. } => {
+                self.validate_broker()?;
+            }
         }
         Ok(())
+    }
+
+    /// The broker and where the step publishes, if it is a broker step.
+    pub(super) fn broker(&self) -> Option<(BrokerKind, &BrokerUrl)> {
+        match self {
+            Self::Rabbitmq { url, .. } => Some((BrokerKind::Rabbitmq, url)),
+            Self::Nats { url, .. } => Some((BrokerKind::Nats, url)),
+            Self::RedisStream { url, .. } => Some((BrokerKind::RedisStream, url)),
+            _ => None,
+        }
+    }
+
+    fn validate_broker(&self) -> Result<(), RouteError> {
+        let Some((kind, url)) = self.broker() else {
+            return Ok(());
+        };
+        url.parse(kind).map_err(|source| RouteError::BrokerUrl {
+            action: kind.action(),
+            source,
+        })?;
+        let empty = |field| RouteError::EmptyTemplate {
+            action: kind.action(),
+            field,
+        };
+        match self {
+            Self::Rabbitmq { exchange, .. } if exchange.is_empty() => {
+                Err(RouteError::EmptyExchange)
+            }
+            Self::Rabbitmq { exchange, .. } if exchange.len() > 255 => {
+                Err(RouteError::LongExchange)
+            }
+            Self::Nats { subject, .. } if subject.is_empty() => Err(empty("subject")),
+            Self::RedisStream { stream, .. } if stream.is_empty() => Err(empty("stream")),
+            Self::RedisStream {
+                maxlen: Some(0), ..
+            } => Err(RouteError::ZeroMaxlen),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -246,6 +346,15 @@ impl RouteConfig {
             }
         }
         urls
+    }
+
+    /// Every broker URL the route's broker steps (and their compensations) publish to.
+    pub fn broker_urls(&self) -> Vec<(BrokerKind, &BrokerUrl)> {
+        self.steps
+            .iter()
+            .flat_map(|s| std::iter::once(s).chain(s.compensate()))
+            .filter_map(StepConfig::broker)
+            .collect()
     }
 
     /// Its name, or `route<index>` (its position in the file).

@@ -1,4 +1,5 @@
-//! Text templates over an event, for email subjects and bodies:
+//! Text templates over an event, for email subjects and bodies and for broker routing keys,
+//! subjects and stream keys:
 //! `Payment {{/data/object/id}} for {{/data/object/amount}} ({{type}} from {{provider}})`.
 //!
 //! Owns parsing (at config load, so a typo stops start-up rather than an email) and rendering.
@@ -83,6 +84,11 @@ impl TryFrom<String> for Template {
 }
 
 impl Template {
+    /// No text and no placeholder: renders as the empty string for every event.
+    pub fn is_empty(&self) -> bool {
+        self.parts.is_empty()
+    }
+
     /// Fill in the placeholders. Strings from the payload are inserted as they are; other JSON
     /// values (numbers, objects, ...) as compact JSON.
     pub fn render(&self, event: &ClaimedEvent, payload: &Value) -> String {

@@ -8,6 +8,7 @@ mod support;
 mod actions;
 mod admin;
 mod balancer;
+mod brokers;
 mod cli;
 mod console;
 mod faults;

@@ -7,6 +7,7 @@
 //! sockets (`raw`) and the one way to wait for something (`wait`). Nothing here is a mock: every test talks to real
 //! servers over real connections. Nothing here asserts what hookd should do; the tests do.
 
+mod brokers;
 mod cluster;
 mod db;
 mod haproxy;
@@ -24,6 +25,7 @@ mod target;
 mod tls;
 mod wait;
 
+pub use brokers::*;
 pub use cluster::*;
 pub use db::*;
 pub use haproxy::*;
