@@ -55,6 +55,7 @@ const NOT_FORWARDED: &[&str] = &[
 
 /// Silence longer than this (three of the server's keep-alives) means the connection is dead.
 const IDLE: Duration = Duration::from_secs(45);
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Event ids remembered to tell a resumed stream's repeats apart (far more than a settle delay
 /// holds).
@@ -98,13 +99,20 @@ struct Listener<'o> {
     http: reqwest::Client,
     cursor: Option<String>,
     seen: Seen,
+    /// The last connection got a stream (hookd answered 200).
+    connected: bool,
     out: &'o mut dyn Write,
 }
 
 /// Follow the stream and forward until Ctrl-C (or a refusal that retrying cannot change).
 pub async fn run(conn: &Connection, args: ListenArgs, out: &mut dyn Write) -> anyhow::Result<()> {
-    reqwest::Url::parse(&args.forward_to)
-        .with_context(|| format!("--forward-to {:?} is not a URL", args.forward_to))?;
+    let to = reqwest::Url::parse(&args.forward_to).ok();
+    if !to.is_some_and(|u| matches!(u.scheme(), "http" | "https")) {
+        anyhow::bail!(
+            "--forward-to {:?} is not an http(s) URL, e.g. http://localhost:3000/hook",
+            args.forward_to
+        );
+    }
     let mut query = Vec::new();
     if let Some(p) = args.provider {
         query.push(("provider", p));
@@ -121,22 +129,24 @@ pub async fn run(conn: &Connection, args: ListenArgs, out: &mut dyn Write) -> an
             .build()?,
         cursor: None,
         seen: Seen::default(),
+        connected: false,
         out,
     };
     // One registration for the whole run, so a Ctrl-C between two waits is not lost.
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         let result = tokio::select! {
             r = l.follow(&conn.url) => r,
             _ = &mut ctrl_c => return Ok(()),
         };
+        if std::mem::take(&mut l.connected) {
+            // It got through: the next failure starts the backoff again.
+            backoff = FIRST_BACKOFF;
+        }
         match result {
-            Ok(()) => {
-                writeln!(l.out, "the stream ended (hookd stopping?); reconnecting")?;
-                backoff = Duration::from_millis(500);
-            }
+            Ok(()) => writeln!(l.out, "the stream ended (hookd stopping?); reconnecting")?,
             Err(e) => {
                 if let Some(r) = e.downcast_ref::<Refused>()
                     && r.status.is_client_error()
@@ -162,6 +172,7 @@ impl Listener<'_> {
             .client
             .stream("/events/stream", &self.query, self.cursor.as_deref(), IDLE)
             .await?;
+        self.connected = true;
         writeln!(
             self.out,
             "Ready: forwarding events from {url} to {}",

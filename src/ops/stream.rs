@@ -4,8 +4,9 @@
 //!
 //! Event ids are UUIDv7s minted when a request arrives, and inserts from several processes (or
 //! group-commit batches) commit in any order: an event with a smaller id can become visible
-//! after a larger one was sent. So a stream keeps two positions. `head`, the highest id sent,
-//! is where each poll looks for new events: they go out as soon as they are visible. `floor`
+//! after a larger one was sent. So a stream keeps two positions. `head` (the highest id sent, or
+//! just behind the last look when there was nothing more) is where each poll looks for new
+//! events: they go out as soon as they are visible. `floor`
 //! trails it by the settle delay (`HOOKD_STREAM_SETTLE_MS`, at least the store timeout, so every
 //! insert has committed or failed by then): the range between them is read once more as the
 //! floor moves, and what was not sent yet (a late commit) goes out then. The cursor a client
@@ -37,6 +38,10 @@ pub const POLL: Duration = Duration::from_millis(250);
 /// Most new events sent per poll; a stream behind its cursor catches up a batch at a time, as
 /// fast as its client reads.
 const BATCH: u32 = 100;
+/// How far behind the time of its last look a caught-up stream's `head` stays: an insert
+/// usually commits well within this of minting its id, so it is sent at once rather than when
+/// its range settles.
+const FRESH_MARGIN: chrono::Duration = chrono::Duration::seconds(1);
 /// Most events of the settling range read per poll.
 const SETTLE_BATCH: u32 = 500;
 
@@ -141,7 +146,8 @@ pub struct EventStream {
     settle: Duration,
     /// Every matching event with an id up to here has been sent (or predates the stream).
     floor: EventId,
-    /// The highest id sent (never below `floor`).
+    /// Where the next look for new events starts: the highest id sent or, when caught up, just
+    /// behind the time of the last look (never below `floor`).
     head: EventId,
     /// Ids above `floor` already sent.
     sent: BTreeSet<EventId>,
@@ -221,6 +227,7 @@ impl EventStream {
     /// last look, for events that committed after larger ids were sent.
     async fn poll(&mut self) -> Result<Vec<StreamEvent>, OpsError> {
         let mut out = Vec::new();
+        let asked = Utc::now();
         let fresh = self
             .store
             .stream_events(&self.filter, self.head, None, BATCH)
@@ -231,6 +238,12 @@ impl EventStream {
             if self.sent.insert(e.id) {
                 out.push(e.into());
             }
+        }
+        if caught_up {
+            // Everything visible above `head` was read, matching or not: the next look can
+            // start nearly here, rather than scan again what the filter left out. What commits
+            // later below it is the settling read's.
+            self.head = self.head.max(id_bound(asked - FRESH_MARGIN));
         }
         let settled = id_bound(Utc::now() - self.settle);
         // Behind, the settled range ends at what was read; caught up, at the settled time.

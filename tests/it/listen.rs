@@ -164,6 +164,61 @@ async fn listen_forwards_events_live_with_their_body_and_headers_filtered() {
         .await;
         assert!(status.is_some_and(|s| s.success()), "{}", l.output());
     }
+    // What retrying cannot change ends it with the reason: a bad token, a URL that is not one.
+    let refused = |token: &str, to: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hookd"))
+            .env_clear()
+            .args(["listen", "--url", &server.url, "--token", token])
+            .args(["--forward-to", to])
+            .output()
+            .unwrap()
+    };
+    let o = refused("not-the-token-of-anyone-at-all", &all.url);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("401"), "{err}");
+    let o = refused(READ_TOKEN, "localhost:3000/hook");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("--forward-to"), "{err}");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listen_outlasts_a_store_outage() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let server = TestServer::start(
+        &db,
+        "",
+        &[
+            ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
+            ("HOOKD_STORE_TIMEOUT_MS", "1000"),
+            ("HOOKD_STREAM_SETTLE_MS", "1000"),
+        ],
+    )
+    .await;
+    let target = Target::start(Behaviour::default()).await;
+    let listen = Listen::start(db.dir.path(), &server.url, &target.url, &[]).await;
+    let (_, e1) = stripe_event("invoice.paid");
+    server.post_stripe(&e1).await;
+    target.wait_received(1, WAIT).await;
+    // The store fails under the stream: hookd ends it with an error message (no details), and
+    // listen keeps trying.
+    let outage = db.take_down().await;
+    let out = listen.wait_output("hookd ended the stream", 1).await;
+    assert!(out.contains("the event store failed"), "{out}");
+    outage.end().await;
+    let (_, e2) = stripe_event("invoice.paid");
+    let r = eventually(
+        "hookd to accept webhooks again",
+        WAIT,
+        || server.post_stripe(&e2),
+        |r| r.status() == StatusCode::ACCEPTED,
+    )
+    .await;
+    drop(r);
+    let got = target.wait_received(2, WAIT).await;
+    assert_eq!(got[1].body.as_ref(), e2.as_bytes());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(target.received().len(), 2, "{}", listen.output());
     server.stop().await;
 }
 
@@ -292,6 +347,13 @@ async fn the_stream_needs_a_token_has_a_cap_and_sends_events_that_commit_late() 
             .status(),
         401
     );
+    let long = http
+        .get(format!("{url}?events={}", "x".repeat(2000)))
+        .bearer_auth(READ_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(long.status(), 400);
     let bad = open(Some(READ_TOKEN), Some("yesterday")).await.unwrap();
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("Last-Event-ID"));

@@ -26,6 +26,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// Events as they are accepted, from now or from `Last-Event-ID`, as server-sent events: each
 /// message's `data` is one event (schema `StreamEvent`) and its `id` the cursor to resume from.
+/// Should the store fail, a message of type `error` ends the stream.
 #[utoipa::path(get, path = "/admin/events/stream", tag = "events", params(StreamQuery,
         ("Last-Event-ID" = Option<String>, Header, format = Uuid,
          description = "The `id` of the last message received: resume from there")),
@@ -56,9 +57,11 @@ pub async fn stream(
                     None => return None,
                     Some(Ok(batch)) => queue.extend(messages(batch)),
                     Some(Err(e)) => {
-                        // The client reconnects from its cursor; this stream ends here.
+                        // The client reconnects from its cursor; this stream ends here. The
+                        // details stay in the log, as for any answer (`http::error`).
                         tracing::warn!(error = %e, "event stream: the store failed; ending it");
-                        queue.push_back(Event::default().event("error").data(e.to_string()));
+                        let m = "the event store failed; reconnect with Last-Event-ID to resume";
+                        queue.push_back(Event::default().event("error").data(m));
                         stream = None;
                     }
                 }
