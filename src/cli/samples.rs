@@ -1,7 +1,7 @@
 //! The sample events `hookd trigger` sends: realistic bodies of the common event types of
-//! every built-in provider, as files in `samples/<provider>/` embedded in the binary. Each body
-//! holds `{{unique}}` where the provider puts its event id, replaced by a fresh value on every
-//! send, so a trigger is never taken for a replay of the last one.
+//! every built-in provider, as files `samples/<provider>/<name>.json` embedded in the binary.
+//! Each body holds `{{unique}}` where the provider puts its event id, replaced by a fresh value
+//! on every send, so a trigger is never taken for a replay of the last one.
 //!
 //! Owns the list and the lookup; signing and sending are `sign`'s and the command's.
 
@@ -16,193 +16,63 @@ pub struct Sample {
     body: &'static str,
 }
 
+/// `sample!(provider, name)`: the file `samples/<provider>/<name>.json`; `header` when the
+/// provider sends the type in a header, as the name; `header "..."` as that.
 macro_rules! sample {
-    ($provider:literal, $name:literal, $header:expr, $file:literal) => {
+    ($provider:literal, $name:literal $(, header $($header:literal)?)?) => {
         Sample {
             provider: $provider,
             name: $name,
-            header_type: $header,
-            body: include_str!(concat!("../../samples/", $file)),
+            header_type: sample!(@header $name $(, header $($header)?)?),
+            body: include_str!(concat!("../../samples/", $provider, "/", $name, ".json")),
         }
     };
+    (@header $name:literal) => { None };
+    (@header $name:literal, header) => { Some($name) };
+    (@header $name:literal, header $header:literal) => { Some($header) };
 }
 
 /// Every sample, by provider.
 pub const SAMPLES: &[Sample] = &[
-    sample!(
-        "stripe",
-        "charge.refunded",
-        None,
-        "stripe/charge.refunded.json"
-    ),
-    sample!(
-        "stripe",
-        "checkout.session.completed",
-        None,
-        "stripe/checkout.session.completed.json"
-    ),
-    sample!(
-        "stripe",
-        "customer.subscription.created",
-        None,
-        "stripe/customer.subscription.created.json"
-    ),
-    sample!(
-        "stripe",
-        "customer.subscription.deleted",
-        None,
-        "stripe/customer.subscription.deleted.json"
-    ),
-    sample!("stripe", "invoice.paid", None, "stripe/invoice.paid.json"),
-    sample!(
-        "stripe",
-        "invoice.payment_failed",
-        None,
-        "stripe/invoice.payment_failed.json"
-    ),
-    sample!(
-        "stripe",
-        "payment_intent.payment_failed",
-        None,
-        "stripe/payment_intent.payment_failed.json"
-    ),
-    sample!(
-        "stripe",
-        "payment_intent.succeeded",
-        None,
-        "stripe/payment_intent.succeeded.json"
-    ),
-    sample!("github", "issues", Some("issues"), "github/issues.json"),
-    sample!("github", "ping", Some("ping"), "github/ping.json"),
-    sample!(
-        "github",
-        "pull_request",
-        Some("pull_request"),
-        "github/pull_request.json"
-    ),
-    sample!("github", "push", Some("push"), "github/push.json"),
-    sample!("github", "release", Some("release"), "github/release.json"),
-    sample!(
-        "shopify",
-        "app/uninstalled",
-        Some("app/uninstalled"),
-        "shopify/app-uninstalled.json"
-    ),
-    sample!(
-        "shopify",
-        "customers/create",
-        Some("customers/create"),
-        "shopify/customers-create.json"
-    ),
-    sample!(
-        "shopify",
-        "orders/create",
-        Some("orders/create"),
-        "shopify/orders-create.json"
-    ),
-    sample!(
-        "shopify",
-        "orders/paid",
-        Some("orders/paid"),
-        "shopify/orders-paid.json"
-    ),
-    sample!(
-        "shopify",
-        "products/update",
-        Some("products/update"),
-        "shopify/products-update.json"
-    ),
-    sample!("slack", "app_mention", None, "slack/app_mention.json"),
-    sample!("slack", "message", None, "slack/message.json"),
-    sample!("slack", "reaction_added", None, "slack/reaction_added.json"),
-    sample!("gitlab", "issue", Some("Issue Hook"), "gitlab/issue.json"),
-    sample!(
-        "gitlab",
-        "merge_request",
-        Some("Merge Request Hook"),
-        "gitlab/merge_request.json"
-    ),
-    sample!(
-        "gitlab",
-        "pipeline",
-        Some("Pipeline Hook"),
-        "gitlab/pipeline.json"
-    ),
-    sample!("gitlab", "push", Some("Push Hook"), "gitlab/push.json"),
-    sample!(
-        "twilio",
-        "com.twilio.messaging.message.delivered",
-        None,
-        "twilio/com.twilio.messaging.message.delivered.json"
-    ),
-    sample!(
-        "twilio",
-        "com.twilio.messaging.message.failed",
-        None,
-        "twilio/com.twilio.messaging.message.failed.json"
-    ),
-    sample!(
-        "paddle",
-        "subscription.canceled",
-        None,
-        "paddle/subscription.canceled.json"
-    ),
-    sample!(
-        "paddle",
-        "subscription.created",
-        None,
-        "paddle/subscription.created.json"
-    ),
-    sample!(
-        "paddle",
-        "transaction.completed",
-        None,
-        "paddle/transaction.completed.json"
-    ),
-    sample!(
-        "square",
-        "payment.created",
-        None,
-        "square/payment.created.json"
-    ),
-    sample!(
-        "square",
-        "payment.updated",
-        None,
-        "square/payment.updated.json"
-    ),
-    sample!(
-        "square",
-        "refund.created",
-        None,
-        "square/refund.created.json"
-    ),
-    sample!(
-        "linear",
-        "Comment.create",
-        None,
-        "linear/Comment.create.json"
-    ),
-    sample!("linear", "Issue.create", None, "linear/Issue.create.json"),
-    sample!("linear", "Issue.update", None, "linear/Issue.update.json"),
-    sample!(
-        "standard",
-        "invoice.paid",
-        None,
-        "standard/invoice.paid.json"
-    ),
-    sample!(
-        "standard",
-        "user.created",
-        None,
-        "standard/user.created.json"
-    ),
-    sample!(
-        "paypal",
-        "PAYMENT.CAPTURE.COMPLETED",
-        None,
-        "paypal/PAYMENT.CAPTURE.COMPLETED.json"
-    ),
+    sample!("stripe", "charge.refunded"),
+    sample!("stripe", "checkout.session.completed"),
+    sample!("stripe", "customer.subscription.created"),
+    sample!("stripe", "customer.subscription.deleted"),
+    sample!("stripe", "invoice.paid"),
+    sample!("stripe", "invoice.payment_failed"),
+    sample!("stripe", "payment_intent.payment_failed"),
+    sample!("stripe", "payment_intent.succeeded"),
+    sample!("github", "issues", header),
+    sample!("github", "ping", header),
+    sample!("github", "pull_request", header),
+    sample!("github", "push", header),
+    sample!("github", "release", header),
+    sample!("shopify", "app/uninstalled", header),
+    sample!("shopify", "customers/create", header),
+    sample!("shopify", "orders/create", header),
+    sample!("shopify", "orders/paid", header),
+    sample!("shopify", "products/update", header),
+    sample!("slack", "app_mention"),
+    sample!("slack", "message"),
+    sample!("slack", "reaction_added"),
+    sample!("gitlab", "issue", header "Issue Hook"),
+    sample!("gitlab", "merge_request", header "Merge Request Hook"),
+    sample!("gitlab", "pipeline", header "Pipeline Hook"),
+    sample!("gitlab", "push", header "Push Hook"),
+    sample!("twilio", "com.twilio.messaging.message.delivered"),
+    sample!("twilio", "com.twilio.messaging.message.failed"),
+    sample!("paddle", "subscription.canceled"),
+    sample!("paddle", "subscription.created"),
+    sample!("paddle", "transaction.completed"),
+    sample!("square", "payment.created"),
+    sample!("square", "payment.updated"),
+    sample!("square", "refund.created"),
+    sample!("linear", "Comment.create"),
+    sample!("linear", "Issue.create"),
+    sample!("linear", "Issue.update"),
+    sample!("standard", "invoice.paid"),
+    sample!("standard", "user.created"),
+    sample!("paypal", "PAYMENT.CAPTURE.COMPLETED"),
 ];
 
 /// What stands for a fresh id in a sample's body.
@@ -273,10 +143,11 @@ mod tests {
 
     #[test]
     fn unknown_providers_and_types_say_what_there_is() {
-        assert_eq!(
-            find("stripe", "invoice.paid").map(|s| s.name),
-            Ok("invoice.paid")
-        );
+        let header = |p, n| find(p, n).map(|s| s.header_type);
+        assert_eq!(header("stripe", "invoice.paid"), Ok(None));
+        assert_eq!(header("github", "push"), Ok(Some("push")));
+        assert_eq!(header("shopify", "orders/paid"), Ok(Some("orders/paid")));
+        assert_eq!(header("gitlab", "push"), Ok(Some("Push Hook")));
         let e = find("nosuch", "x").unwrap_err();
         assert!(
             e.contains("no samples for provider \"nosuch\"") && e.contains("stripe"),

@@ -1,8 +1,8 @@
 //! The operator service layer: everything an operator does, with typed requests and answers
 //! shared by the admin API, the console and the CLI. Who is asking (tokens and scopes, console
-//! sessions), events (search, detail, payload, activity, the live stream), replays and redrives (one, or many in
-//! a background job), dead letters, providers and their pauses, destination breakers, the
-//! audit log, and payload retention.
+//! sessions), events (search, detail, payload, activity, the live stream), replays and
+//! redrives (one, or many in a background job), dead letters, providers and their pauses,
+//! destination breakers, the audit log, and payload retention.
 //!
 //! Owns the rules of an operator action and the only way to the store for them: the admin API
 //! and the console call the functions here, never the store. Every operate action is written
