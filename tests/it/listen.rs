@@ -146,6 +146,22 @@ async fn listen_forwards_events_live_with_their_body_and_headers_filtered() {
     assert_eq!(github.received().len(), 1);
     assert_eq!(all.received().len(), 4, "each event once");
 
+    // How long from the 202 to the local target's answer, one event at a time (printed: the
+    // stream polls every 250 ms, so about half that on average).
+    let mut lags = Vec::new();
+    for i in 0..20 {
+        let (_, body) = stripe_event("invoice.paid");
+        let posted = std::time::Instant::now();
+        server.post_stripe(&body).await;
+        let got = invoices.wait_received(3 + i, WAIT).await;
+        lags.push(got[2 + i].at.duration_since(posted));
+    }
+    lags.sort();
+    println!(
+        "listen: accepted -> forwarded, median {:?}, max {:?} (20 events)",
+        lags[10], lags[19]
+    );
+
     // Ctrl-C ends it cleanly.
     for l in [&l_all, &l_inv, &l_gh] {
         let sent = Command::new("kill")
