@@ -175,11 +175,14 @@ impl Ops {
             event_type: params::text("events", &query.events)?,
             ..EventFilter::default()
         };
+        let now = id_bound(Utc::now());
         let start = match last_event_id.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(s) => s.parse::<EventId>().map_err(|_| {
+            // A cursor from the future (none this endpoint sent) would hide everything until
+            // then: it starts now.
+            Some(s) => s.parse::<EventId>().map(|c| c.min(now)).map_err(|_| {
                 OpsError::Invalid("Last-Event-ID must be a cursor this stream sent (a UUID)".into())
             })?,
-            None => id_bound(Utc::now()),
+            None => now,
         };
         let permit = self.streams.open.clone().try_acquire_owned().map_err(|_| {
             OpsError::Busy(format!(
@@ -218,7 +221,10 @@ impl EventStream {
             }
             tokio::select! {
                 _ = tokio::time::sleep(POLL) => {}
-                _ = self.shutdown.changed() => {}
+                // Gone with the process that owned it: stopping too.
+                changed = self.shutdown.changed() => if changed.is_err() {
+                    return None;
+                },
             }
         }
     }

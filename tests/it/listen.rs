@@ -437,6 +437,21 @@ async fn the_stream_needs_a_token_has_a_cap_and_sends_events_that_commit_late() 
         .collect();
     assert!(ids.contains(&format!("\"{fresh}\"")) && ids.contains(&format!("\"{late}\"")));
     drop(again);
+    // A cursor from the future (none was ever sent) starts now, rather than hide what comes.
+    let future = "ffffffff-ffff-7fff-bfff-ffffffffffff";
+    let mut from_future = eventually(
+        "the closed stream's place under the cap to be free",
+        WAIT,
+        || async { open(Some(READ_TOKEN), Some(future)).await.unwrap() },
+        |r| r.status() == 200,
+    )
+    .await;
+    let (_, body) = stripe_event("invoice.created");
+    let next = id_of(server.post_stripe(&body).await).await;
+    let got = read_messages(&mut from_future, |m| !m.is_empty()).await;
+    let data: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+    assert_eq!(data["id"], next.to_string().as_str());
+    drop(from_future);
     server.stop().await;
 
     // A settle delay shorter than the store timeout could skip an insert: refused at start.
