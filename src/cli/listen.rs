@@ -1,6 +1,7 @@
 //! `hookd listen`: the developer loop. Follows a hookd's event stream (`/admin/events/stream`,
 //! server-sent events) and forwards each accepted event to a local URL with its original body
-//! and headers, printing one line per event with the local answer and how long it took.
+//! and headers, printing one line per event with the local answer and how long it took (with
+//! `--json`, one JSON object) on standard output; how the connection goes, on standard error.
 //!
 //! It reconnects by itself, with backoff, from the last cursor it received, and forwards each
 //! event once: a resumed stream sends again what arrived within its settle delay, and those
@@ -101,6 +102,8 @@ struct Listener<'o> {
     seen: Seen,
     /// The last connection got a stream (hookd answered 200).
     connected: bool,
+    /// One JSON object per event instead of a line of text (`--json`).
+    json: bool,
     out: &'o mut dyn Write,
 }
 
@@ -130,6 +133,7 @@ pub async fn run(conn: &Connection, args: ListenArgs, out: &mut dyn Write) -> an
         cursor: None,
         seen: Seen::default(),
         connected: false,
+        json: conn.json,
         out,
     };
     // One registration for the whole run, so a Ctrl-C between two waits is not lost.
@@ -146,17 +150,16 @@ pub async fn run(conn: &Connection, args: ListenArgs, out: &mut dyn Write) -> an
             backoff = FIRST_BACKOFF;
         }
         match result {
-            Ok(()) => writeln!(l.out, "the stream ended (hookd stopping?); reconnecting")?,
+            Ok(()) => eprintln!("the stream ended (hookd stopping?); reconnecting"),
             Err(e) => {
                 if let Some(r) = e.downcast_ref::<Refused>()
                     && r.status.is_client_error()
                 {
                     return Err(e);
                 }
-                writeln!(l.out, "{e:#}; reconnecting in {} ms", backoff.as_millis())?;
+                eprintln!("{e:#}; reconnecting in {} ms", backoff.as_millis());
             }
         }
-        l.out.flush()?;
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = &mut ctrl_c => return Ok(()),
@@ -173,12 +176,7 @@ impl Listener<'_> {
             .stream("/events/stream", &self.query, self.cursor.as_deref(), IDLE)
             .await?;
         self.connected = true;
-        writeln!(
-            self.out,
-            "Ready: forwarding events from {url} to {}",
-            self.forward_to
-        )?;
-        self.out.flush()?;
+        eprintln!("Ready: forwarding events from {url} to {}", self.forward_to);
         let mut buf: Vec<u8> = Vec::new();
         let mut msg = Message::default();
         while let Some(chunk) = resp.chunk().await.context("the stream broke")? {
@@ -228,20 +226,30 @@ impl Listener<'_> {
             return Ok(());
         }
         let started = Instant::now();
-        let answer = match self.forward(&event).await {
-            Ok(status) => status.to_string(),
-            Err(e) => format!("failed: {e:#}"),
-        };
-        writeln!(
-            self.out,
-            "{}  {}  {}  {}  -> {} ({} ms)",
-            Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
-            event.provider,
-            event.event_type,
-            event.id,
-            answer,
-            started.elapsed().as_millis()
-        )?;
+        let result = self.forward(&event).await;
+        let ms = started.elapsed().as_millis();
+        let at = Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true);
+        if self.json {
+            let (status, error) = match &result {
+                Ok(s) => (Some(s.as_u16()), None),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            };
+            let line = serde_json::json!({
+                "at": at, "provider": event.provider, "event_type": event.event_type,
+                "id": event.id, "status": status, "error": error, "duration_ms": ms,
+            });
+            writeln!(self.out, "{line}")?;
+        } else {
+            let answer = match result {
+                Ok(status) => status.to_string(),
+                Err(e) => format!("failed: {e:#}"),
+            };
+            writeln!(
+                self.out,
+                "{at}  {}  {}  {}  -> {answer} ({ms} ms)",
+                event.provider, event.event_type, event.id
+            )?;
+        }
         self.out.flush()?;
         Ok(())
     }

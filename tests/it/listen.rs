@@ -98,7 +98,13 @@ async fn listen_forwards_events_live_with_their_body_and_headers_filtered() {
         &["--provider", "stripe", "--events", "invoice.*"],
     )
     .await;
-    let l_gh = Listen::start(dir, &server.url, &github.url, &["--provider", "github"]).await;
+    let l_gh = Listen::start(
+        dir,
+        &server.url,
+        &github.url,
+        &["--provider", "github", "--json"],
+    )
+    .await;
     // The local target is down: said so, and the stream goes on.
     let down = format!("http://127.0.0.1:{}/hook", free_port());
     let l_down = Listen::start(dir, &server.url, &down, &[]).await;
@@ -135,6 +141,14 @@ async fn listen_forwards_events_live_with_their_body_and_headers_filtered() {
     assert_eq!(inv[0].body.as_ref(), invoice.as_bytes());
     let gh = github.wait_received(1, WAIT).await;
     assert_eq!(gh[0].body.as_ref(), push.as_bytes());
+    let out = l_gh.wait_output("\"duration_ms\"", 1).await;
+    let line: serde_json::Value = out
+        .lines()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .expect("a JSON line");
+    assert_eq!(line["provider"], "github");
+    assert_eq!(line["event_type"], "push");
+    assert_eq!(line["status"], 200);
     l_down.wait_output("failed:", 3).await;
     // Later events still reach every listener; the filtered ones still get only theirs.
     let (_, later) = stripe_event("invoice.finalized");
