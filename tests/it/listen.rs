@@ -369,6 +369,15 @@ async fn the_stream_needs_a_token_has_a_cap_and_sends_events_that_commit_late() 
         }
         req.send()
     };
+    // Once a stream is closed, its place under the cap (of one) is free again.
+    let reopen = |last: String| {
+        eventually(
+            "the closed stream's place under the cap to be free",
+            WAIT,
+            move || open(Some(READ_TOKEN), Some(&last)),
+            |r| r.as_ref().is_ok_and(|r| r.status() == 200),
+        )
+    };
     assert_eq!(open(None, None).await.unwrap().status(), 401);
     assert_eq!(
         open(Some("not-a-token-at-all-not-one"), None)
@@ -436,14 +445,7 @@ async fn the_stream_needs_a_token_has_a_cap_and_sends_events_that_commit_late() 
     // Resuming from the first message's cursor sends both again (at least once), from a
     // cursor no later than either.
     drop(stream);
-    let cursor = first[0].0.clone();
-    let mut again = eventually(
-        "the closed stream's place under the cap to be free",
-        WAIT,
-        || async { open(Some(READ_TOKEN), Some(&cursor)).await.unwrap() },
-        |r| r.status() == 200,
-    )
-    .await;
+    let mut again = reopen(first[0].0.clone()).await.unwrap();
     let resent = read_messages(&mut again, |m| m.len() >= 2).await;
     let ids: Vec<String> = resent
         .iter()
@@ -453,13 +455,7 @@ async fn the_stream_needs_a_token_has_a_cap_and_sends_events_that_commit_late() 
     drop(again);
     // A cursor from the future (none was ever sent) starts now, rather than hide what comes.
     let future = "ffffffff-ffff-7fff-bfff-ffffffffffff";
-    let mut from_future = eventually(
-        "the closed stream's place under the cap to be free",
-        WAIT,
-        || async { open(Some(READ_TOKEN), Some(future)).await.unwrap() },
-        |r| r.status() == 200,
-    )
-    .await;
+    let mut from_future = reopen(future.into()).await.unwrap();
     let (_, body) = stripe_event("invoice.created");
     let next = id_of(server.post_stripe(&body).await).await;
     let got = read_messages(&mut from_future, |m| !m.is_empty()).await;
