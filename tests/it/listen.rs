@@ -83,6 +83,9 @@ async fn listen_forwards_events_live_with_their_body_and_headers_filtered() {
         &[
             ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
             ("GITHUB_WEBHOOK_SECRET", GITHUB_SECRET),
+            // The shortest allowed (the store timeout), so the first events' ranges settle, and
+            // are read again, while the test runs.
+            ("HOOKD_STREAM_SETTLE_MS", "5000"),
         ],
     )
     .await;
@@ -112,6 +115,7 @@ async fn listen_forwards_events_live_with_their_body_and_headers_filtered() {
     let (_, charge) = stripe_event("charge.succeeded");
     let (_, invoice) = stripe_event("invoice.paid");
     let push = r#"{"ref":"refs/heads/main","after":"listen-test"}"#;
+    let first_posted = tokio::time::Instant::now();
     let charge_id = id_of(server.post_stripe(&charge).await).await;
     let invoice_id = id_of(server.post_stripe(&invoice).await).await;
     let push_r = post_github(&server, "push", push).await;
@@ -175,6 +179,10 @@ async fn listen_forwards_events_live_with_their_body_and_headers_filtered() {
         "listen: accepted -> forwarded, median {:?}, max {:?} (20 events)",
         lags[10], lags[19]
     );
+    // Once the first events' range has settled and was read again: still each event once.
+    tokio::time::sleep_until(first_posted + Duration::from_secs(7)).await;
+    assert_eq!(all.received().len(), 24, "{}", l_all.output());
+    assert_eq!(invoices.received().len(), 22);
 
     // Ctrl-C ends it cleanly.
     for l in [&l_all, &l_inv, &l_gh] {
