@@ -8,6 +8,7 @@ COPY bench/Cargo.toml bench/Cargo.toml
 COPY bench/src bench/src
 COPY src src
 COPY migrations migrations
+COPY samples samples
 RUN cargo build --release --locked --bin hookd
 
 FROM debian:bookworm-slim

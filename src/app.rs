@@ -562,6 +562,7 @@ async fn start_ops(
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
             shutdown: parts.shutdown.clone(),
+            stream: config.operator.stream,
         },
         &config.operator.tokens,
     );

@@ -55,6 +55,26 @@ enum Command {
         #[command(flatten)]
         test: TestEvent,
     },
+    /// Post a realistic sample event, signed as <provider> signs it, to a running hookd
+    /// (`hookd trigger stripe invoice.paid`; `--list` shows the samples).
+    Trigger {
+        /// Provider name, e.g. stripe.
+        #[arg(required_unless_present = "list")]
+        provider: Option<String>,
+        /// The sample's event type, e.g. invoice.paid.
+        #[arg(required_unless_present = "list")]
+        event: Option<String>,
+        /// List the samples and exit.
+        #[arg(long)]
+        list: bool,
+        /// The provider's secret, instead of the variable `serve` reads (e.g.
+        /// STRIPE_WEBHOOK_SECRET).
+        #[arg(long, env = "HOOKD_TRIGGER_SECRET", hide_env_values = true)]
+        secret: Option<String>,
+        /// Where hookd is.
+        #[arg(long, env = "HOOKD_URL", default_value = "http://127.0.0.1:3001")]
+        url: String,
+    },
 }
 
 #[derive(clap::Args)]
@@ -88,7 +108,17 @@ fn main() -> anyhow::Result<()> {
             provider,
             file,
             test,
-        }) => return client_runtime()?.block_on(send(&provider, file, &test)),
+        }) => {
+            let s = signed(&provider, || read_payload(Some(file)), &test, None)?;
+            return client_runtime()?.block_on(send(s, &test.url));
+        }
+        Some(Command::Trigger {
+            provider,
+            event,
+            list,
+            secret,
+            url,
+        }) => return trigger(provider, event, list, secret, url),
         _ => {}
     }
     let config = Config::from_env().context("invalid configuration")?;
@@ -123,7 +153,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
-        Command::Openapi | Command::Operator(_) | Command::Sign { .. } | Command::Send { .. } => {
+        Command::Openapi
+        | Command::Operator(_)
+        | Command::Sign { .. }
+        | Command::Send { .. }
+        | Command::Trigger { .. } => {
             unreachable!("answered before the configuration is read")
         }
     };
@@ -185,26 +219,41 @@ fn read_payload(file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-/// The provider's configuration (secrets from the environment and hookd.toml, as `serve` reads them).
+/// `body` signed with the provider's configuration (secrets from the environment and hookd.toml,
+/// as `serve` reads them), or with `secret` in place of its configured one. The body is read
+/// once the provider is known.
 fn signed(
     provider: &str,
-    file: Option<PathBuf>,
+    body: impl FnOnce() -> anyhow::Result<Vec<u8>>,
     test: &TestEvent,
+    secret: Option<String>,
 ) -> anyhow::Result<hookd::cli::sign::Signed> {
-    let config = Config::from_env().context("invalid configuration")?;
-    let p = config.provider(provider).with_context(|| {
+    let mut config = Config::from_env().context("invalid configuration")?;
+    let unknown = |config: &Config| {
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
         format!(
             "unknown provider {provider:?}; hookd knows {}",
             names.join(", ")
         )
-    })?;
-    let body = read_payload(file)?;
+    };
+    if let Some(secret) = secret {
+        // The variable that turns the provider on, set to the given secret.
+        let setting = config
+            .provider(provider)
+            .with_context(|| unknown(&config))?
+            .setting
+            .clone();
+        let vars = std::env::vars().chain([(setting, secret)]);
+        config = Config::from_vars(vars).context("invalid configuration with --secret")?;
+    }
+    let p = config
+        .provider(provider)
+        .with_context(|| unknown(&config))?;
     hookd::cli::sign::sign(
         p,
         &test.url,
         config.public_url.as_deref(),
-        body,
+        body()?,
         test.event_type.as_deref(),
         chrono::Utc::now().timestamp(),
     )
@@ -212,7 +261,7 @@ fn signed(
 }
 
 fn sign(provider: &str, file: Option<PathBuf>, curl: bool, test: &TestEvent) -> anyhow::Result<()> {
-    let s = signed(provider, file, test)?;
+    let s = signed(provider, || read_payload(file), test, None)?;
     if curl {
         println!("{}", s.curl());
         return Ok(());
@@ -227,8 +276,33 @@ fn sign(provider: &str, file: Option<PathBuf>, curl: bool, test: &TestEvent) -> 
     Ok(())
 }
 
-async fn send(provider: &str, file: PathBuf, test: &TestEvent) -> anyhow::Result<()> {
-    let s = signed(provider, Some(file), test)?;
+/// `hookd trigger`: a sample signed as its provider signs it, posted to hookd (or the list).
+fn trigger(
+    provider: Option<String>,
+    event: Option<String>,
+    list: bool,
+    secret: Option<String>,
+    url: String,
+) -> anyhow::Result<()> {
+    if list {
+        for s in hookd::cli::samples::SAMPLES {
+            println!("{:<10} {}", s.provider, s.name);
+        }
+        return Ok(());
+    }
+    let (Some(provider), Some(event)) = (provider, event) else {
+        bail!("hookd trigger <provider> <event type> (or --list)");
+    };
+    let sample = hookd::cli::samples::find(&provider, &event).map_err(anyhow::Error::msg)?;
+    let test = TestEvent {
+        event_type: sample.header_type.map(str::to_owned),
+        url,
+    };
+    let s = signed(&provider, || Ok(sample.body()), &test, secret)?;
+    client_runtime()?.block_on(send(s, &test.url))
+}
+
+async fn send(s: hookd::cli::sign::Signed, url: &str) -> anyhow::Result<()> {
     let mut req = reqwest::Client::new().post(&s.url).body(s.body);
     for (k, v) in &s.headers {
         req = req.header(k, v);
@@ -236,7 +310,7 @@ async fn send(provider: &str, file: PathBuf, test: &TestEvent) -> anyhow::Result
     let resp = req
         .send()
         .await
-        .with_context(|| format!("cannot reach hookd at {}", test.url))?;
+        .with_context(|| format!("cannot reach hookd at {url}"))?;
     let status = resp.status();
     let body = resp.text().await.unwrap_or_default();
     println!("{status} {body}");

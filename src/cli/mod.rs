@@ -1,5 +1,6 @@
 //! The operator commands of the `hookd` binary: a client of the admin API (`events`, `dlq`,
-//! `providers`, `jobs`, `audit`), and `sign`/`send` for test webhooks. They talk to a running
+//! `providers`, `jobs`, `audit`, and `listen`, which follows the event stream), and
+//! `sign`/`send`/`trigger` for test webhooks (`samples` holds `trigger`'s). They talk to a running
 //! hookd at `HOOKD_URL` with `HOOKD_ADMIN_TOKEN` and read its answers as the operator layer's
 //! types (`ops`), the ones the server writes; nothing here touches the database.
 //!
@@ -8,7 +9,9 @@
 
 mod client;
 mod commands;
+mod listen;
 mod print;
+pub mod samples;
 pub mod sign;
 
 use std::io::Write;
@@ -17,6 +20,7 @@ use clap::{Args, Subcommand};
 
 pub use client::Client;
 use commands::Session;
+pub use listen::ListenArgs;
 
 /// Where hookd is and the token to use.
 #[derive(Debug, Clone, Args)]
@@ -88,6 +92,14 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// Forward every event hookd accepts, as it is accepted, to a local URL (the developer
+    /// loop; needs a read token).
+    Listen {
+        #[command(flatten)]
+        args: ListenArgs,
         #[command(flatten)]
         conn: Connection,
     },
@@ -202,6 +214,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         | Command::Providers { conn, .. }
         | Command::Jobs { conn, .. }
         | Command::Audit { conn, .. } => conn,
+        Command::Listen { args, conn } => return listen::run(conn, args.clone(), out).await,
     };
     let mut s = Session {
         client: Client::new(conn)?,
@@ -213,6 +226,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Dlq { command, .. } => commands::dlq(&mut s, command).await,
         Command::Providers { command, .. } => commands::providers(&mut s, command).await,
         Command::Jobs { command, .. } => commands::jobs(&mut s, command).await,
+        Command::Listen { .. } => unreachable!("answered above"),
         Command::Audit {
             actor,
             action,

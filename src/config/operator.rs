@@ -1,6 +1,7 @@
 //! Reads the settings of the operator surface: admin tokens (`HOOKD_ADMIN_TOKEN`,
-//! `HOOKD_ADMIN_READ_TOKEN`, `[[admin.tokens]]`), console sessions, the read replica and
-//! `[retention]`. Fills [`OperatorConfig`]; the rules a set of tokens must follow are `ops`'s.
+//! `HOOKD_ADMIN_READ_TOKEN`, `[[admin.tokens]]`), console sessions, the read replica,
+//! `[retention]` and the event stream. Fills [`OperatorConfig`]; the rules a set of tokens
+//! must follow are `ops`'s.
 
 use std::time::Duration;
 
@@ -8,7 +9,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::reader::{Reader, invalid};
-use crate::ops::{AdminToken, OperatorConfig, Scope, TokenClash, token_clash};
+use crate::ops::{AdminToken, OperatorConfig, Scope, StreamSettings, TokenClash, token_clash};
 use crate::store::{StoreSettings, is_postgres_url, redact_url};
 use crate::verify::Secret;
 
@@ -62,6 +63,35 @@ pub(super) fn operator(
         read_database_url,
         session_ttl: Duration::from_secs(session_hours.saturating_mul(3600)),
         retention: retention_days.map(|d| Duration::from_secs(d.saturating_mul(86_400))),
+        stream: stream(r, store)?,
+    })
+}
+
+/// `HOOKD_STREAM_MAX` and `HOOKD_STREAM_SETTLE_MS`. A settle delay shorter than the store
+/// timeout would let a stream move past an insert still under way, and skip it: refused.
+fn stream(r: &Reader<'_>, store: &StoreSettings) -> Result<StreamSettings, ConfigError> {
+    let d = StreamSettings::default();
+    let max_streams = r.positive("HOOKD_STREAM_MAX", Some("admin.stream_max"), d.max_streams)?;
+    let settle_ms = r.positive(
+        "HOOKD_STREAM_SETTLE_MS",
+        Some("admin.stream_settle_ms"),
+        d.settle.as_millis() as u64,
+    )?;
+    let settle = Duration::from_millis(settle_ms);
+    if settle < store.timeout {
+        return Err(invalid(
+            "HOOKD_STREAM_SETTLE_MS",
+            &settle_ms.to_string(),
+            &format!(
+                "at least the store timeout (HOOKD_STORE_TIMEOUT_MS, {} ms): an event stream \
+                 must not move past an insert still under way",
+                store.timeout.as_millis()
+            ),
+        ));
+    }
+    Ok(StreamSettings {
+        max_streams,
+        settle,
     })
 }
 

@@ -39,6 +39,8 @@ pub enum ApiError {
     RateLimited { retry_after_secs: u64 },
     #[error("too many requests in flight; retry shortly")]
     Overloaded,
+    #[error("{0}")]
+    Busy(String),
     #[error("the request body was not received within the time allowed")]
     BodyTimeout,
     #[error(transparent)]
@@ -57,6 +59,7 @@ impl From<crate::ops::OpsError> for ApiError {
             E::UnknownProvider(name) => Self::UnknownProvider(name),
             E::Conflict { code, message } => Self::Conflict { code, message },
             E::Invalid(m) => Self::InvalidParam(m),
+            E::Busy(m) => Self::Busy(m),
             E::Store(s) => Self::Store(s),
         }
     }
@@ -89,6 +92,7 @@ impl ApiError {
             Self::InvalidParam(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             Self::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             Self::Invalid(e) => (StatusCode::BAD_REQUEST, e.reason()),
             Self::AddressForbidden => (StatusCode::FORBIDDEN, "forbidden"),

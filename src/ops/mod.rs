@@ -1,8 +1,8 @@
 //! The operator service layer: everything an operator does, with typed requests and answers
 //! shared by the admin API, the console and the CLI. Who is asking (tokens and scopes, console
-//! sessions), events (search, detail, payload, activity), replays and redrives (one, or many in
-//! a background job), dead letters, providers and their pauses, destination breakers, the
-//! audit log, and payload retention.
+//! sessions), events (search, detail, payload, activity, the live stream), replays and
+//! redrives (one, or many in a background job), dead letters, providers and their pauses,
+//! destination breakers, the audit log, and payload retention.
 //!
 //! Owns the rules of an operator action and the only way to the store for them: the admin API
 //! and the console call the functions here, never the store. Every operate action is written
@@ -18,6 +18,7 @@ pub mod replays;
 pub mod retention;
 pub mod sessions;
 mod settings;
+pub mod stream;
 pub mod tokens;
 
 pub use settings::{AdminToken, OperatorConfig, Scope, TokenClash, token_clash};
@@ -33,6 +34,7 @@ pub use jobs::JobList;
 pub use providers::{DestinationList, PauseRequest, ProviderList, ProviderView};
 pub use replays::{Finished, RedriveRequest, ReplayRequest};
 pub use sessions::{ConsoleSession, OpenedSession};
+pub use stream::{EventStream, StreamBatch, StreamEvent, StreamQuery, StreamSettings};
 pub use tokens::{Principal, Tokens};
 // The store's records that are answers as they are: callers name them through `ops`.
 pub use crate::store::admin::{
@@ -56,6 +58,9 @@ pub enum OpsError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// This process is at a limit (e.g. its cap of event streams); retry later or elsewhere.
+    #[error("{0}")]
+    Busy(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -70,6 +75,7 @@ pub struct OpsParts {
     pub session_ttl: Duration,
     pub secure_cookies: bool,
     pub shutdown: watch::Receiver<bool>,
+    pub stream: StreamSettings,
 }
 
 /// What the operator surface shares: the stores, the queue, the providers, this process's
@@ -90,6 +96,8 @@ pub struct Ops {
     /// Console cookies are `Secure` (hookd is reached over https: `HOOKD_PUBLIC_URL`).
     secure_cookies: bool,
     shutdown: watch::Receiver<bool>,
+    /// The event streams open in this process.
+    streams: stream::Streams,
 }
 
 impl Ops {
@@ -105,6 +113,7 @@ impl Ops {
             session_ttl: parts.session_ttl,
             secure_cookies: parts.secure_cookies,
             shutdown: parts.shutdown,
+            streams: stream::Streams::new(parts.stream),
         }
     }
 

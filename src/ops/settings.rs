@@ -1,6 +1,6 @@
 //! Settings of the operator surface: admin tokens and their scopes, the read replica for admin
-//! reads, console sessions, and payload retention. Owns their defaults and the rules a set of
-//! tokens must follow. It must never read the environment or a file: the configuration reader
+//! reads, console sessions, payload retention and the event stream. Owns their defaults and
+//! the rules a set of tokens must follow. It must never read the environment or a file: the configuration reader
 //! fills [`OperatorConfig`] and hands it over.
 
 use std::time::Duration;
@@ -99,6 +99,8 @@ pub struct OperatorConfig {
     pub session_ttl: Duration,
     /// `HOOKD_RETENTION_DAYS`: payloads of finished events older than this are purged.
     pub retention: Option<Duration>,
+    /// The event stream (`/admin/events/stream`).
+    pub stream: super::StreamSettings,
 }
 
 impl Default for OperatorConfig {
@@ -108,6 +110,7 @@ impl Default for OperatorConfig {
             read_database_url: None,
             session_ttl: Duration::from_secs(12 * 3600),
             retention: None,
+            stream: super::StreamSettings::default(),
         }
     }
 }

@@ -68,6 +68,17 @@ pub struct EventPayload {
     pub content_type: Option<String>,
 }
 
+/// One event as the event stream sends it: what was received, with its stored request.
+#[derive(Debug, Clone)]
+pub struct StreamedEvent {
+    pub id: EventId,
+    pub provider: String,
+    pub event_type: String,
+    pub idempotency_key: String,
+    pub received_at: DateTime<Utc>,
+    pub payload: EventPayload,
+}
+
 /// Why a replay is asked for: an operator's replay, or the redrive of a dead letter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayKind {
@@ -255,6 +266,17 @@ pub trait Reads: Send + Sync {
 
     /// The stored headers and raw body of one event.
     async fn event_payload(&self, id: EventId) -> Result<Option<EventPayload>, StoreError>;
+
+    /// Events with an id above `after` (and at most `upto`, when given) that match `filter`,
+    /// oldest id first, with their stored requests: the event stream's keyset read, through
+    /// the primary key.
+    async fn stream_events(
+        &self,
+        filter: &EventFilter,
+        after: EventId,
+        upto: Option<EventId>,
+        limit: u32,
+    ) -> Result<Vec<StreamedEvent>, StoreError>;
 
     /// Audit entries, newest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;

@@ -15,6 +15,7 @@ mod faults;
 mod group_commit;
 mod handover;
 mod limits;
+mod listen;
 mod network;
 mod observability;
 mod openapi;

@@ -1,6 +1,7 @@
 //! `/admin`: the admin API, thin handlers over the operator layer (`ops`), one file per
-//! resource: events, dead letters, jobs (bulk replays and redrives), providers (pauses and
-//! destination breakers), the audit log; and the OpenAPI document of the whole tree.
+//! resource: events (and their live stream), dead letters, jobs (bulk replays and redrives),
+//! providers (pauses and destination breakers), the audit log; and the OpenAPI document of the
+//! whole tree.
 //!
 //! Every request needs an admin token ([`require_token`]); with no admin token set the whole
 //! tree answers 404, so an unconfigured admin API is indistinguishable from none. Every `POST`
@@ -14,6 +15,7 @@ mod events;
 mod jobs;
 mod openapi;
 mod providers;
+mod stream;
 
 use std::sync::Arc;
 
@@ -43,6 +45,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route_layer(middleware::from_fn_with_state(state.clone(), operate_guard));
     Router::new()
         .route("/events", get(events::list_events))
+        .route("/events/stream", get(stream::stream))
         .route("/events/{id}", get(events::event))
         .route("/events/{id}/raw", get(events::event_raw))
         .route("/dlq", get(dlq::dlq))
