@@ -11,6 +11,7 @@ pub mod egress;
 pub mod email;
 pub mod filter;
 pub mod forward;
+pub mod rate;
 mod settings;
 pub mod template;
 
@@ -28,6 +29,7 @@ use forward::{ForwardRequest, SigningKeys};
 
 pub use settings::{
     ActionSettings, ForwardSettings, InvalidRoute, RouteConfig, RouteError, StepConfig,
+    UnusedRateLimit,
 };
 
 /// A step ready to run, with the stable key its results are recorded under.
