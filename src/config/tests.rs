@@ -702,3 +702,111 @@ fn settings_of_issue_20_are_checked() {
         ["x-tenant-key", "x-other"]
     );
 }
+
+const LIMITED_ROUTES: &str = r#"
+[[routes]]
+name = "ledger"
+steps = [{ action = "forward", url = "https://api.example.com/hooks" },
+         { action = "forward", url = "http://hooks.example.net:8080/in" }]
+"#;
+
+#[test]
+fn rate_limits_from_file_and_variable() {
+    let file = format!(
+        "{LIMITED_ROUTES}\n[destinations.rate_limits]\n\"https://api.example.com\" = \"50/s\"\n"
+    );
+    let c = with_file(&file, &[]).unwrap();
+    let limits: Vec<String> = c
+        .actions
+        .rate_limits
+        .iter()
+        .map(|(d, l)| format!("{d} {l}"))
+        .collect();
+    assert_eq!(limits, ["https://api.example.com:443 50/s"]);
+    // The variable replaces the table; an explicit default port is the same destination.
+    let c = with_file(
+        &file,
+        &[(
+            "HOOKD_RATE_LIMITS",
+            "http://hooks.example.net:8080=10/m, https://api.example.com:443/x=2/h",
+        )],
+    )
+    .unwrap();
+    let limits: Vec<String> = c
+        .actions
+        .rate_limits
+        .iter()
+        .map(|(d, l)| format!("{d} {l}"))
+        .collect();
+    assert_eq!(
+        limits,
+        [
+            "http://hooks.example.net:8080 10/m",
+            "https://api.example.com:443 2/h"
+        ]
+    );
+    let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
+    assert!(d.actions.rate_limits.is_empty());
+}
+
+#[test]
+fn bad_rate_limits_name_the_setting() {
+    let table = |body: &str| format!("{LIMITED_ROUTES}\n[destinations.rate_limits]\n{body}\n");
+    let err = |file: &str, env: &[(&str, &str)]| with_file(file, env).unwrap_err().to_string();
+    let e = err(&table(r#""https://api.example.com" = "50/d""#), &[]);
+    assert!(
+        e.contains("destinations.rate_limits") && e.contains("<count>/s"),
+        "{e}"
+    );
+    let e = err(&table(r#""api.example.com" = "50/s""#), &[]);
+    assert!(e.contains("a destination URL"), "{e}");
+    let e = err(
+        LIMITED_ROUTES,
+        &[("HOOKD_RATE_LIMITS", "https://api.example.com")],
+    );
+    assert!(
+        e.contains("HOOKD_RATE_LIMITS") && e.contains("url=limit"),
+        "{e}"
+    );
+    let e = err(
+        LIMITED_ROUTES,
+        &[("HOOKD_RATE_LIMITS", "https://api.example.com=0/s")],
+    );
+    assert!(
+        e.contains("HOOKD_RATE_LIMITS") && e.contains("<count>/s"),
+        "{e}"
+    );
+    // One destination, two limits.
+    let e = err(
+        LIMITED_ROUTES,
+        &[(
+            "HOOKD_RATE_LIMITS",
+            "https://api.example.com=5/s,https://api.example.com:443=6/s",
+        )],
+    );
+    assert!(
+        e.contains("5/s and 6/s") && e.contains("one rate limit for https://api.example.com:443"),
+        "{e}"
+    );
+    // A destination no step sends to (a misspelt host) would protect nothing.
+    let e = err(&table(r#""https://api.example.org" = "50/s""#), &[]);
+    assert!(
+        e.contains("rate limit for https://api.example.org:443: no step sends there")
+            && e.contains("https://api.example.com:443"),
+        "{e}"
+    );
+}
+
+#[test]
+fn retry_window() {
+    let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
+    assert_eq!(d.worker.retry.window, Duration::from_secs(3 * 24 * 3600));
+    let c = with_file("[worker]\nretry_window_secs = 3600\n", &[]).unwrap();
+    assert_eq!(c.worker.retry.window, Duration::from_secs(3600));
+    let c = with_file("", &[("HOOKD_RETRY_WINDOW_SECS", "3")]).unwrap();
+    assert_eq!(c.worker.retry.window, Duration::from_secs(3));
+    let e = with_file("", &[("HOOKD_RETRY_WINDOW_SECS", "0")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("HOOKD_RETRY_WINDOW_SECS"), "{e}");
+}
