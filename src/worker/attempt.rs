@@ -187,7 +187,7 @@ impl Worker {
         let steps = self
             .router
             .steps_for(&event.provider, &event.event_type, &payload);
-        let progress = match self.progress(event).await {
+        let progress = match self.progress(event, steps.len()).await {
             Ok(p) => p,
             Err(retry) => return Some(retry.into()),
         };
@@ -253,10 +253,12 @@ impl Worker {
         ending
     }
 
-    /// What earlier attempts did (nothing before the first). When it cannot be read, the
-    /// outcome to end this attempt with instead.
-    async fn progress(&self, event: &ClaimedEvent) -> Result<Progress, Outcome> {
-        if event.attempt <= 1 {
+    /// What earlier attempts did. When it cannot be read, the outcome to end this attempt with
+    /// instead. A postponed attempt is given back uncounted, so a first attempt may follow one
+    /// that ran some of its `steps` (and may even be compensating): only the first attempt of a
+    /// single-step route, which cannot have left anything behind, skips the read.
+    async fn progress(&self, event: &ClaimedEvent, steps: usize) -> Result<Progress, Outcome> {
+        if event.attempt <= 1 && steps <= 1 {
             return Ok(Progress::default());
         }
         self.store.progress(event.id).await.map_err(|e| {
