@@ -90,7 +90,8 @@ pub struct Counters {
     pub opened: u64,
     /// Half-open probes let through.
     pub probes: u64,
-    /// Steps refused because the breaker was open or the destination was at its limit.
+    /// Steps refused because the breaker was open, the destination was at its limit, or its
+    /// rate limit had no slot near.
     pub deferred: u64,
 }
 
