@@ -231,3 +231,56 @@ async fn two_processes_share_a_rate_limit_through_redis() {
     }
     each_delivered_once(&a.url, &ids, &target).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_redis_away_a_limited_step_waits_uncounted_then_goes() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let target = Target::start(Behaviour::default()).await;
+    let mut redis = PrivateRedis::reserve();
+    let routes = format!(
+        "[[routes]]\nsteps = [{{ action = \"forward\", url = \"{}\" }}]\n",
+        target.url
+    );
+    let limit = format!("{}=10/s", target.url);
+    let (url, prefix) = (redis.url(), unique_prefix());
+    let server = TestServer::start(
+        &db,
+        &routes,
+        &[
+            ("REDIS_URL", &url),
+            ("HOOKD_REDIS_PREFIX", &prefix),
+            ("HOOKD_RATE_LIMITS", &limit),
+        ],
+    )
+    .await;
+    // Accepted and handed to this process's workers; the shared schedule cannot be read, and
+    // the step is not sent unchecked.
+    let (_, body) = stripe_event("charge.succeeded");
+    let id = id_of(server.post_stripe(&body).await).await;
+    let e = eventually(
+        "the step to wait for the unreadable schedule",
+        WAIT,
+        || server.store.event(id),
+        |e| {
+            e.as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap()
+                .transitions
+                .iter()
+                .any(|t| {
+                    t.detail.as_deref().is_some_and(|d| {
+                        d.contains("rate limit 10/s") && d.contains("cannot be checked")
+                    })
+                })
+        },
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(target.hits(), 0, "{e:#?}");
+    redis.up().await;
+    let e = server.wait_status(id, EventStatus::Completed, WAIT).await;
+    assert_eq!((e.attempts, target.hits()), (1, 1), "{e:#?}");
+    server.stop().await;
+}
