@@ -4,11 +4,11 @@
 //! Owns the notation, the schedule (a GCRA without burst: one slot every `period / count`, so
 //! no window of one period ever holds more than `count` starts) and the per-process keeper of
 //! that schedule, named by the destination's text (generic over the destination type, so any
-//! kind of step that has a destination is limited the same way). The keeper shared by a fleet lives with the Redis queue (which owns the
-//! connection and the key prefix) and implements [`RateKeeper`]. This module must never sleep
-//! longer than [`HORIZON`] while a worker waits: an event whose slot is further away is put back
-//! until then, without using up an attempt, so a limited destination never holds workers that
-//! other destinations' events need.
+//! kind of step that has a destination is limited the same way). The keeper shared by a fleet
+//! lives with the Redis queue (which owns the connection and the key prefix) and implements
+//! [`RateKeeper`]. This module must never sleep longer than [`HORIZON`] while a worker waits:
+//! an event whose slot is further away is put back until then, without using up an attempt, so
+//! a limited destination never holds workers that other destinations' events need.
 
 use std::collections::HashMap;
 use std::fmt;

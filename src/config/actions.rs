@@ -1,6 +1,7 @@
 //! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]` and
-//! `[destinations]` (with `[destinations.rate_limits]`) with their variables. Fills [`ActionSettings`]; the checks across routes,
-//! mail server and egress policy are the actions' own ([`ActionSettings::validate`]).
+//! `[destinations]` (with `[destinations.rate_limits]`) with their variables. Fills
+//! [`ActionSettings`]; the checks across routes, mail server, egress policy and rate limits are
+//! the actions' own ([`ActionSettings::validate`], [`ActionSettings::check_rate_limits`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -710,19 +710,19 @@ steps = [{ action = "forward", url = "https://api.example.com/hooks" },
          { action = "forward", url = "http://hooks.example.net:8080/in" }]
 "#;
 
+/// Each rate limit, as `<destination> <limit>`.
+fn limits_of(c: &Config) -> Vec<String> {
+    let limits = c.actions.rate_limits.iter();
+    limits.map(|(d, l)| format!("{d} {l}")).collect()
+}
+
 #[test]
 fn rate_limits_from_file_and_variable() {
     let file = format!(
         "{LIMITED_ROUTES}\n[destinations.rate_limits]\n\"https://api.example.com\" = \"50/s\"\n"
     );
     let c = with_file(&file, &[]).unwrap();
-    let limits: Vec<String> = c
-        .actions
-        .rate_limits
-        .iter()
-        .map(|(d, l)| format!("{d} {l}"))
-        .collect();
-    assert_eq!(limits, ["https://api.example.com:443 50/s"]);
+    assert_eq!(limits_of(&c), ["https://api.example.com:443 50/s"]);
     // The variable replaces the table; an explicit default port is the same destination.
     let c = with_file(
         &file,
@@ -732,14 +732,8 @@ fn rate_limits_from_file_and_variable() {
         )],
     )
     .unwrap();
-    let limits: Vec<String> = c
-        .actions
-        .rate_limits
-        .iter()
-        .map(|(d, l)| format!("{d} {l}"))
-        .collect();
     assert_eq!(
-        limits,
+        limits_of(&c),
         [
             "http://hooks.example.net:8080 10/m",
             "https://api.example.com:443 2/h"
@@ -752,49 +746,54 @@ fn rate_limits_from_file_and_variable() {
 #[test]
 fn bad_rate_limits_name_the_setting() {
     let table = |body: &str| format!("{LIMITED_ROUTES}\n[destinations.rate_limits]\n{body}\n");
-    let err = |file: &str, env: &[(&str, &str)]| with_file(file, env).unwrap_err().to_string();
-    let e = err(&table(r#""https://api.example.com" = "50/d""#), &[]);
-    assert!(
-        e.contains("destinations.rate_limits") && e.contains("<count>/s"),
-        "{e}"
-    );
-    let e = err(&table(r#""api.example.com" = "50/s""#), &[]);
-    assert!(e.contains("a destination URL"), "{e}");
-    let e = err(
-        LIMITED_ROUTES,
-        &[("HOOKD_RATE_LIMITS", "https://api.example.com")],
-    );
-    assert!(
-        e.contains("HOOKD_RATE_LIMITS") && e.contains("url=limit"),
-        "{e}"
-    );
-    let e = err(
-        LIMITED_ROUTES,
-        &[("HOOKD_RATE_LIMITS", "https://api.example.com=0/s")],
-    );
-    assert!(
-        e.contains("HOOKD_RATE_LIMITS") && e.contains("<count>/s"),
-        "{e}"
-    );
-    // One destination, two limits.
-    let e = err(
-        LIMITED_ROUTES,
-        &[(
-            "HOOKD_RATE_LIMITS",
-            "https://api.example.com=5/s,https://api.example.com:443=6/s",
-        )],
-    );
-    assert!(
-        e.contains("5/s and 6/s") && e.contains("one rate limit for https://api.example.com:443"),
-        "{e}"
-    );
-    // A destination no step sends to (a misspelt host) would protect nothing.
-    let e = err(&table(r#""https://api.example.org" = "50/s""#), &[]);
-    assert!(
-        e.contains("rate limit for https://api.example.org:443: no step sends there")
-            && e.contains("https://api.example.com:443"),
-        "{e}"
-    );
+    let env = Some;
+    let cases: Vec<(String, Option<&str>, &[&str])> = vec![
+        (
+            table(r#""https://api.example.com" = "50/d""#),
+            None,
+            &["destinations.rate_limits", "<count>/s"],
+        ),
+        (
+            table(r#""api.example.com" = "50/s""#),
+            None,
+            &["destinations.rate_limits", "a destination URL"],
+        ),
+        (
+            LIMITED_ROUTES.into(),
+            env("https://api.example.com"),
+            &["HOOKD_RATE_LIMITS", "url=limit"],
+        ),
+        (
+            LIMITED_ROUTES.into(),
+            env("https://api.example.com=0/s"),
+            &["HOOKD_RATE_LIMITS", "<count>/s"],
+        ),
+        // One destination, two limits.
+        (
+            LIMITED_ROUTES.into(),
+            env("https://api.example.com=5/s,https://api.example.com:443=6/s"),
+            &[
+                "5/s and 6/s",
+                "one rate limit for https://api.example.com:443",
+            ],
+        ),
+        // A destination no step sends to (a misspelt host) would protect nothing.
+        (
+            table(r#""https://api.example.org" = "50/s""#),
+            None,
+            &[
+                "rate limit for https://api.example.org:443: no step sends there",
+                "https://api.example.com:443",
+            ],
+        ),
+    ];
+    for (file, var, expected) in cases {
+        let env: Vec<_> = var.map(|v| ("HOOKD_RATE_LIMITS", v)).into_iter().collect();
+        let e = with_file(&file, &env).unwrap_err().to_string();
+        for part in expected {
+            assert!(e.contains(part), "{part:?} not in {e}");
+        }
+    }
 }
 
 #[test]

@@ -89,7 +89,7 @@ fn payload(body: &[u8]) -> Result<Value, String> {
 }
 
 /// The start of the reason an event failed for good because its retry window ended.
-pub const WINDOW_EXPIRED: &str = "retry_window_expired";
+const WINDOW_EXPIRED: &str = "retry_window_expired";
 
 /// `outcome`, with a wait that would end after `deadline` (a retry or a postponement of the
 /// normal phase) cut to end at it: the event is then claimed once more, and expires.
