@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::actions::breaker::Destinations;
+use crate::actions::rate::{LocalKeeper, RateKeeper, RateLimits};
 use crate::actions::{Actions, Router, SetupError};
 use crate::config::Config;
 use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
@@ -272,6 +273,10 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let parts = Parts {
         store: store.clone(),
         queue: queue.clone(),
+        rates: match &redis {
+            Some(r) => r.clone(),
+            None => Arc::new(LocalKeeper::default()),
+        },
         shutdown: shutdown_rx,
         draining: draining_rx,
     };
@@ -403,6 +408,9 @@ async fn bind_internal(
 struct Parts {
     store: Arc<dyn EventStore>,
     queue: Arc<dyn Queue>,
+    /// Where destination rate limits keep their schedules: shared in Redis when the queue is
+    /// there, else in this process.
+    rates: Arc<dyn RateKeeper>,
     shutdown: watch::Receiver<bool>,
     /// Turns true when draining starts, before `shutdown` does.
     draining: watch::Receiver<bool>,
@@ -431,6 +439,7 @@ fn start_workers(
         actions.breaker,
         actions.destination_concurrency,
         router.provider_destinations(),
+        RateLimits::new(actions.rate_limits.clone(), parts.rates.clone()),
     ));
     let actions = Actions::new(actions)?;
     let brokers = actions.brokers();

@@ -1,5 +1,6 @@
 //! Destination health: a circuit breaker and a concurrency limit for every destination (a
-//! forward URL's origin, or the SMTP server), kept in this process's memory.
+//! forward URL's origin, or the SMTP server), kept in this process's memory, and the gate of
+//! its rate limit (`rate`), asked last.
 //!
 //! Owns the breaker state machine (closed → open after `failure_threshold` consecutive failures
 //! → half-open after the cool-down, one probe at a time → closed on success, open again on
@@ -20,6 +21,7 @@ use serde::Serialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::glob_match;
+use super::rate::{Pace, RateLimits};
 
 /// Where a step sends something: `https://api.example.com:443`-style origin of a forward URL,
 /// or `smtp://host:port` of the mail server. Breakers and limits are kept per destination.
@@ -88,7 +90,8 @@ pub struct Counters {
     pub opened: u64,
     /// Half-open probes let through.
     pub probes: u64,
-    /// Steps refused because the breaker was open or the destination was at its limit.
+    /// Steps refused because the breaker was open, the destination was at its limit, or its
+    /// rate limit had no slot near.
     pub deferred: u64,
 }
 
@@ -197,6 +200,7 @@ pub struct Destinations {
     /// Route provider patterns and the destinations their steps (and compensations) use.
     provider_routes: Vec<(String, Vec<Destination>)>,
     entries: Mutex<HashMap<Destination, Entry>>,
+    rates: RateLimits<Destination>,
 }
 
 impl Destinations {
@@ -204,6 +208,7 @@ impl Destinations {
         policy: BreakerPolicy,
         limit: usize,
         provider_routes: Vec<(String, Vec<Destination>)>,
+        rates: RateLimits<Destination>,
     ) -> Self {
         let limit = limit.max(1);
         let entries = provider_routes
@@ -216,6 +221,7 @@ impl Destinations {
             limit,
             provider_routes,
             entries: Mutex::new(entries),
+            rates,
         }
     }
 
@@ -259,13 +265,23 @@ impl Destinations {
         if let Some(wait) = self.breaker_gate(dest, now, Some((&mut probe, now + step_timeout))) {
             return wait;
         }
-        Admission::Go(Pass {
+        let pass = Pass {
             registry: self.clone(),
             destination: dest.clone(),
             probe,
             reported: false,
             _permit: permit,
-        })
+        };
+        // Last, holding the slot: waiting in place for the rate limit then occupies at most the
+        // destination's concurrency cap of workers. Refused, the pass is dropped, which frees
+        // the slot and the probe.
+        match self.rates.pace(dest).await {
+            Pace::Go => Admission::Go(pass),
+            Pace::Wait { until, reason } => {
+                self.count_deferred(dest);
+                Admission::Wait { until, reason }
+            }
+        }
     }
 
     /// `None` if the breaker lets a step through. With `take_probe`, a half-open breaker hands
@@ -496,6 +512,7 @@ mod tests {
                     ],
                 ),
             ],
+            RateLimits::none(),
         ))
     }
 
@@ -583,6 +600,43 @@ mod tests {
             Admission::Wait { reason, .. } => assert!(reason.contains("busy"), "{reason}"),
             Admission::Go(_) => panic!("limit is 2"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_rate_limited_step_waits_and_frees_its_slot() {
+        let a = Destination::new("http://a:1");
+        let limits = [(a.clone(), "1/h".parse().unwrap())];
+        let keeper = Arc::new(super::super::rate::LocalKeeper::default());
+        let r = Arc::new(Destinations::new(
+            BreakerPolicy {
+                failure_threshold: 3,
+                cooldown: Duration::from_millis(200),
+            },
+            2,
+            Vec::new(),
+            RateLimits::new(limits, keeper),
+        ));
+        let first = go(&r, &a).await;
+        match r.admit(&a, Duration::from_secs(1)).await {
+            Admission::Wait { reason, until } => {
+                assert!(reason.contains("rate limit 1/h"), "{reason}");
+                assert!(
+                    until > Instant::now() + Duration::from_secs(3000),
+                    "back near its slot"
+                );
+            }
+            Admission::Go(_) => panic!("one an hour"),
+        }
+        let s = &r.snapshot()[0];
+        assert_eq!(
+            (s.in_flight, s.counters.deferred),
+            (1, 1),
+            "the refused step freed its slot"
+        );
+        drop(first);
+        assert_eq!(r.snapshot()[0].in_flight, 0);
+        // Other destinations are not limited.
+        let _b = go(&r, &Destination::new("http://b:1")).await;
     }
 
     #[test]

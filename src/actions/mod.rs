@@ -12,6 +12,7 @@ pub mod egress;
 pub mod email;
 pub mod filter;
 pub mod forward;
+pub mod rate;
 mod settings;
 pub mod template;
 
@@ -30,6 +31,7 @@ use forward::{ForwardRequest, SigningKeys};
 
 pub use settings::{
     ActionSettings, ForwardSettings, InvalidRoute, RouteConfig, RouteError, StepConfig,
+    UnusedRateLimit,
 };
 
 /// A step ready to run, with the stable key its results are recorded under.

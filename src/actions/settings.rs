@@ -11,12 +11,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::breaker::BreakerPolicy;
+use super::breaker::{BreakerPolicy, Destination};
 use super::broker::{BrokerKind, BrokerUrl, BrokerUrlError};
 use super::egress::{EgressError, EgressPolicy};
 use super::email::{Recipient, SmtpSettings};
 use super::filter::Filter;
 use super::forward::SigningKeys;
+use super::rate::RateLimit;
 use super::template::Template;
 
 /// Everything the actions need, as configured.
@@ -34,6 +35,9 @@ pub struct ActionSettings {
     pub destination_concurrency: usize,
     /// Where forwards may go.
     pub egress: EgressPolicy,
+    /// Steps per period to a destination, by destination; per process, or shared through
+    /// Redis when the queue is Redis (`[destinations.rate_limits]`).
+    pub rate_limits: BTreeMap<Destination, RateLimit>,
 }
 
 impl Default for ActionSettings {
@@ -48,6 +52,7 @@ impl Default for ActionSettings {
             },
             destination_concurrency: 4,
             egress: EgressPolicy::default(),
+            rate_limits: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +107,42 @@ impl ActionSettings {
         }
         Ok(())
     }
+}
+
+impl ActionSettings {
+    /// Every rate limit names a destination some step (or compensation) sends to: a limit on a
+    /// misspelt origin would leave the real one unprotected without a word.
+    pub fn check_rate_limits(&self) -> Result<(), UnusedRateLimit> {
+        let router = super::Router::new(&self.routes, self.smtp.as_ref().map(|s| s.destination()));
+        let used: std::collections::BTreeSet<Destination> = router
+            .provider_destinations()
+            .into_iter()
+            .flat_map(|(_, d)| d)
+            .collect();
+        match self.rate_limits.keys().find(|d| !used.contains(d)) {
+            None => Ok(()),
+            Some(d) => Err(UnusedRateLimit {
+                destination: d.clone(),
+                used: used
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }),
+        }
+    }
+}
+
+/// A rate limit on a destination no step sends to.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "rate limit for {destination}: no step sends there (destinations of the routes: {used}); \
+     a key of [destinations.rate_limits] / HOOKD_RATE_LIMITS is a URL whose scheme, host and \
+     port match a step's"
+)]
+pub struct UnusedRateLimit {
+    pub destination: Destination,
+    pub used: String,
 }
 
 /// A route that cannot run, by name.

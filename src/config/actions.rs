@@ -1,15 +1,18 @@
 //! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]` and
-//! `[destinations]` with their variables. Fills [`ActionSettings`]; the checks across routes,
-//! mail server and egress policy are the actions' own ([`ActionSettings::validate`]).
+//! `[destinations]` (with `[destinations.rate_limits]`) with their variables. Fills
+//! [`ActionSettings`]; the checks across routes, mail server, egress policy and rate limits are
+//! the actions' own ([`ActionSettings::validate`], [`ActionSettings::check_rate_limits`]).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use super::ConfigError;
-use super::reader::Reader;
-use crate::actions::breaker::BreakerPolicy;
+use super::reader::{Reader, invalid};
+use crate::actions::breaker::{BreakerPolicy, Destination};
 use crate::actions::egress::EgressPolicy;
 use crate::actions::email::{Recipient, SmtpSettings};
+use crate::actions::rate::RateLimit;
 use crate::actions::{ActionSettings, ForwardSettings, RouteConfig};
 use crate::store::redact_url;
 
@@ -45,7 +48,64 @@ pub(super) fn actions(r: &Reader<'_>) -> Result<ActionSettings, ConfigError> {
             d.destination_concurrency,
         )?,
         egress: egress(r)?,
+        rate_limits: rate_limits(r)?,
     })
+}
+
+/// `HOOKD_RATE_LIMITS=https://api.example.com=50/s,smtp://mail:25=10/m`, or the table
+/// `[destinations.rate_limits]` (`"https://api.example.com" = "50/s"`). Each key is a URL whose
+/// origin is the destination; the variable replaces the whole table.
+fn rate_limits(r: &Reader<'_>) -> Result<BTreeMap<Destination, RateLimit>, ConfigError> {
+    const VAR: &str = "HOOKD_RATE_LIMITS";
+    const KEY: &str = "destinations.rate_limits";
+    let (setting, pairs) = match r.raw(VAR) {
+        Some(list) => {
+            r.file_value(KEY);
+            let pairs = list
+                .split(',')
+                .filter(|p| !p.trim().is_empty())
+                .map(|pair| {
+                    let (url, limit) = pair.trim().rsplit_once('=').ok_or_else(|| {
+                        invalid(VAR, list, "url=limit pairs separated by commas, e.g. https://api.example.com=50/s")
+                    })?;
+                    let limit = limit
+                        .parse::<RateLimit>()
+                        .map_err(|e| invalid(VAR, list, &e.to_string()))?;
+                    Ok((url.trim().to_owned(), limit))
+                })
+                .collect::<Result<Vec<_>, ConfigError>>()?;
+            (VAR, pairs)
+        }
+        None => {
+            let table = r.section::<BTreeMap<String, RateLimit>>(KEY)?;
+            (KEY, table.unwrap_or_default().into_iter().collect())
+        }
+    };
+    let mut limits = BTreeMap::new();
+    for (url, limit) in pairs {
+        let dest = reqwest::Url::parse(&url)
+            .ok()
+            .filter(|u| u.has_host())
+            .map(|u| Destination::of_url(&u))
+            .ok_or_else(|| {
+                invalid(
+                    setting,
+                    &url,
+                    "a destination URL such as https://api.example.com",
+                )
+            })?;
+        if let Some(other) = limits.insert(dest.clone(), limit)
+            && other != limit
+        {
+            let both = format!("{other} and {limit}");
+            return Err(invalid(
+                setting,
+                &both,
+                &format!("one rate limit for {dest}"),
+            ));
+        }
+    }
+    Ok(limits)
 }
 
 fn egress(r: &Reader<'_>) -> Result<EgressPolicy, ConfigError> {

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::actions::{ActionSettings, InvalidRoute};
+use crate::actions::{ActionSettings, InvalidRoute, UnusedRateLimit};
 use crate::http::HttpSettings;
 use crate::ops::OperatorConfig;
 use crate::queue::RedisConfig;
@@ -104,6 +104,8 @@ pub enum ConfigError {
     Route(#[from] InvalidRoute),
     #[error(transparent)]
     Provider(#[from] ProviderError),
+    #[error(transparent)]
+    RateLimit(#[from] UnusedRateLimit),
 }
 
 impl Config {
@@ -142,6 +144,7 @@ impl Config {
         };
         r.unknown_key()?;
         config.actions.validate()?;
+        config.actions.check_rate_limits()?;
         Ok(config)
     }
 

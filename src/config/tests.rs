@@ -702,3 +702,110 @@ fn settings_of_issue_20_are_checked() {
         ["x-tenant-key", "x-other"]
     );
 }
+
+const LIMITED_ROUTES: &str = r#"
+[[routes]]
+name = "ledger"
+steps = [{ action = "forward", url = "https://api.example.com/hooks" },
+         { action = "forward", url = "http://hooks.example.net:8080/in" }]
+"#;
+
+/// Each rate limit, as `<destination> <limit>`.
+fn limits_of(c: &Config) -> Vec<String> {
+    let limits = c.actions.rate_limits.iter();
+    limits.map(|(d, l)| format!("{d} {l}")).collect()
+}
+
+#[test]
+fn rate_limits_from_file_and_variable() {
+    let file = format!(
+        "{LIMITED_ROUTES}\n[destinations.rate_limits]\n\"https://api.example.com\" = \"50/s\"\n"
+    );
+    let c = with_file(&file, &[]).unwrap();
+    assert_eq!(limits_of(&c), ["https://api.example.com:443 50/s"]);
+    // The variable replaces the table; an explicit default port is the same destination.
+    let c = with_file(
+        &file,
+        &[(
+            "HOOKD_RATE_LIMITS",
+            "http://hooks.example.net:8080=10/m, https://api.example.com:443/x=2/h",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        limits_of(&c),
+        [
+            "http://hooks.example.net:8080 10/m",
+            "https://api.example.com:443 2/h"
+        ]
+    );
+    let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
+    assert!(d.actions.rate_limits.is_empty());
+}
+
+#[test]
+fn bad_rate_limits_name_the_setting() {
+    let table = |body: &str| format!("{LIMITED_ROUTES}\n[destinations.rate_limits]\n{body}\n");
+    let env = Some;
+    let cases: Vec<(String, Option<&str>, &[&str])> = vec![
+        (
+            table(r#""https://api.example.com" = "50/d""#),
+            None,
+            &["destinations.rate_limits", "<count>/s"],
+        ),
+        (
+            table(r#""api.example.com" = "50/s""#),
+            None,
+            &["destinations.rate_limits", "a destination URL"],
+        ),
+        (
+            LIMITED_ROUTES.into(),
+            env("https://api.example.com"),
+            &["HOOKD_RATE_LIMITS", "url=limit"],
+        ),
+        (
+            LIMITED_ROUTES.into(),
+            env("https://api.example.com=0/s"),
+            &["HOOKD_RATE_LIMITS", "<count>/s"],
+        ),
+        // One destination, two limits.
+        (
+            LIMITED_ROUTES.into(),
+            env("https://api.example.com=5/s,https://api.example.com:443=6/s"),
+            &[
+                "5/s and 6/s",
+                "one rate limit for https://api.example.com:443",
+            ],
+        ),
+        // A destination no step sends to (a misspelt host) would protect nothing.
+        (
+            table(r#""https://api.example.org" = "50/s""#),
+            None,
+            &[
+                "rate limit for https://api.example.org:443: no step sends there",
+                "https://api.example.com:443",
+            ],
+        ),
+    ];
+    for (file, var, expected) in cases {
+        let env: Vec<_> = var.map(|v| ("HOOKD_RATE_LIMITS", v)).into_iter().collect();
+        let e = with_file(&file, &env).unwrap_err().to_string();
+        for part in expected {
+            assert!(e.contains(part), "{part:?} not in {e}");
+        }
+    }
+}
+
+#[test]
+fn retry_window() {
+    let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
+    assert_eq!(d.worker.retry.window, Duration::from_secs(3 * 24 * 3600));
+    let c = with_file("[worker]\nretry_window_secs = 3600\n", &[]).unwrap();
+    assert_eq!(c.worker.retry.window, Duration::from_secs(3600));
+    let c = with_file("", &[("HOOKD_RETRY_WINDOW_SECS", "3")]).unwrap();
+    assert_eq!(c.worker.retry.window, Duration::from_secs(3));
+    let e = with_file("", &[("HOOKD_RETRY_WINDOW_SECS", "0")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("HOOKD_RETRY_WINDOW_SECS"), "{e}");
+}

@@ -334,6 +334,13 @@ pub trait Work: Leases {
     /// What earlier attempts of `id` did: its step results, in order, and whether it has entered
     /// compensation. Read at the start of every attempt after the first.
     async fn progress(&self, id: EventId) -> Result<Progress, StoreError>;
+
+    /// When an operator last replayed `id` (`None`: never): where its retry window starts
+    /// again.
+    async fn replayed_at(
+        &self,
+        id: EventId,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
 }
 
 /// The whole store: every part, plus what the wiring and health checks need.

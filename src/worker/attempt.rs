@@ -5,8 +5,12 @@
 //! Owns the order of work inside an attempt, asking each step's destination breaker before the
 //! step and telling it after, and the rules for what counts as an attempt: a step refused by an
 //! open breaker or a busy destination, or a failure that leaves the breaker open, is the
-//! outage's fault and postpones the event without using up an attempt. It must never run a step
-//! (or compensation) that already succeeded, and never write anything once the lease is lost.
+//! outage's fault and postpones the event without using up an attempt. It also owns the retry
+//! window: an event still unfinished `window` after it was received (or replayed) is failed
+//! for good with `retry_window_expired`, and no wait of its (retry, breaker, rate limit) ends
+//! after that deadline, so an event parked behind a breaker that never closes expires on time.
+//! It must never run a step (or compensation) that already succeeded, and never write anything
+//! once the lease is lost.
 //!
 //! Crash safety: the phase is derived from the store on every attempt. An event that entered
 //! compensation has a transition to `compensating`, and every compensation's results are step
@@ -84,6 +88,29 @@ fn payload(body: &[u8]) -> Result<Value, String> {
     }
 }
 
+/// The start of the reason an event failed for good because its retry window ended.
+const WINDOW_EXPIRED: &str = "retry_window_expired";
+
+/// `outcome`, with a wait that would end after `deadline` (a retry or a postponement of the
+/// normal phase) cut to end at it: the event is then claimed once more, and expires.
+/// Compensations are not bound by the window.
+fn due_by(outcome: Outcome, deadline: DateTime<Utc>) -> Outcome {
+    match outcome {
+        Outcome::RetryAt { at, error } => Outcome::RetryAt {
+            at: at.min(deadline),
+            error,
+        },
+        Outcome::Postpone { at, to, reason } if to != EventStatus::Compensating => {
+            Outcome::Postpone {
+                at: at.min(deadline),
+                to,
+                reason,
+            }
+        }
+        other => other,
+    }
+}
+
 fn wall_clock(until: Instant) -> DateTime<Utc> {
     let left = until.saturating_duration_since(Instant::now());
     Utc::now() + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX)
@@ -93,6 +120,62 @@ impl Worker {
     /// Run one attempt. `None` means the lease was lost: another worker owns the event now and
     /// nothing may be written but the results of steps that ran.
     pub(super) async fn attempt(&self, event: &ClaimedEvent) -> Option<Ending> {
+        let deadline = self.window_end(event).await;
+        let mut ending = self.attempt_by(event, deadline).await?;
+        ending.outcome = due_by(ending.outcome, deadline);
+        Some(ending)
+    }
+
+    /// When `event`'s retry window ends: `window` after it was received, or after its last
+    /// replay (a replay is a new delivery, with a window of its own).
+    async fn window_end(&self, event: &ClaimedEvent) -> DateTime<Utc> {
+        let window =
+            chrono::Duration::from_std(self.settings.retry.window).unwrap_or(chrono::Duration::MAX);
+        let end = |from: DateTime<Utc>| {
+            from.checked_add_signed(window)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        };
+        let received = end(event.received_at);
+        if event.generation == 0 || received > Utc::now() {
+            return received;
+        }
+        match self.store.replayed_at(event.id).await {
+            Ok(replayed) => end(replayed.unwrap_or(event.received_at)),
+            Err(e) => {
+                // Not knowing when the window started is no reason to end it: judge again at
+                // the next attempt.
+                tracing::warn!(error = %e, "cannot read when the event was replayed; retry window not applied");
+                DateTime::<Utc>::MAX_UTC
+            }
+        }
+    }
+
+    /// Why the event fails for good before this attempt runs anything: its retry window is
+    /// over. Compensations are not bound by it.
+    fn window_over(
+        &self,
+        event: &ClaimedEvent,
+        progress: &Progress,
+        deadline: DateTime<Utc>,
+    ) -> Option<String> {
+        if progress.compensating || Utc::now() < deadline {
+            return None;
+        }
+        let from = if event.generation == 0 {
+            "arrival"
+        } else {
+            "replay"
+        };
+        let error = format!(
+            "{WINDOW_EXPIRED}: not finished within {} s (HOOKD_RETRY_WINDOW_SECS) of its {from}",
+            self.settings.retry.window.as_secs(),
+        );
+        tracing::warn!(%error, "retry window over");
+        Some(error)
+    }
+
+    /// [`Worker::attempt`], with the retry window ending at `deadline`.
+    async fn attempt_by(&self, event: &ClaimedEvent, deadline: DateTime<Utc>) -> Option<Ending> {
         let max = self.settings.retry.max_attempts;
         let payload = match payload(&event.body) {
             Ok(p) => p,
@@ -104,7 +187,7 @@ impl Worker {
         let steps = self
             .router
             .steps_for(&event.provider, &event.event_type, &payload);
-        let progress = match self.progress(event).await {
+        let progress = match self.progress(event, steps.len()).await {
             Ok(p) => p,
             Err(retry) => return Some(retry.into()),
         };
@@ -116,6 +199,10 @@ impl Worker {
                 }
                 .into(),
             );
+        }
+        if let Some(error) = self.window_over(event, &progress, deadline) {
+            let succeeded = succeeded(&steps, &progress);
+            return Some(self.failed_for_good(event, &succeeded, error).into());
         }
         if let Some(until) = self.destinations.provider_paused_until(&event.provider) {
             return Some(
@@ -131,12 +218,10 @@ impl Worker {
         if !progress.compensating && event.attempt > max {
             // The previous holder died during the last allowed attempt.
             let error = format!("no attempt left: the lease of attempt {max} expired");
-            let succeeded: Vec<&Step> = steps
-                .iter()
-                .copied()
-                .filter(|s| progress.succeeded(&s.key))
-                .collect();
-            return Some(self.failed_for_good(event, &succeeded, error).into());
+            return Some(
+                self.failed_for_good(event, &succeeded(&steps, &progress), error)
+                    .into(),
+            );
         }
 
         let lease = self.hold_lease(event);
@@ -168,10 +253,12 @@ impl Worker {
         ending
     }
 
-    /// What earlier attempts did (nothing before the first). When it cannot be read, the
-    /// outcome to end this attempt with instead.
-    async fn progress(&self, event: &ClaimedEvent) -> Result<Progress, Outcome> {
-        if event.attempt <= 1 {
+    /// What earlier attempts did. When it cannot be read, the outcome to end this attempt with
+    /// instead. A postponed attempt is given back uncounted, so a first attempt may follow one
+    /// that ran some of its `steps` (and may even be compensating): only the first attempt of a
+    /// single-step route, which cannot have left anything behind, skips the read.
+    async fn progress(&self, event: &ClaimedEvent, steps: usize) -> Result<Progress, Outcome> {
+        if event.attempt <= 1 && steps <= 1 {
             return Ok(Progress::default());
         }
         self.store.progress(event.id).await.map_err(|e| {
@@ -469,6 +556,15 @@ impl Worker {
     fn hold_lease(&self, event: &ClaimedEvent) -> LeaseGuard {
         self.renewer.hold(event.id)
     }
+}
+
+/// The steps of this delivery that have succeeded, in order.
+fn succeeded<'s>(steps: &[&'s Step], progress: &Progress) -> Vec<&'s Step> {
+    steps
+        .iter()
+        .copied()
+        .filter(|s| progress.succeeded(&s.key))
+        .collect()
 }
 
 /// Claims the compensation phase may use. Crashes during compensation use up claims without

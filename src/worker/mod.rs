@@ -38,12 +38,14 @@ use crate::telemetry::liveness::Heartbeat;
 use crate::telemetry::{metrics, trace};
 
 /// The retry schedule, as data: attempt `n` failing waits `min(2^n * base, cap)`, and the
-/// event is dead-lettered when attempt `max_attempts` fails.
+/// event is dead-lettered when attempt `max_attempts` fails, or when it has not finished
+/// `window` after it was received (or last replayed), however it waited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
     pub base: Duration,
     pub cap: Duration,
+    pub window: Duration,
 }
 
 impl RetryPolicy {
@@ -107,6 +109,8 @@ impl Default for WorkerSettings {
                 max_attempts: 3,
                 base: Duration::from_secs(1),
                 cap: Duration::from_secs(3600),
+                // Stripe's own: it retries an undelivered event for up to three days.
+                window: Duration::from_secs(3 * 24 * 3600),
             },
             drain_timeout: Duration::from_secs(30),
             provider_concurrency: BTreeMap::new(),
@@ -397,6 +401,7 @@ mod tests {
             max_attempts: 3,
             base: Duration::from_millis(1000),
             cap: Duration::from_secs(5),
+            window: Duration::from_secs(60),
         };
         assert_eq!(p.delay(1), Duration::from_secs(2));
         assert_eq!(p.delay(2), Duration::from_secs(4));
@@ -418,6 +423,7 @@ mod tests {
             max_attempts: 3,
             base: Duration::from_millis(100),
             cap: Duration::from_secs(60),
+            window: Duration::from_secs(60),
         };
         let wait = |at: chrono::DateTime<Utc>| (at - Utc::now()).num_milliseconds();
         // Retry-After longer than the backoff wins...

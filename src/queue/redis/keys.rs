@@ -84,6 +84,12 @@ fn partition_tag(prefix: &str, index: u32, count: u32) -> String {
         .unwrap_or_else(|| format!("{prefix}:{index}"))
 }
 
+/// The schedule of a destination's rate limit (`name`: the destination), shared by the fleet:
+/// a hash tag of its own, so the limits of many destinations spread over a cluster.
+pub fn rate_key(prefix: &str, name: &str) -> String {
+    format!("{{{prefix}:rate:{name}}}")
+}
+
 /// The partition a message goes to: a stable hash of `key` (today the event id; an ordering key
 /// later), so every process agrees without asking anyone.
 pub fn partition_of(key: &[u8], partitions: u32) -> u32 {

@@ -20,6 +20,7 @@ mod conn;
 mod inbox;
 mod keys;
 mod partitions;
+mod rate;
 mod reader;
 mod scripts;
 

@@ -107,6 +107,22 @@ end
 return removed
 ";
 
+/// KEYS: a destination's rate schedule. ARGV: interval (µs), horizon (µs). A GCRA without
+/// burst on the server's clock: the key holds the next free slot (µs since the epoch). If that
+/// slot starts within the horizon it is taken and the key moves one interval on (and expires
+/// once the slot has passed); returns `{1 if taken else 0, wait until the slot (µs)}`.
+const RESERVE: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slot = tonumber(redis.call('GET', KEYS[1])) or now
+if slot < now then slot = now end
+local wait = slot - now
+if wait > tonumber(ARGV[2]) then return {0, wait} end
+local next_slot = slot + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', next_slot), 'PX', math.ceil((next_slot - now) / 1000) + 1000)
+return {1, wait}
+";
+
 /// The scripts, hashed once.
 pub(super) struct Scripts {
     pub promote: Script,
@@ -115,6 +131,7 @@ pub(super) struct Scripts {
     pub heartbeat: Script,
     pub hand_back: Script,
     pub forget_consumers: Script,
+    pub reserve: Script,
 }
 
 impl Scripts {
@@ -126,6 +143,7 @@ impl Scripts {
             heartbeat: Script::new(HEARTBEAT),
             hand_back: Script::new(HAND_BACK),
             forget_consumers: Script::new(FORGET_CONSUMERS),
+            reserve: Script::new(RESERVE),
         }
     }
 }

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 
 use super::{Dialect, Engine, Record, Sql, since_replay};
 use crate::event::{ClaimedEvent, EventId, Outcome, Progress, StepOutcome, StepRecord};
@@ -125,6 +126,18 @@ impl<E: Engine> Work for E {
             last_error: head.get("last_error")?,
             results,
         })
+    }
+
+    async fn replayed_at(&self, id: EventId) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let q = Sql::new(&format!(
+            "SELECT at FROM event_transitions WHERE event_id = $1 AND id = {}",
+            since_replay("$1")
+        ))
+        .arg(id);
+        match self.read(q).await?.first() {
+            Some(r) => Ok(Some(r.time("at")?)),
+            None => Ok(None),
+        }
     }
 }
 
