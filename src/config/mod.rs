@@ -10,6 +10,7 @@
 //! hookd reads the environment.
 
 mod actions;
+mod duration;
 mod http;
 mod operator;
 mod providers;

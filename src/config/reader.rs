@@ -12,10 +12,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
 use super::ConfigError;
+use super::duration::{SPAN_EXPECTED, Span};
 
 /// The environment and the parsed config file.
 pub(super) struct Reader<'a> {
@@ -188,6 +190,20 @@ impl<'a> Reader<'a> {
             None => Ok(default),
             Some(g) if g.value <= T::default() => Err(invalid(&g.name, &g.shown, EXPECTED)),
             Some(g) => Ok(g.value),
+        }
+    }
+
+    /// A duration above zero, written `3d`, `12h`, `30m`, `90s`, `500ms` or as seconds.
+    pub fn span(
+        &self,
+        var: &str,
+        key: Option<&str>,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        match self.get_in::<Span>(Some(var), key, SPAN_EXPECTED)? {
+            None => Ok(default),
+            Some(g) if g.value.0.is_zero() => Err(invalid(&g.name, &g.shown, SPAN_EXPECTED)),
+            Some(g) => Ok(g.value.0),
         }
     }
 

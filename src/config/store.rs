@@ -211,11 +211,11 @@ pub(super) fn worker(
             )?,
             base: ms("HOOKD_RETRY_BASE_MS", "worker.retry_base_ms", d.retry.base)?,
             cap: ms("HOOKD_RETRY_MAX_MS", "worker.retry_max_ms", d.retry.cap)?,
-            window: Duration::from_secs(r.positive(
-                "HOOKD_RETRY_WINDOW_SECS",
-                Some("worker.retry_window_secs"),
-                d.retry.window.as_secs(),
-            )?),
+            window: r.span(
+                "HOOKD_RETRY_WINDOW",
+                Some("worker.retry_window"),
+                d.retry.window,
+            )?,
         },
         drain_timeout,
         provider_concurrency: provider_caps(r)?,

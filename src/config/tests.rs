@@ -800,12 +800,20 @@ fn bad_rate_limits_name_the_setting() {
 fn retry_window() {
     let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
     assert_eq!(d.worker.retry.window, Duration::from_secs(3 * 24 * 3600));
-    let c = with_file("[worker]\nretry_window_secs = 3600\n", &[]).unwrap();
+    let c = with_file("[worker]\nretry_window = \"12h\"\n", &[]).unwrap();
+    assert_eq!(c.worker.retry.window, Duration::from_secs(12 * 3600));
+    let c = with_file("[worker]\nretry_window = 3600\n", &[]).unwrap();
     assert_eq!(c.worker.retry.window, Duration::from_secs(3600));
-    let c = with_file("", &[("HOOKD_RETRY_WINDOW_SECS", "3")]).unwrap();
+    let c = with_file("", &[("HOOKD_RETRY_WINDOW", "3s")]).unwrap();
     assert_eq!(c.worker.retry.window, Duration::from_secs(3));
-    let e = with_file("", &[("HOOKD_RETRY_WINDOW_SECS", "0")])
+    for bad in ["0", "0s", "3 days", "soon"] {
+        let e = with_file("", &[("HOOKD_RETRY_WINDOW", bad)])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("HOOKD_RETRY_WINDOW") && e.contains("12h"), "{e}");
+    }
+    let e = with_file("[worker]\nretry_window = \"2 weeks\"\n", &[])
         .unwrap_err()
         .to_string();
-    assert!(e.contains("HOOKD_RETRY_WINDOW_SECS"), "{e}");
+    assert!(e.contains("worker.retry_window"), "{e}");
 }

@@ -167,7 +167,7 @@ impl Worker {
             "replay"
         };
         let error = format!(
-            "{WINDOW_EXPIRED}: not finished within {} s (HOOKD_RETRY_WINDOW_SECS) of its {from}",
+            "{WINDOW_EXPIRED}: not finished within {} s (HOOKD_RETRY_WINDOW) of its {from}",
             self.settings.retry.window.as_secs(),
         );
         tracing::warn!(%error, "retry window over");

@@ -1,4 +1,4 @@
-//! The retry window (`HOOKD_RETRY_WINDOW_SECS`): an event that cannot finish within it is
+//! The retry window (`HOOKD_RETRY_WINDOW`): an event that cannot finish within it is
 //! dead-lettered with `retry_window_expired` and its compensations run, even while its
 //! destination's breaker stays open or its next retry is due later; an event that finishes in
 //! time is untouched, and a replay starts a window of its own. Real HTTP targets, both stores.
@@ -42,7 +42,7 @@ async fn an_event_parked_behind_an_open_breaker_expires_and_compensates(b: Backe
             ("HOOKD_BREAKER_FAILURES", "1"),
             ("HOOKD_BREAKER_COOLDOWN_MS", "60000"),
             ("HOOKD_MAX_ATTEMPTS", "50"),
-            ("HOOKD_RETRY_WINDOW_SECS", "3"),
+            ("HOOKD_RETRY_WINDOW", "3s"),
         ],
     )
     .await;
@@ -127,7 +127,7 @@ async fn a_retry_due_after_the_window_is_cut_to_it_and_a_replay_gets_a_new_windo
         &[
             ("HOOKD_RETRY_BASE_MS", "10000"),
             ("HOOKD_MAX_ATTEMPTS", "5"),
-            ("HOOKD_RETRY_WINDOW_SECS", "3"),
+            ("HOOKD_RETRY_WINDOW", "3s"),
         ],
     )
     .await;
@@ -174,10 +174,7 @@ async fn an_event_that_finishes_in_time_is_untouched(b: Backend) {
     let server = TestServer::start(
         &db,
         &routes,
-        &[
-            ("HOOKD_MAX_ATTEMPTS", "5"),
-            ("HOOKD_RETRY_WINDOW_SECS", "3"),
-        ],
+        &[("HOOKD_MAX_ATTEMPTS", "5"), ("HOOKD_RETRY_WINDOW", "3s")],
     )
     .await;
     let (_, body) = stripe_event("charge.succeeded");
