@@ -8,6 +8,7 @@
 
 mod client;
 mod commands;
+mod config;
 mod print;
 pub mod sign;
 
@@ -88,6 +89,13 @@ pub enum Command {
     Jobs {
         #[command(subcommand)]
         command: JobsCommand,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The configuration stored through the admin API, as a TOML file and back.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
         #[command(flatten)]
         conn: Connection,
     },
@@ -185,6 +193,20 @@ pub enum ProvidersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the stored providers, routes and destinations as TOML (secrets are referenced by
+    /// the variable that holds them, never written).
+    Export,
+    /// Make FILE the stored configuration: print the difference, then apply it in one version.
+    Apply {
+        file: std::path::PathBuf,
+        /// Print the difference only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Recent bulk jobs.
     List,
@@ -201,6 +223,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         | Command::Dlq { conn, .. }
         | Command::Providers { conn, .. }
         | Command::Jobs { conn, .. }
+        | Command::Config { conn, .. }
         | Command::Audit { conn, .. } => conn,
     };
     let mut s = Session {
@@ -213,6 +236,10 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Dlq { command, .. } => commands::dlq(&mut s, command).await,
         Command::Providers { command, .. } => commands::providers(&mut s, command).await,
         Command::Jobs { command, .. } => commands::jobs(&mut s, command).await,
+        Command::Config { command, .. } => match command {
+            ConfigCommand::Export => config::export(&mut s).await,
+            ConfigCommand::Apply { file, dry_run } => config::apply(&mut s, &file, dry_run).await,
+        },
         Command::Audit {
             actor,
             action,

@@ -104,7 +104,7 @@ pub async fn admit(
     next: Next,
 ) -> Response {
     let admission = &state.admission;
-    let known = !matches!(state.providers.lookup(&provider), Lookup::Unknown);
+    let known = !matches!(state.providers.load().lookup(&provider), Lookup::Unknown);
     let label = if known { provider.as_str() } else { "unknown" };
     let reject = |e: ApiError| {
         metrics::webhook_received(label, e.status_and_code().1);

@@ -10,6 +10,7 @@
 //! know about HTTP: its errors are [`OpsError`], mapped to responses once in `http/`.
 
 pub mod audit;
+pub mod config;
 pub mod events;
 pub mod jobs;
 pub mod params;
@@ -40,8 +41,10 @@ pub use crate::store::admin::{
 };
 
 use crate::actions::breaker::Destinations;
+use crate::live::Live;
 use crate::queue::Queue;
 use crate::store::{EventStore, StoreError};
+use crate::swap::Swap;
 use crate::verify::Providers;
 
 /// Why an operator action did not happen.
@@ -56,6 +59,9 @@ pub enum OpsError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// A configuration change that the file would refuse too: `field` names the setting.
+    #[error("{message}")]
+    InvalidConfig { field: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -65,7 +71,9 @@ pub struct OpsParts {
     pub store: Arc<dyn EventStore>,
     pub reads: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
-    pub providers: Arc<Providers>,
+    pub providers: Arc<Swap<Providers>>,
+    /// The live configuration (providers, routes and destinations written through the API).
+    pub live: Arc<Live>,
     pub destinations: Option<Arc<Destinations>>,
     pub session_ttl: Duration,
     pub secure_cookies: bool,
@@ -81,7 +89,8 @@ pub struct Ops {
     reads: Arc<dyn EventStore>,
     queue: Arc<dyn Queue>,
     /// The providers this process accepts (shared with the webhook route).
-    providers: Arc<Providers>,
+    providers: Arc<Swap<Providers>>,
+    live: Arc<Live>,
     /// This process's destination breakers (`None` without the worker role).
     destinations: Option<Arc<Destinations>>,
     /// The admin tokens.
@@ -100,6 +109,7 @@ impl Ops {
             reads: parts.reads,
             queue: parts.queue,
             providers: parts.providers,
+            live: parts.live,
             destinations: parts.destinations,
             tokens: Tokens::new(tokens),
             session_ttl: parts.session_ttl,

@@ -14,6 +14,7 @@ mod faults;
 mod group_commit;
 mod handover;
 mod limits;
+mod liveconfig;
 mod network;
 mod observability;
 mod openapi;
