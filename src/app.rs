@@ -21,7 +21,6 @@ use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError, redact_url};
 use crate::telemetry::liveness::Heartbeat;
-use crate::verify::ProviderError;
 use crate::worker::{Handover, Worker};
 
 mod live;
@@ -65,8 +64,6 @@ pub enum StartError {
          off: run `hookd migrate` (the migration Job) first"
     )]
     SchemaBehind { missing: Vec<i64> },
-    #[error(transparent)]
-    Providers(#[from] ProviderError),
     #[error(transparent)]
     Live(#[from] LiveError),
     #[error("cannot set up the actions: {0}")]

@@ -11,7 +11,9 @@ use serde_json::Value;
 use super::document::{Document, StoredProvider, StoredRoute, resolve_destinations};
 use super::keys::{OpenError, SECRET_KEY_VAR, SecretKeys};
 use crate::actions::{ActionSettings, RouteConfig, Router};
-use crate::verify::{FileSection, FileValue, ProviderConfig, ProviderError, Providers, registry};
+use crate::verify::{
+    FileSection, FileValue, ProviderConfig, ProviderError, Providers, SettingError, registry,
+};
 
 /// What the start-up file and the environment define: read-only through the API.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +52,9 @@ pub enum ConfigProblem {
     Field { field: String, message: String },
     #[error(transparent)]
     Secret(#[from] OpenError),
+    /// A provider of the start-up file or the environment cannot be set up.
+    #[error(transparent)]
+    File(ProviderError),
     #[error(
         "the stored configuration holds provider secrets but {SECRET_KEY_VAR} is not set: \
          set it to the key they were written with"
@@ -82,7 +87,8 @@ pub fn build(
     keys: Option<&SecretKeys>,
     now: DateTime<Utc>,
 ) -> Result<Built, ConfigProblem> {
-    let mut configs = base.providers.clone();
+    // The file's providers as at every start; a failure there is the file's, not the store's.
+    let mut providers = Providers::from_config(&base.providers).map_err(ConfigProblem::File)?;
     for (name, p) in &doc.providers {
         if base.manages_provider(name) {
             continue;
@@ -99,9 +105,20 @@ pub fn build(
                 secrets.push(plain);
             }
         }
-        configs.push(provider_config(base, name, p, secrets)?);
+        let config = provider_config(base, name, p, secrets)?;
+        match &config.verifier {
+            Some(v) => {
+                let verifier = v.build().map_err(|source| {
+                    ConfigProblem::provider(ProviderError {
+                        provider: name.clone(),
+                        source: Box::new(SettingError::Setup(source)),
+                    })
+                })?;
+                providers.insert(name, verifier);
+            }
+            None => providers.insert_off(name, &config.setting),
+        }
     }
-    let providers = Providers::from_config(&configs).map_err(ConfigProblem::provider)?;
     let mut routes = base.actions.routes.clone();
     for r in &doc.routes {
         routes.push(route_config(base, doc, r)?);

@@ -28,7 +28,7 @@ use crate::actions::Router;
 use crate::actions::breaker::Destinations;
 use crate::store::{ConfigVersion, EventStore, StoreError};
 use crate::swap::Swap;
-use crate::verify::Providers;
+use crate::verify::{ProviderError, Providers};
 
 /// Settings of the live configuration.
 #[derive(Debug, Clone)]
@@ -123,6 +123,9 @@ pub enum LiveError {
         #[source]
         source: serde_json::Error,
     },
+    /// A provider of the start-up file or the environment cannot be set up.
+    #[error(transparent)]
+    File(ProviderError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -165,8 +168,12 @@ impl Live {
             Some(v) => (v.version, decode(&v)?),
             None => (0, Document::default()),
         };
-        let built = build::build(&base, &document, settings.keys.as_deref(), Utc::now())
-            .map_err(|source| LiveError::Problem { version, source })?;
+        let built = build::build(&base, &document, settings.keys.as_deref(), Utc::now()).map_err(
+            |source| match source {
+                ConfigProblem::File(e) => LiveError::File(e),
+                source => LiveError::Problem { version, source },
+            },
+        )?;
         if version > 0 {
             tracing::info!(version, "stored configuration applied");
         }
@@ -303,15 +310,17 @@ impl Live {
         Ok(())
     }
 
-    /// How long until the next check: the check interval, or less when a secret expires sooner.
+    /// How long until the next check: the check interval, or less when a secret expires sooner
+    /// (never under a fifth of a second, so a rebuild that keeps failing cannot spin).
     fn next_wait(&self) -> Duration {
-        let expiry = self.lock().next_expiry;
-        let until = expiry
-            .and_then(|t| (t - Utc::now()).to_std().ok())
-            .unwrap_or(Duration::ZERO);
-        match expiry {
-            Some(_) => until.min(self.settings.check_interval),
-            None => self.settings.check_interval,
-        }
+        let interval = self.settings.check_interval;
+        let Some(expiry) = self.lock().next_expiry else {
+            return interval;
+        };
+        let until = (expiry - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+        until.clamp(
+            Duration::from_millis(200),
+            interval.max(Duration::from_millis(200)),
+        )
     }
 }

@@ -653,3 +653,123 @@ async fn export_then_apply_round_trips(backend: Backend) {
 }
 
 both_backends!(export_then_apply_round_trips);
+
+/// Every other refused change: the status, the code and the field it names; none stores
+/// anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refused_change_says_why_and_stores_nothing() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = TestServer::start(&db, "", &[("HOOKD_SECRET_KEY", K1)]).await;
+    create_acme(&s.url).await;
+    let refused = [
+        // A secret among the settings.
+        (
+            "PUT",
+            "/config/providers/other",
+            json!({"scheme": "github", "settings": {"secret": "s"}}),
+            400,
+            "settings.secret",
+        ),
+        // A secret when replacing: secrets are added, with an overlap.
+        (
+            "PUT",
+            "/config/providers/acme",
+            json!({"scheme": "stripe", "secret": "s"}),
+            400,
+            "secret",
+        ),
+        (
+            "PUT",
+            "/config/providers/other",
+            json!({"scheme": "stripe", "secret": " "}),
+            400,
+            "secret",
+        ),
+        // PayPal's webhook id cannot be made up.
+        (
+            "PUT",
+            "/config/providers/pp",
+            json!({"scheme": "paypal"}),
+            400,
+            "secret",
+        ),
+        (
+            "PUT",
+            "/config/providers/Bad%20Name",
+            json!({"scheme": "stripe", "secret": "s"}),
+            400,
+            "providers.Bad Name",
+        ),
+        (
+            "POST",
+            "/config/providers/acme/secrets",
+            json!({"secret": ""}),
+            400,
+            "secret",
+        ),
+        (
+            "POST",
+            "/config/providers/nobody/secrets",
+            json!({}),
+            404,
+            "",
+        ),
+        ("DELETE", "/config/providers/nobody", Value::Null, 404, ""),
+        (
+            "PUT",
+            "/config/routes/r1",
+            json!({"name": "r2", "steps": [{"action": "log"}]}),
+            400,
+            "name",
+        ),
+        ("PUT", "/config/routes/r1", json!([1, 2]), 400, "route"),
+        (
+            "PUT",
+            "/config/routes/a%20b",
+            json!({"steps": [{"action": "log"}]}),
+            400,
+            "name",
+        ),
+        (
+            "PUT",
+            "/config/routes/r1",
+            json!({"steps": []}),
+            400,
+            "routes.r1",
+        ),
+        ("DELETE", "/config/routes/nobody", Value::Null, 404, ""),
+        (
+            "PUT",
+            "/config/destinations/d",
+            json!({"url": "https://x.example", "bogus": 1}),
+            400,
+            "",
+        ),
+        (
+            "DELETE",
+            "/config/destinations/nobody",
+            Value::Null,
+            404,
+            "",
+        ),
+    ];
+    for (method, path, body, status, field) in refused {
+        let body = (!body.is_null()).then_some(body);
+        let (got, answer) = admin(method, &s.url, path, body).await;
+        assert_eq!(got.as_u16(), status, "{method} {path}: {answer}");
+        if !field.is_empty() {
+            assert_eq!(answer["field"], field, "{method} {path}: {answer}");
+        }
+        assert!(answer["message"].is_string(), "{method} {path}: {answer}");
+    }
+    assert_eq!(s.admin_get("/config").await["version"], 1);
+    // A malformed body is 400 too.
+    let resp = reqwest::Client::new()
+        .put(format!("{}/admin/config/routes/r1", s.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+}

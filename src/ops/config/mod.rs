@@ -75,7 +75,6 @@ pub struct RouteEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DestinationEntry {
     pub name: String,
-    #[serde(flatten)]
     pub destination: StoredDestination,
 }
 
@@ -158,7 +157,12 @@ impl From<ConfigProblem> for OpsError {
     fn from(e: ConfigProblem) -> Self {
         match e {
             ConfigProblem::Field { field, message } => Self::InvalidConfig { field, message },
-            other => Self::Store(crate::store::StoreError::other(other.to_string())),
+            // This process cannot read what is stored (its HOOKD_SECRET_KEY differs): the
+            // change would not apply here either.
+            other => Self::Conflict {
+                code: "secret_key_mismatch",
+                message: other.to_string(),
+            },
         }
     }
 }
@@ -194,6 +198,34 @@ fn check_name(kind: &str, name: &str) -> Result<(), OpsError> {
             format!("a {kind} name is 1 to 64 letters, digits, '-', '_' or '.'"),
         ))
     }
+}
+
+/// A destination's URL and headers, with the messages a forward step's get.
+fn check_destination(name: &str, dest: &StoredDestination) -> Result<(), OpsError> {
+    let url = &dest.url;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        invalid(
+            "url",
+            format!("destination {name}: url {url:?} is invalid: {e}"),
+        )
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(invalid(
+            "url",
+            format!("destination {name}: url {url:?} must be http or https"),
+        ));
+    }
+    for (k, v) in &dest.headers {
+        let valid = reqwest::header::HeaderName::from_bytes(k.as_bytes()).is_ok()
+            && reqwest::header::HeaderValue::from_str(v).is_ok();
+        if !valid {
+            return Err(invalid(
+                format!("headers.{k}"),
+                format!("destination {name}: header {k:?} has an invalid name or value"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn secret_info(s: &StoredSecret) -> SecretInfo {
@@ -330,7 +362,7 @@ impl Ops {
         let mut route = route.clone();
         match route.as_object_mut() {
             Some(obj) => {
-                if obj.remove("name").is_some_and(|n| n != Value::from(name)) {
+                if obj.remove("name").is_some_and(|n| n != name) {
                     return Err(invalid("name", "the route's name is the one in the path"));
                 }
             }
@@ -390,6 +422,7 @@ impl Ops {
         dest: &StoredDestination,
     ) -> Result<Change<Written>, OpsError> {
         check_name("destination", name)?;
+        check_destination(name, dest)?;
         let (before, version) = self
             .change(who, &format!("destination {name} written"), |doc| {
                 Ok(doc.destinations.insert(name.to_owned(), dest.clone()))

@@ -75,16 +75,15 @@ impl Ops {
         if self.live.base().manages_provider(name) {
             return Err(managed("provider", name));
         }
-        if let Some(entry) = registry::scheme(&req.scheme) {
-            if req.settings.contains_key(entry.secret.1) {
-                return Err(invalid(
-                    format!("settings.{}", entry.secret.1),
-                    format!(
-                        "a secret is not a setting: give it as `secret` when creating the \
-                         provider, or add it with POST /admin/config/providers/{name}/secrets"
-                    ),
-                ));
-            }
+        let secret_field = registry::scheme(&req.scheme).map(|e| e.secret.1);
+        if let Some(field) = secret_field.filter(|f| req.settings.contains_key(*f)) {
+            return Err(invalid(
+                format!("settings.{field}"),
+                format!(
+                    "a secret is not a setting: give it as `secret` when creating the \
+                     provider, or add it with POST /admin/config/providers/{name}/secrets"
+                ),
+            ));
         }
         let existing = self.live.latest().await?.1.providers.get(name).cloned();
         let (secret, generated) = match (&existing, &req.secret) {
