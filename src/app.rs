@@ -550,7 +550,6 @@ async fn start_ops(
             store: parts.store.clone(),
             reads: open_reads(config, &parts.store).await?,
             queue: parts.queue.clone(),
-            providers: parts.live.providers(),
             live: parts.live.clone(),
             destinations,
             session_ttl: config.operator.session_ttl,

@@ -2,7 +2,8 @@
 //! shared by the admin API, the console and the CLI. Who is asking (tokens and scopes, console
 //! sessions), events (search, detail, payload, activity), replays and redrives (one, or many in
 //! a background job), dead letters, providers and their pauses, destination breakers, the
-//! audit log, and payload retention.
+//! configuration stored through the API (`config`: providers, routes, named destinations,
+//! export and apply), the audit log, and payload retention.
 //!
 //! Owns the rules of an operator action and the only way to the store for them: the admin API
 //! and the console call the functions here, never the store. Every operate action is written
@@ -71,8 +72,8 @@ pub struct OpsParts {
     pub store: Arc<dyn EventStore>,
     pub reads: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
-    pub providers: Arc<Swap<Providers>>,
-    /// The live configuration (providers, routes and destinations written through the API).
+    /// The live configuration: the providers this process accepts, and the providers, routes
+    /// and destinations written through the API.
     pub live: Arc<Live>,
     pub destinations: Option<Arc<Destinations>>,
     pub session_ttl: Duration,
@@ -108,7 +109,7 @@ impl Ops {
             store: parts.store,
             reads: parts.reads,
             queue: parts.queue,
-            providers: parts.providers,
+            providers: parts.live.providers(),
             live: parts.live,
             destinations: parts.destinations,
             tokens: Tokens::new(tokens),

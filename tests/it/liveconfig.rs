@@ -773,3 +773,41 @@ async fn each_refused_change_says_why_and_stores_nothing() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
 }
+
+/// An event accepted under one configuration is processed under the one current when its
+/// attempt starts: its retry follows the route's new destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_runs_under_the_configuration_current_when_it_starts() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let down = Target::start(Behaviour {
+        always_fail: true,
+        ..Default::default()
+    })
+    .await;
+    let up = Target::start(Behaviour::default()).await;
+    let s = TestServer::start(
+        &db,
+        "",
+        &[("HOOKD_RETRY_BASE_MS", "1000"), ("HOOKD_MAX_ATTEMPTS", "5")],
+    )
+    .await;
+    let route = |url: &str| {
+        Some(json!({"provider": "stripe", "steps": [{"action": "forward", "url": url}]}))
+    };
+    let (status, _) = admin("PUT", &s.url, "/config/routes/r", route(&down.url)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, body) = stripe_event("invoice.paid");
+    assert_eq!(s.post_stripe(&body).await.status(), StatusCode::ACCEPTED);
+    down.wait_hits(1, Duration::from_secs(10)).await;
+    // Its retry is due 2 s after the failure: change the route meanwhile.
+    let (status, _) = admin("PUT", &s.url, "/config/routes/r", route(&up.url)).await;
+    assert_eq!(status, StatusCode::OK);
+    let got = up.wait_received(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].body, body.as_bytes());
+    s.wait_all(
+        1,
+        hookd::event::EventStatus::Completed,
+        Duration::from_secs(10),
+    )
+    .await;
+}

@@ -68,6 +68,7 @@ pub async fn provider(
     responses(
         (status = 200, body = ProviderWritten, description = "Written and applied"),
         (status = 400, body = ErrorBody, description = "A setting is invalid (`field` names it)"),
+        (status = 404, body = ErrorBody, description = "No such path (an empty name)"),
         (status = 409, body = ErrorBody, description = "Managed by file, or no HOOKD_SECRET_KEY"),
     ))]
 pub async fn put_provider(
@@ -126,6 +127,7 @@ pub async fn add_secret(
     responses(
         (status = 200, body = Written, description = "Written and applied"),
         (status = 400, body = ErrorBody, description = "The route is invalid (`field` names it)"),
+        (status = 404, body = ErrorBody, description = "No such path (an empty name)"),
         (status = 409, body = ErrorBody, description = "Managed by file"),
     ))]
 pub async fn put_route(
@@ -160,7 +162,8 @@ pub async fn delete_route(
     request_body = StoredDestination,
     responses(
         (status = 200, body = Written, description = "Written and applied"),
-        (status = 400, body = ErrorBody, description = "A route naming it becomes invalid"),
+        (status = 400, body = ErrorBody, description = "Its URL or headers are invalid, or a route naming it becomes invalid"),
+        (status = 404, body = ErrorBody, description = "No such path (an empty name)"),
     ))]
 pub async fn put_destination(
     State(state): State<Arc<AppState>>,
