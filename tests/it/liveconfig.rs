@@ -811,3 +811,29 @@ async fn a_retry_runs_under_the_configuration_current_when_it_starts() {
     )
     .await;
 }
+
+/// A provider created through the API is held to the rate limit like the file's providers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_created_provider_gets_the_rate_limit() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = TestServer::start(
+        &db,
+        "",
+        &[
+            ("HOOKD_SECRET_KEY", K1),
+            ("HOOKD_RATE_LIMIT_PER_SEC", "1"),
+            ("HOOKD_RATE_LIMIT_BURST", "1"),
+        ],
+    )
+    .await;
+    create_acme(&s.url).await;
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        answers.push(post_signed(&s.url, "acme", ACME_SECRET).await);
+    }
+    assert_eq!(answers[0], StatusCode::ACCEPTED, "{answers:?}");
+    assert!(
+        answers.contains(&StatusCode::TOO_MANY_REQUESTS),
+        "{answers:?}"
+    );
+}
