@@ -11,19 +11,20 @@ use tokio::task::JoinHandle;
 
 use crate::actions::breaker::Destinations;
 use crate::actions::rate::{LocalKeeper, RateKeeper, RateLimits};
-use crate::actions::{Actions, Router, SetupError};
+use crate::actions::{Actions, SetupError};
 use crate::config::Config;
 use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
 use crate::http::server::{self, ServerSettings};
 use crate::http::tls::{TlsError, TlsListener};
 use crate::http::{self, AppState, HealthState};
+use crate::live::{Live, LiveError};
 use crate::ops::{Ops, OpsParts};
 use crate::queue::{Queue, RedisQueue, StoreQueue};
 use crate::store::{self, EventStore, StoreError, redact_url};
 use crate::telemetry::liveness::Heartbeat;
-use crate::verify::{ProviderError, Providers};
 use crate::worker::{Handover, Worker};
 
+mod live;
 mod running;
 
 pub use self::running::Running;
@@ -65,7 +66,7 @@ pub enum StartError {
     )]
     SchemaBehind { missing: Vec<i64> },
     #[error(transparent)]
-    Providers(#[from] ProviderError),
+    Live(#[from] LiveError),
     #[error("cannot set up the actions: {0}")]
     Actions(#[from] SetupError),
     #[error("cannot listen on {addr}: {source} (set PORT or HOOKD_BIND)")]
@@ -270,6 +271,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
     let mut tasks = Vec::new();
     let instance = instance_name();
     let (redis, queue) = start_queue(config, &store, roles, &instance, &shutdown_rx, &mut tasks);
+    let live = live::start(config, &store, &shutdown_rx, &mut tasks).await?;
     let parts = Parts {
         store: store.clone(),
         queue: queue.clone(),
@@ -277,6 +279,7 @@ pub async fn start(config: &Config, roles: Roles) -> Result<Running, StartError>
             Some(r) => r.clone(),
             None => Arc::new(LocalKeeper::default()),
         },
+        live,
         shutdown: shutdown_rx,
         draining: draining_rx,
     };
@@ -411,6 +414,8 @@ struct Parts {
     /// Where destination rate limits keep their schedules: shared in Redis when the queue is
     /// there, else in this process.
     rates: Arc<dyn RateKeeper>,
+    /// The providers and routes, as the file and the stored configuration define them.
+    live: Arc<Live>,
     shutdown: watch::Receiver<bool>,
     /// Turns true when draining starts, before `shutdown` does.
     draining: watch::Receiver<bool>,
@@ -431,16 +436,14 @@ fn start_workers(
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<(Arc<Destinations>, Arc<Heartbeat>, Handover), StartError> {
     let actions = &config.actions;
-    let router = Router::new(
-        &actions.routes,
-        actions.smtp.as_ref().map(|s| s.destination()),
-    );
+    let router = parts.live.router();
     let destinations = Arc::new(Destinations::new(
         actions.breaker,
         actions.destination_concurrency,
-        router.provider_destinations(),
+        router.load().provider_destinations(),
         RateLimits::new(actions.rate_limits.clone(), parts.rates.clone()),
     ));
+    parts.live.set_breakers(destinations.clone());
     let actions = Actions::new(actions)?;
     let brokers = actions.brokers();
     let worker = Arc::new(Worker::new(
@@ -506,11 +509,12 @@ async fn start_api(
     ((listener, local), internal): ((TcpListener, SocketAddr), bool),
     tasks: &mut Vec<JoinHandle<()>>,
 ) -> Result<(), StartError> {
-    let providers = Arc::new(Providers::from_config(&config.providers)?);
-    let ops = start_ops(config, parts, providers.clone(), destinations).await?;
+    let providers = parts.live.providers();
+    let ops = start_ops(config, parts, destinations).await?;
     let http = &config.http;
     let tls = http.tls.as_ref().map(TlsListener::new).transpose()?;
-    let names: Vec<&str> = providers.names().collect();
+    let current = providers.load();
+    let names: Vec<&str> = current.names().collect();
     tracing::info!(addr = %local, tls = tls.is_some(), store = parts.store.backend(), queue = parts.queue.kind(), providers = ?names, "listening");
     let admission = http::limits::Admission::new(
         &http.limits,
@@ -555,7 +559,6 @@ async fn start_api(
 async fn start_ops(
     config: &Config,
     parts: &Parts,
-    providers: Arc<Providers>,
     destinations: Option<Arc<Destinations>>,
 ) -> Result<Arc<Ops>, StartError> {
     let ops = Ops::new(
@@ -563,7 +566,7 @@ async fn start_ops(
             store: parts.store.clone(),
             reads: open_reads(config, &parts.store).await?,
             queue: parts.queue.clone(),
-            providers,
+            live: parts.live.clone(),
             destinations,
             session_ttl: config.operator.session_ttl,
             secure_cookies: config

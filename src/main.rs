@@ -31,6 +31,11 @@ enum Command {
     Migrate,
     /// Print the admin API's OpenAPI 3.1 document (as committed in docs/openapi.json).
     Openapi,
+    /// Provider secrets stored through the admin API.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
     #[command(flatten)]
     Operator(hookd::cli::Command),
     /// Print the headers (or a curl command) of a test webhook signed as <provider> signs it,
@@ -75,6 +80,13 @@ enum Command {
         #[arg(long, env = "HOOKD_URL", default_value = "http://127.0.0.1:3001")]
         url: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Re-encrypt every stored secret under the first key of HOOKD_SECRET_KEY (the new one);
+    /// the old key must still be listed after it. Then the old key can be removed.
+    RotateKey,
 }
 
 #[derive(clap::Args)]
@@ -153,6 +165,9 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
+        Command::Secrets {
+            command: SecretsCommand::RotateKey,
+        } => return rotate_key(&config).await,
         Command::Openapi
         | Command::Operator(_)
         | Command::Sign { .. }
@@ -178,6 +193,26 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 /// The first step of a shutdown: readiness fails while everything is still served, for
 /// `HOOKD_SHUTDOWN_READY_DELAY_MS`, so load balancers move their traffic away before the
 /// listener closes. Another signal ends the wait early.
+/// `hookd secrets rotate-key`.
+async fn rotate_key(config: &Config) -> anyhow::Result<()> {
+    let Some(keys) = &config.live.keys else {
+        anyhow::bail!(
+            "{}: set it to the new key then the old one, e.g. k2:<new>,k1:<old>",
+            hookd::live::SECRET_KEY_VAR
+        );
+    };
+    let store = app::open_store(config, app::Schema::at_start(&config.store)).await?;
+    let (version, moved) =
+        hookd::live::rotate_key(store.as_ref(), keys, "hookd secrets rotate-key").await?;
+    println!(
+        "{moved} secret(s) re-encrypted under key {:?} (configuration version {version}); \
+         every secret is now under it: the other keys can be removed once every process runs \
+         with the new key first",
+        keys.current()
+    );
+    Ok(())
+}
+
 async fn drain(running: &app::Running) {
     running.drain();
     let delay = running.ready_delay();

@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -197,8 +197,9 @@ pub struct DestinationState {
 pub struct Destinations {
     policy: BreakerPolicy,
     limit: usize,
-    /// Route provider patterns and the destinations their steps (and compensations) use.
-    provider_routes: Vec<(String, Vec<Destination>)>,
+    /// Route provider patterns and the destinations their steps (and compensations) use;
+    /// replaced when the live configuration changes the routes.
+    provider_routes: RwLock<Vec<(String, Vec<Destination>)>>,
     entries: Mutex<HashMap<Destination, Entry>>,
     rates: RateLimits<Destination>,
 }
@@ -219,10 +220,24 @@ impl Destinations {
         Self {
             policy,
             limit,
-            provider_routes,
+            provider_routes: RwLock::new(provider_routes),
             entries: Mutex::new(entries),
             rates,
         }
+    }
+
+    /// The routes changed (live configuration): judge pausing a provider on these.
+    pub fn set_provider_routes(&self, provider_routes: Vec<(String, Vec<Destination>)>) {
+        *self
+            .provider_routes
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = provider_routes;
+    }
+
+    fn routes(&self) -> std::sync::RwLockReadGuard<'_, Vec<(String, Vec<Destination>)>> {
+        self.provider_routes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Destination, Entry>> {
@@ -403,7 +418,7 @@ impl Destinations {
         entries: &HashMap<Destination, Entry>,
         now: Instant,
     ) -> BTreeSet<String> {
-        self.provider_routes
+        self.routes()
             .iter()
             .filter(|(_, dests)| {
                 !dests.is_empty()
@@ -418,7 +433,7 @@ impl Destinations {
     /// Destinations of every route that applies to `provider`.
     pub fn provider_destinations(&self, provider: &str) -> Vec<Destination> {
         let set: BTreeSet<Destination> = self
-            .provider_routes
+            .routes()
             .iter()
             .filter(|(pattern, _)| glob_match(pattern, provider))
             .flat_map(|(_, d)| d.iter().cloned())

@@ -29,7 +29,7 @@ pub struct Session<'o> {
 
 impl Session<'_> {
     /// Show an answer: as it came with `--json`, else read as `T` and printed by `print`.
-    fn show<T: DeserializeOwned>(
+    pub(super) fn show<T: DeserializeOwned>(
         &mut self,
         answer: &[u8],
         print: impl FnOnce(&mut dyn Write, &T) -> anyhow::Result<()>,

@@ -9,6 +9,7 @@
 
 mod client;
 mod commands;
+mod config;
 mod listen;
 mod print;
 pub mod samples;
@@ -100,6 +101,13 @@ pub enum Command {
     Listen {
         #[command(flatten)]
         args: ListenArgs,
+        #[command(flatten)]
+        conn: Connection,
+    },
+    /// The configuration stored through the admin API, as a TOML file and back.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
         #[command(flatten)]
         conn: Connection,
     },
@@ -197,6 +205,20 @@ pub enum ProvidersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the stored providers, routes and destinations as TOML (secrets are referenced by
+    /// the variable that holds them, never written).
+    Export,
+    /// Make FILE the stored configuration: print the difference, then apply it in one version.
+    Apply {
+        file: std::path::PathBuf,
+        /// Print the difference only; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Recent bulk jobs.
     List,
@@ -213,6 +235,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         | Command::Dlq { conn, .. }
         | Command::Providers { conn, .. }
         | Command::Jobs { conn, .. }
+        | Command::Config { conn, .. }
         | Command::Audit { conn, .. } => conn,
         Command::Listen { args, conn } => return listen::run(conn, args.clone(), out).await,
     };
@@ -227,6 +250,10 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Providers { command, .. } => commands::providers(&mut s, command).await,
         Command::Jobs { command, .. } => commands::jobs(&mut s, command).await,
         Command::Listen { .. } => unreachable!("answered above"),
+        Command::Config { command, .. } => match command {
+            ConfigCommand::Export => config::export(&mut s).await,
+            ConfigCommand::Apply { file, dry_run } => config::apply(&mut s, &file, dry_run).await,
+        },
         Command::Audit {
             actor,
             action,

@@ -12,6 +12,7 @@
 mod actions;
 mod duration;
 mod http;
+mod live;
 mod operator;
 mod providers;
 mod reader;
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 use crate::actions::{ActionSettings, InvalidRoute, UnusedRateLimit};
 use crate::http::HttpSettings;
+use crate::live::LiveSettings;
 use crate::ops::OperatorConfig;
 use crate::queue::RedisConfig;
 use crate::store::StoreSettings;
@@ -60,6 +62,8 @@ pub struct Config {
     pub operator: OperatorConfig,
     /// Logs and traces.
     pub telemetry: TelemetryConfig,
+    /// The live configuration: the secret keys and the version check.
+    pub live: LiveSettings,
 }
 
 /// A setting that could not be used, with what to do about it.
@@ -138,6 +142,7 @@ impl Config {
             http: http::http(&r, &names)?,
             operator: operator::operator(&r, &store)?,
             telemetry: telemetry::telemetry(&r)?,
+            live: live::live(&r)?,
             public_url,
             providers,
             store,

@@ -35,6 +35,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{0}")]
     InvalidParam(String),
+    /// A configuration the file would refuse too; `field` names the setting.
+    #[error("{message}")]
+    InvalidConfig { field: String, message: String },
     #[error("too many requests for this provider; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("too many requests in flight; retry shortly")]
@@ -60,6 +63,7 @@ impl From<crate::ops::OpsError> for ApiError {
             E::Conflict { code, message } => Self::Conflict { code, message },
             E::Invalid(m) => Self::InvalidParam(m),
             E::Busy(m) => Self::Busy(m),
+            E::InvalidConfig { field, message } => Self::InvalidConfig { field, message },
             E::Store(s) => Self::Store(s),
         }
     }
@@ -90,6 +94,7 @@ impl ApiError {
             Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Self::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             Self::InvalidParam(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            Self::InvalidConfig { .. } => (StatusCode::BAD_REQUEST, "invalid_config"),
             Self::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
@@ -129,6 +134,10 @@ impl IntoResponse for ApiError {
             Self::Store(StoreError::Unavailable(e)) => {
                 tracing::warn!(error = %e, "store unavailable");
                 body["message"] = "the event store is unavailable; retry later".into();
+            }
+            Self::InvalidConfig { field, message } => {
+                body["message"] = message.clone().into();
+                body["field"] = field.clone().into();
             }
             Self::Invalid(ValidationError::Schema { path, .. }) => {
                 body["message"] = self.to_string().into();

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::num::NonZeroU32;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -33,8 +33,11 @@ use crate::verify::Lookup;
 /// The limiters of one process.
 pub struct Admission {
     in_flight: Arc<Semaphore>,
-    /// One bucket per provider that has a rate.
-    buckets: HashMap<String, DefaultDirectRateLimiter>,
+    /// One bucket per provider that has a rate; a provider created through the admin API gets
+    /// its bucket on its first request.
+    buckets: RwLock<HashMap<String, Arc<DefaultDirectRateLimiter>>>,
+    /// Each provider's rate.
+    rates: Limits,
     /// Shared by every unknown provider name (when there is a default rate), so made-up names
     /// cannot each get a fresh bucket.
     unknown: Option<DefaultDirectRateLimiter>,
@@ -60,11 +63,16 @@ impl Admission {
     ) -> Self {
         let buckets = providers
             .into_iter()
-            .filter_map(|p| limits.rate_for(p).map(|q| (p.to_owned(), limiter(q))))
+            .filter_map(|p| {
+                limits
+                    .rate_for(p)
+                    .map(|q| (p.to_owned(), Arc::new(limiter(q))))
+            })
             .collect();
         Self {
             in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
-            buckets,
+            buckets: RwLock::new(buckets),
+            rates: limits.clone(),
             unknown: limits.rate.map(limiter),
             clock: DefaultClock::default(),
             body_timeout: limits.body_timeout,
@@ -84,15 +92,32 @@ impl Admission {
 
     /// Take a token for `provider`; the wait until the next one if there is none.
     fn take(&self, provider: &str, known: bool) -> Result<(), Duration> {
-        let bucket = if known {
-            self.buckets.get(provider)
-        } else {
-            self.unknown.as_ref()
+        let check = |b: &DefaultDirectRateLimiter| {
+            b.check()
+                .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
         };
-        match bucket.map(|b| b.check()) {
-            Some(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
-            _ => Ok(()),
+        if !known {
+            return self.unknown.as_ref().map_or(Ok(()), check);
         }
+        self.bucket(provider).map_or(Ok(()), |b| check(&b))
+    }
+
+    /// The bucket of a known provider that has a rate, made on its first request when the
+    /// provider was created after start (the live configuration).
+    fn bucket(&self, provider: &str) -> Option<Arc<DefaultDirectRateLimiter>> {
+        let read = self.buckets.read().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = read.get(provider) {
+            return Some(b.clone());
+        }
+        drop(read);
+        let quota = self.rates.rate_for(provider)?;
+        let mut write = self.buckets.write().unwrap_or_else(|p| p.into_inner());
+        Some(
+            write
+                .entry(provider.to_owned())
+                .or_insert_with(|| Arc::new(limiter(quota)))
+                .clone(),
+        )
     }
 }
 
@@ -104,7 +129,7 @@ pub async fn admit(
     next: Next,
 ) -> Response {
     let admission = &state.admission;
-    let known = !matches!(state.providers.lookup(&provider), Lookup::Unknown);
+    let known = !matches!(state.providers.load().lookup(&provider), Lookup::Unknown);
     let label = if known { provider.as_str() } else { "unknown" };
     let reject = |e: ApiError| {
         metrics::webhook_received(label, e.status_and_code().1);

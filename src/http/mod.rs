@@ -36,6 +36,7 @@ pub use settings::{
 use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::EventStore;
+use crate::swap::Swap;
 use crate::verify::Providers;
 
 /// What the handlers share.
@@ -44,8 +45,9 @@ pub struct AppState {
     pub intake: group_commit::GroupCommit,
     pub store: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
-    /// The providers webhooks are accepted for (shared with `ops`).
-    pub providers: Arc<Providers>,
+    /// The providers webhooks are accepted for (shared with `ops`), swapped by the live
+    /// configuration.
+    pub providers: Arc<Swap<Providers>>,
     /// The operator surface: tokens, events, replays, jobs, providers, breakers, the audit log.
     pub ops: Arc<Ops>,
     pub max_body_bytes: usize,

@@ -27,7 +27,7 @@ pub async fn receive(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
     let started = Instant::now();
-    let known = !matches!(state.providers.lookup(&provider), Lookup::Unknown);
+    let known = !matches!(state.providers.load().lookup(&provider), Lookup::Unknown);
     // The path segment is the client's to choose: only known names become metric labels.
     let label = if known { provider.as_str() } else { "unknown" };
     Span::current().record("provider", label);
@@ -50,7 +50,9 @@ async fn accept(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Accepted, ApiError> {
-    let verifier = match state.providers.lookup(provider) {
+    // The providers as they are now, for this whole request: a change applies to the next.
+    let providers = state.providers.load();
+    let verifier = match providers.lookup(provider) {
         Lookup::Ready(v) => v,
         Lookup::NotConfigured { setting } => {
             return Err(ApiError::ProviderNotConfigured {

@@ -2,7 +2,8 @@
 //! shared by the admin API, the console and the CLI. Who is asking (tokens and scopes, console
 //! sessions), events (search, detail, payload, activity, the live stream), replays and
 //! redrives (one, or many in a background job), dead letters, providers and their pauses,
-//! destination breakers, the audit log, and payload retention.
+//! destination breakers, the configuration stored through the API (`config`: providers, routes, named destinations,
+//! export and apply), the audit log, and payload retention.
 //!
 //! Owns the rules of an operator action and the only way to the store for them: the admin API
 //! and the console call the functions here, never the store. Every operate action is written
@@ -10,6 +11,7 @@
 //! know about HTTP: its errors are [`OpsError`], mapped to responses once in `http/`.
 
 pub mod audit;
+pub mod config;
 pub mod events;
 pub mod jobs;
 pub mod params;
@@ -42,8 +44,10 @@ pub use crate::store::admin::{
 };
 
 use crate::actions::breaker::Destinations;
+use crate::live::Live;
 use crate::queue::Queue;
 use crate::store::{EventStore, StoreError};
+use crate::swap::Swap;
 use crate::verify::Providers;
 
 /// Why an operator action did not happen.
@@ -61,6 +65,9 @@ pub enum OpsError {
     /// This process is at a limit (e.g. its cap of event streams); retry later or elsewhere.
     #[error("{0}")]
     Busy(String),
+    /// A configuration change that the file would refuse too: `field` names the setting.
+    #[error("{message}")]
+    InvalidConfig { field: String, message: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -70,7 +77,9 @@ pub struct OpsParts {
     pub store: Arc<dyn EventStore>,
     pub reads: Arc<dyn EventStore>,
     pub queue: Arc<dyn Queue>,
-    pub providers: Arc<Providers>,
+    /// The live configuration: the providers this process accepts, and the providers, routes
+    /// and destinations written through the API.
+    pub live: Arc<Live>,
     pub destinations: Option<Arc<Destinations>>,
     pub session_ttl: Duration,
     pub secure_cookies: bool,
@@ -87,7 +96,8 @@ pub struct Ops {
     reads: Arc<dyn EventStore>,
     queue: Arc<dyn Queue>,
     /// The providers this process accepts (shared with the webhook route).
-    providers: Arc<Providers>,
+    providers: Arc<Swap<Providers>>,
+    live: Arc<Live>,
     /// This process's destination breakers (`None` without the worker role).
     destinations: Option<Arc<Destinations>>,
     /// The admin tokens.
@@ -107,7 +117,8 @@ impl Ops {
             store: parts.store,
             reads: parts.reads,
             queue: parts.queue,
-            providers: parts.providers,
+            providers: parts.live.providers(),
+            live: parts.live,
             destinations: parts.destinations,
             tokens: Tokens::new(tokens),
             session_ttl: parts.session_ttl,

@@ -77,7 +77,7 @@ impl Ops {
         let dests = self.destinations.as_ref();
         ProviderView {
             name: name.to_owned(),
-            accepting: matches!(self.providers.lookup(name), Lookup::Ready(_)),
+            accepting: matches!(self.providers.load().lookup(name), Lookup::Ready(_)),
             paused: pause.is_some(),
             paused_at: pause.map(|p| p.paused_at),
             reason: pause.and_then(|p| p.reason.clone()),
@@ -100,7 +100,7 @@ impl Ops {
     pub async fn providers(&self) -> Result<ProviderList, OpsError> {
         let pauses = self.store.provider_pauses().await?;
         let counts = self.reads.provider_counts().await?;
-        let mut names: Vec<String> = self.providers.names().map(str::to_owned).collect();
+        let mut names: Vec<String> = self.providers.load().names().map(str::to_owned).collect();
         names.extend(pauses.iter().map(|p| p.provider.clone()));
         names.extend(counts.iter().map(|c| c.provider.clone()));
         names.sort();
@@ -114,7 +114,7 @@ impl Ops {
 
     /// Names of the providers that accept webhooks.
     pub fn provider_names(&self) -> Vec<String> {
-        self.providers.names().map(str::to_owned).collect()
+        self.providers.load().names().map(str::to_owned).collect()
     }
 
     /// Pause a provider's processing in every process until resumed; its webhooks are still
@@ -157,7 +157,7 @@ impl Ops {
 
     /// `UnknownProvider` unless hookd knows `name` (configured or not).
     pub fn known_provider(&self, name: &str) -> Result<(), OpsError> {
-        match self.providers.lookup(name) {
+        match self.providers.load().lookup(name) {
             Lookup::Unknown => Err(OpsError::UnknownProvider(name.to_owned())),
             _ => Ok(()),
         }

@@ -12,6 +12,7 @@
 //! never change an event's status without writing the transition that explains it.
 
 pub mod admin;
+pub mod config;
 mod error;
 mod postgres;
 mod settings;
@@ -27,6 +28,7 @@ use bytes::Bytes;
 use sha2::Digest;
 
 pub use admin::{Operator, Reads};
+pub use config::{ConfigVersion, ConfigVersions};
 pub use error::{Cause, StoreError};
 pub use postgres::PgStore;
 pub use settings::{StoreSettings, is_postgres_url, is_store_url, redact_url};
@@ -345,7 +347,7 @@ pub trait Work: Leases {
 
 /// The whole store: every part, plus what the wiring and health checks need.
 #[async_trait]
-pub trait EventStore: Intake + Work + Reads + Operator + 'static {
+pub trait EventStore: Intake + Work + Reads + Operator + ConfigVersions + 'static {
     /// `postgres` or `sqlite`.
     fn backend(&self) -> &'static str;
 

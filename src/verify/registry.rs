@@ -334,3 +334,16 @@ fn read_provider(
         verifier: (scheme.read)(&section, secrets)?,
     })
 }
+
+/// One provider written through the admin API: its section as stored, secrets included, and no
+/// environment. The same checks and messages as a `[providers.<name>]` section of the file.
+pub fn read_stored(
+    name: &str,
+    file: &FileSection,
+    public_url: Option<&str>,
+) -> Result<ProviderConfig, ProviderError> {
+    read_provider(name, file, &|_| None, public_url).map_err(|source| ProviderError {
+        provider: name.to_owned(),
+        source: Box::new(source),
+    })
+}

@@ -73,6 +73,24 @@ pub enum VerifierConfig {
 }
 
 impl VerifierConfig {
+    /// The name of its scheme, as `scheme = "..."` gives it.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Self::Stripe { .. } => "stripe",
+            Self::Github { .. } => "github",
+            Self::Paypal(_) => "paypal",
+            Self::Standard { .. } => "standard",
+            Self::Shopify { .. } => "shopify",
+            Self::Slack { .. } => "slack",
+            Self::Gitlab { .. } => "gitlab",
+            Self::Twilio { .. } => "twilio",
+            Self::Paddle { .. } => "paddle",
+            Self::Square { .. } => "square",
+            Self::Linear { .. } => "linear",
+            Self::Hmac { .. } => "hmac",
+        }
+    }
+
     /// The verifier these settings describe.
     pub fn build(&self) -> Result<Box<dyn Verifier>, CertSetupError> {
         Ok(match self.clone() {

@@ -184,9 +184,9 @@ impl Worker {
                 return Some(Outcome::DeadLetter { error }.into());
             }
         };
-        let steps = self
-            .router
-            .steps_for(&event.provider, &event.event_type, &payload);
+        // The routes current now, for the whole attempt (a change applies from the next one).
+        let router = self.router.load();
+        let steps = router.steps_for(&event.provider, &event.event_type, &payload);
         let progress = match self.progress(event, steps.len()).await {
             Ok(p) => p,
             Err(retry) => return Some(retry.into()),

@@ -34,6 +34,7 @@ use crate::actions::{Actions, Router};
 use crate::event::{ClaimedEvent, Outcome};
 use crate::queue::Queue;
 use crate::store::{Finish, Work};
+use crate::swap::Swap;
 use crate::telemetry::liveness::Heartbeat;
 use crate::telemetry::{metrics, trace};
 
@@ -122,7 +123,9 @@ impl Default for WorkerSettings {
 pub struct Worker {
     store: Arc<dyn Work>,
     queue: Arc<dyn Queue>,
-    router: Router,
+    /// The routes, swapped by the live configuration; an attempt runs those current when it
+    /// starts.
+    router: Arc<Swap<Router>>,
     actions: Actions,
     destinations: Arc<Destinations>,
     owner: String,
@@ -147,7 +150,7 @@ impl Worker {
     pub fn new(
         store: Arc<dyn Work>,
         queue: Arc<dyn Queue>,
-        router: Router,
+        router: Arc<Swap<Router>>,
         actions: Actions,
         destinations: Arc<Destinations>,
         owner: String,

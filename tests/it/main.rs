@@ -16,6 +16,7 @@ mod group_commit;
 mod handover;
 mod limits;
 mod listen;
+mod liveconfig;
 mod network;
 mod observability;
 mod openapi;

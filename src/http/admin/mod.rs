@@ -10,6 +10,7 @@
 //! store: they call `ops`, and their errors become responses in `http::error`.
 
 mod audit;
+mod config;
 mod dlq;
 mod events;
 mod jobs;
@@ -21,10 +22,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{MatchedPath, RawPathParams, Request, State};
+use axum::http::Method;
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 
 pub use openapi::openapi_json;
 
@@ -42,6 +44,20 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/providers/{name}/pause", post(providers::pause))
         .route("/providers/{name}/resume", post(providers::resume))
+        .route(
+            "/config/providers/{name}",
+            put(config::put_provider).delete(config::delete_provider),
+        )
+        .route("/config/providers/{name}/secrets", post(config::add_secret))
+        .route("/config/apply", post(config::apply))
+        .route(
+            "/config/routes/{name}",
+            put(config::put_route).delete(config::delete_route),
+        )
+        .route(
+            "/config/destinations/{name}",
+            put(config::put_destination).delete(config::delete_destination),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), operate_guard));
     Router::new()
         .route("/events", get(events::list_events))
@@ -57,6 +73,9 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/openapi.json", get(openapi::openapi_doc))
         .route("/providers", get(providers::providers))
         .route("/destinations", get(providers::destinations))
+        .route("/config", get(config::config))
+        .route("/config/export", get(config::export))
+        .route("/config/providers/{name}", get(config::provider))
         .merge(operate)
         .layer(middleware::from_fn_with_state(state, require_token))
         .route_layer(middleware::from_fn(trace_layer::trace_requests))
@@ -92,8 +111,17 @@ pub async fn require_token(
 pub struct AuditNote(pub String);
 
 /// The audit log's name for an operate endpoint.
-fn action_name(path: &str) -> &str {
+fn action_name<'a>(method: &Method, path: &'a str) -> &'a str {
+    let delete = method == Method::DELETE;
     match path {
+        "/admin/config/providers/{name}" if delete => "config.provider.delete",
+        "/admin/config/providers/{name}" => "config.provider.put",
+        "/admin/config/providers/{name}/secrets" => "config.provider.secret.add",
+        "/admin/config/apply" => "config.apply",
+        "/admin/config/routes/{name}" if delete => "config.route.delete",
+        "/admin/config/routes/{name}" => "config.route.put",
+        "/admin/config/destinations/{name}" if delete => "config.destination.delete",
+        "/admin/config/destinations/{name}" => "config.destination.put",
         "/admin/events/{id}/replay" => "event.replay",
         "/admin/replays" => "events.replay",
         "/admin/dlq/{id}/redrive" => "event.redrive",
@@ -116,7 +144,7 @@ pub async fn operate_guard(
     let Some(who) = request.extensions().get::<Principal>().cloned() else {
         return ApiError::Unauthorized.into_response();
     };
-    let action = action_name(path.as_str()).to_owned();
+    let action = action_name(request.method(), path.as_str()).to_owned();
     let target = params.iter().next().map(|(_, v)| v.to_owned());
     if !who.may_operate() {
         state

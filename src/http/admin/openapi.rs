@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{audit, dlq, events, jobs, providers, stream};
+use super::{audit, config, dlq, events, jobs, providers, stream};
 use crate::ops::Window;
 
 /// The error body every endpoint answers with.
@@ -45,7 +45,7 @@ impl utoipa::Modify for BearerAuth {
             ("401", error("Missing or unknown admin token")),
             (
                 "403",
-                error("The client address is outside [admin] allow, or a read token on a POST"),
+                error("The client address is outside [admin] allow, or a read token on a POST, PUT or DELETE"),
             ),
             (
                 "429",
@@ -63,7 +63,15 @@ impl utoipa::Modify for BearerAuth {
             ),
         ];
         for item in openapi.paths.paths.values_mut() {
-            for op in [&mut item.get, &mut item.post].into_iter().flatten() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
                 for (code, response) in &common {
                     op.responses
                         .responses
@@ -80,7 +88,7 @@ impl utoipa::Modify for BearerAuth {
                         .scheme(HttpAuthScheme::Bearer)
                         .description(Some(
                             "An admin token: HOOKD_ADMIN_TOKEN (operate), HOOKD_ADMIN_READ_TOKEN \
-                             (read) or one of [[admin.tokens]]. Read tokens get 403 on every POST.",
+                             (read) or one of [[admin.tokens]]. Read tokens get 403 on every POST, PUT and DELETE.",
                         ))
                         .build(),
                 ),
@@ -94,8 +102,9 @@ impl utoipa::Modify for BearerAuth {
     info(
         title = "hookd admin API",
         description = "Search, inspect, replay and redrive webhook events; pause providers; \
-                       follow bulk jobs; read the audit log. Every request needs \
-                       `Authorization: Bearer <admin token>`; `POST`s need the operate scope.",
+                       follow bulk jobs; read the audit log; configure providers, routes and \
+                       destinations. Every request needs `Authorization: Bearer <admin token>`; \
+                       `POST`, `PUT` and `DELETE` need the operate scope.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     paths(
@@ -104,6 +113,9 @@ impl utoipa::Modify for BearerAuth {
         audit::audit, events::stats, audit::whoami, openapi_doc,
         providers::providers, providers::pause, providers::resume, providers::destinations,
         stream::stream,
+        config::config, config::provider, config::put_provider, config::delete_provider,
+        config::add_secret, config::put_route, config::delete_route, config::put_destination,
+        config::delete_destination, config::export, config::apply,
     ),
     components(schemas(ErrorBody, Window)),
     modifiers(&BearerAuth),
@@ -114,6 +126,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "jobs", description = "Bulk replays and redrives running in the background"),
         (name = "providers", description = "Providers, pauses and destination breakers"),
         (name = "audit", description = "Who did what"),
+        (name = "config", description = "Providers, routes and named destinations, live in every process"),
     )
 )]
 pub struct ApiDoc;

@@ -8,6 +8,7 @@
 //! [`Dialect`] switch, and never decide anything about HTTP.
 
 mod bind;
+mod config;
 mod operator;
 mod reads;
 mod work;
