@@ -15,5 +15,6 @@ pub mod ops;
 pub mod queue;
 pub mod store;
 pub mod telemetry;
+pub mod transform;
 pub mod verify;
 pub mod worker;

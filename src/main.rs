@@ -55,6 +55,11 @@ enum Command {
         #[command(flatten)]
         test: TestEvent,
     },
+    /// JavaScript transforms: run one on an event locally.
+    Transform {
+        #[command(subcommand)]
+        command: hookd::cli::transform::TransformCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -89,6 +94,7 @@ fn main() -> anyhow::Result<()> {
             file,
             test,
         }) => return client_runtime()?.block_on(send(&provider, file, &test)),
+        Some(Command::Transform { command }) => transform(command),
         _ => {}
     }
     let config = Config::from_env().context("invalid configuration")?;
@@ -123,7 +129,11 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             tracing::info!("migrations applied");
             return Ok(());
         }
-        Command::Openapi | Command::Operator(_) | Command::Sign { .. } | Command::Send { .. } => {
+        Command::Openapi
+        | Command::Operator(_)
+        | Command::Sign { .. }
+        | Command::Send { .. }
+        | Command::Transform { .. } => {
             unreachable!("answered before the configuration is read")
         }
     };
@@ -183,6 +193,22 @@ fn read_payload(file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
             Ok(buf)
         }
     }
+}
+
+/// `hookd transform test`: its own exit status (0 sent, 3 skipped, 1 the script failed, 2 the
+/// command cannot run).
+fn transform(command: hookd::cli::transform::TransformCommand) -> ! {
+    use std::io::Write;
+    let code =
+        match hookd::cli::transform::run(command, &mut std::io::stdout(), &mut std::io::stderr()) {
+            Ok(verdict) => verdict.exit_code(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                2
+            }
+        };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
 }
 
 /// The provider's configuration (secrets from the environment and hookd.toml, as `serve` reads them).

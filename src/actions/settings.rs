@@ -17,6 +17,7 @@ use super::email::{Recipient, SmtpSettings};
 use super::filter::Filter;
 use super::forward::SigningKeys;
 use super::template::Template;
+use crate::transform::TransformSettings;
 
 /// Everything the actions need, as configured.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct ActionSettings {
     pub destination_concurrency: usize,
     /// Where forwards may go.
     pub egress: EgressPolicy,
+    /// The caps on JavaScript transforms and the threads they run on.
+    pub transform: TransformSettings,
 }
 
 impl Default for ActionSettings {
@@ -47,6 +50,7 @@ impl Default for ActionSettings {
             },
             destination_concurrency: 4,
             egress: EgressPolicy::default(),
+            transform: TransformSettings::default(),
         }
     }
 }
@@ -148,6 +152,9 @@ pub struct RouteConfig {
     /// Standard Webhooks secret(s) (`whsec_...`) that sign this route's forwards.
     pub signing_secret: Option<SigningKeys>,
     pub steps: Vec<StepConfig>,
+    /// A JavaScript file whose `transform(event)` reshapes what this route's forward steps
+    /// send, or skips them; a step's own `transform` replaces it.
+    pub transform: Option<String>,
 }
 
 fn star() -> String {
@@ -171,6 +178,8 @@ pub enum StepConfig {
         #[serde(default)]
         headers: BTreeMap<String, String>,
         compensate: Option<Box<StepConfig>>,
+        /// A JavaScript file that reshapes what this step sends (instead of the route's).
+        transform: Option<String>,
     },
     /// Send a plain-text email through `SMTP_URL`.
     Email {
@@ -235,6 +244,22 @@ impl StepConfig {
 }
 
 impl RouteConfig {
+    /// Every transform script the route and its steps (and their compensations) name.
+    pub fn transforms(&self) -> Vec<&str> {
+        let mut paths: Vec<&str> = self.transform.iter().map(String::as_str).collect();
+        for step in &self.steps {
+            for s in std::iter::once(step).chain(step.compensate()) {
+                if let StepConfig::Forward {
+                    transform: Some(t), ..
+                } = s
+                {
+                    paths.push(t);
+                }
+            }
+        }
+        paths
+    }
+
     /// Every URL the route's forwards (and their compensations) post to.
     pub fn forward_urls(&self) -> Vec<&str> {
         let mut urls = Vec::new();

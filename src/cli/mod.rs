@@ -1,5 +1,6 @@
 //! The operator commands of the `hookd` binary: a client of the admin API (`events`, `dlq`,
-//! `providers`, `jobs`, `audit`), and `sign`/`send` for test webhooks. They talk to a running
+//! `providers`, `jobs`, `audit`), `sign`/`send` for test webhooks, and `transform test` (which
+//! runs locally). They talk to a running
 //! hookd at `HOOKD_URL` with `HOOKD_ADMIN_TOKEN` and read its answers as the operator layer's
 //! types (`ops`), the ones the server writes; nothing here touches the database.
 //!
@@ -10,6 +11,7 @@ mod client;
 mod commands;
 mod print;
 pub mod sign;
+pub mod transform;
 
 use std::io::Write;
 

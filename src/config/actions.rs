@@ -1,5 +1,5 @@
-//! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]` and
-//! `[destinations]` with their variables. Fills [`ActionSettings`]; the checks across routes,
+//! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]`,
+//! `[destinations]` and `[transform]` with their variables. Fills [`ActionSettings`]; the checks across routes,
 //! mail server and egress policy are the actions' own ([`ActionSettings::validate`]).
 
 use std::path::PathBuf;
@@ -12,6 +12,7 @@ use crate::actions::egress::EgressPolicy;
 use crate::actions::email::{Recipient, SmtpSettings};
 use crate::actions::{ActionSettings, ForwardSettings, RouteConfig};
 use crate::store::redact_url;
+use crate::transform::TransformSettings;
 
 pub(super) fn actions(r: &Reader<'_>) -> Result<ActionSettings, ConfigError> {
     let d = ActionSettings::default();
@@ -45,6 +46,25 @@ pub(super) fn actions(r: &Reader<'_>) -> Result<ActionSettings, ConfigError> {
             d.destination_concurrency,
         )?,
         egress: egress(r)?,
+        transform: TransformSettings {
+            timeout: Duration::from_millis(r.positive(
+                "HOOKD_TRANSFORM_TIMEOUT_MS",
+                Some("transform.timeout_ms"),
+                d.transform.timeout.as_millis() as u64,
+            )?),
+            memory_limit_bytes: r
+                .positive(
+                    "HOOKD_TRANSFORM_MEMORY_MB",
+                    Some("transform.memory_mb"),
+                    d.transform.memory_limit_bytes >> 20,
+                )?
+                .saturating_mul(1 << 20),
+            threads: r.positive(
+                "HOOKD_TRANSFORM_THREADS",
+                Some("transform.threads"),
+                d.transform.threads,
+            )?,
+        },
     })
 }
 

@@ -334,6 +334,13 @@ pub trait Work: Leases {
     /// What earlier attempts of `id` did: its step results, in order, and whether it has entered
     /// compensation. Read at the start of every attempt after the first.
     async fn progress(&self, id: EventId) -> Result<Progress, StoreError>;
+
+    /// The headers the webhook request of `id` came with, as stored for audit (lower-case
+    /// names, credentials redacted); empty for an unknown event. Transforms read them.
+    async fn request_headers(
+        &self,
+        id: EventId,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
 }
 
 /// The whole store: every part, plus what the wiring and health checks need.
