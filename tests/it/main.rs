@@ -24,6 +24,7 @@ mod redis_queue;
 mod retention;
 mod scale;
 mod security;
+mod transforms;
 mod upgrade;
 mod webhooks;
 mod workers;
