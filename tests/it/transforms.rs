@@ -46,20 +46,6 @@ async fn post_github_push(url: &str, body: &str, delivery: &str) -> reqwest::Res
         .unwrap()
 }
 
-async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/webhooks/stripe"))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, body, now()),
-        )
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
 fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap()
 }
