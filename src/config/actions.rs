@@ -1,6 +1,7 @@
 //! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]`,
-//! `[destinations]` and `[transform]` with their variables. Fills [`ActionSettings`]; the checks across routes,
-//! mail server and egress policy are the actions' own ([`ActionSettings::validate`]).
+//! `[destinations]` and `[transform]` with their variables. Fills [`ActionSettings`]; the checks
+//! across routes, mail server and egress policy are the actions' own
+//! ([`ActionSettings::validate`]).
 
 use std::path::PathBuf;
 use std::time::Duration;

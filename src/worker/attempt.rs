@@ -22,8 +22,8 @@ use tracing::Instrument;
 
 use super::Worker;
 use super::renewer::LeaseGuard;
-use crate::actions::breaker::{Admission, Health, Verdict};
-use crate::actions::{Ran, Step};
+use crate::actions::breaker::{Admission, Health, Pass, Verdict};
+use crate::actions::{ActionError, Ran, Step};
 use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, StepRecord};
 use crate::store::StoreError;
 use crate::telemetry::metrics;
@@ -402,13 +402,7 @@ impl Worker {
             Err(_) => StepOutcome::Failed,
         };
         metrics::step_duration(step.action(), outcome.as_str(), started.elapsed());
-        let health = pass.map(|pass| {
-            let verdict = match &result {
-                Err(e) if e.is_destination_failure() => Verdict::Failed,
-                _ => Verdict::Answered,
-            };
-            self.destinations.record(pass, verdict)
-        });
+        let health = self.tell_breaker(pass, &result);
         if let (Err(e), Some(Health::Open { until })) = (&result, health)
             && e.is_destination_failure()
         {
@@ -445,6 +439,22 @@ impl Worker {
                 error: e.to_string(),
             },
         })
+    }
+
+    /// Tell the destination's breaker what the step's result says about it. A step that its
+    /// transform skipped or failed never reached the destination: its pass goes back unreported,
+    /// as if the step had not run (a half-open breaker's probe stays available).
+    fn tell_breaker(
+        &self,
+        pass: Option<Pass>,
+        result: &Result<Ran, ActionError>,
+    ) -> Option<Health> {
+        let verdict = match result {
+            Ok(Ran::Skipped) | Err(ActionError::Transform(_)) => return None,
+            Err(e) if e.is_destination_failure() => Verdict::Failed,
+            Ok(Ran::Done) | Err(_) => Verdict::Answered,
+        };
+        pass.map(|pass| self.destinations.record(pass, verdict))
     }
 
     /// The webhook request's headers, when the step has a transform (which reads them). `Err`:

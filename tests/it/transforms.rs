@@ -13,7 +13,8 @@ use reqwest::StatusCode;
 both_backends!(
     the_examples_reshape_real_events_and_skips_are_recorded,
     failing_transforms_fail_their_step_with_a_clear_error,
-    a_skipped_step_is_done_on_a_retry_and_never_compensated
+    a_skipped_step_is_done_on_a_retry_and_never_compensated,
+    a_skipped_step_tells_its_destinations_breaker_nothing
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -363,6 +364,67 @@ async fn a_skipped_step_is_done_on_a_retry_and_never_compensated(b: Backend) {
             .any(|t| t.to == EventStatus::Compensating),
         "{e:#?}"
     );
+}
+
+async fn a_skipped_step_tells_its_destinations_breaker_nothing(b: Backend) {
+    let db = TestDb::new(b).await;
+    let target = Target::start(Behaviour::default()).await;
+    target.set_down(true);
+    let skip = script(&db, "skip.js", "function transform(event) { return null; }");
+    // Two routes to the same destination: `fail.*` events reach it, `skip.*` events are
+    // skipped by their transform before anything is sent.
+    let routes = format!(
+        "[[routes]]\nprovider = \"stripe\"\nevents = [\"fail.*\"]\n\
+         steps = [{{ action = \"forward\", url = \"{url}\" }}]\n\
+         [[routes]]\nprovider = \"stripe\"\nevents = [\"skip.*\"]\n\
+         steps = [{{ action = \"forward\", url = \"{url}\", transform = \"{skip}\" }}]\n",
+        url = target.url
+    );
+    let server = TestServer::start(
+        &db,
+        &routes,
+        &[
+            ("HOOKD_BREAKER_FAILURES", "2"),
+            // No retry within the test: only the events below reach the destination.
+            ("HOOKD_RETRY_BASE_MS", "600000"),
+        ],
+    )
+    .await;
+    let send = |event_type: &'static str| {
+        let server = &server;
+        async move {
+            let (_, body) = stripe_event(event_type);
+            id_of(server.post_stripe(&body).await).await
+        }
+    };
+    let first = send("fail.one").await;
+    server
+        .wait_status(first, EventStatus::RetryScheduled, WAIT)
+        .await;
+    let skipped = send("skip.one").await;
+    let e = server
+        .wait_status(skipped, EventStatus::Completed, WAIT)
+        .await;
+    assert_eq!(e.steps[0].outcome, "skipped");
+    // The skip did not count as the destination answering: the next failure is the second in
+    // a row, and opens the breaker (the event waits, its attempt not counted).
+    let second = send("fail.two").await;
+    let e = eventually(
+        "the second failure to open the breaker",
+        WAIT,
+        || server.event(second),
+        |e: &EventDetail| {
+            e.transitions.iter().any(|t| {
+                t.detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("circuit breaker open"))
+            })
+        },
+    )
+    .await;
+    // Blamed on the outage: kept in the transition, not as a failed step of the event.
+    assert!(e.steps.is_empty(), "{e:#?}");
+    assert_eq!(target.hits(), 2);
 }
 
 #[tokio::test]
