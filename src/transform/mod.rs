@@ -80,8 +80,9 @@ pub struct TransformInput {
     pub id: String,
     #[serde(default)]
     pub provider: String,
-    /// The event type (Stripe's `type`, GitHub's `X-GitHub-Event`, ...).
-    #[serde(default, rename = "type")]
+    /// The event type (Stripe's `type`, GitHub's `X-GitHub-Event`, ...). An event file may
+    /// call it `event_type`, as the admin API does.
+    #[serde(default, rename = "type", alias = "event_type")]
     pub event_type: String,
     /// The provider's event or delivery id hookd deduplicates on.
     #[serde(default)]
@@ -105,12 +106,27 @@ pub struct TransformInput {
 }
 
 impl TransformInput {
-    /// Fill `text` from `body` or `body` from `text`, whichever the event file left out.
+    /// Fill `text` from `body` or `body` from `text`, whichever the event file left out. A
+    /// `body` that is a string without a `text` is the raw body, as `hookd events show --json`
+    /// prints it.
     pub fn complete(mut self) -> Self {
-        if self.text.is_empty() && !self.body.is_null() {
-            self.text = self.body.to_string();
-        } else if self.body.is_null() {
-            self.body = serde_json::from_str(&self.text).unwrap_or(serde_json::Value::Null);
+        let parse = |text: &str| serde_json::from_str(text).unwrap_or(serde_json::Value::Null);
+        if !self.text.is_empty() {
+            if self.body.is_null() {
+                self.body = parse(&self.text);
+            }
+            return self;
+        }
+        match std::mem::take(&mut self.body) {
+            serde_json::Value::String(raw) => {
+                self.body = parse(&raw);
+                self.text = raw;
+            }
+            serde_json::Value::Null => {}
+            parsed => {
+                self.text = parsed.to_string();
+                self.body = parsed;
+            }
         }
         self
     }

@@ -313,6 +313,15 @@ fn an_event_file_may_give_the_body_or_the_text() {
     assert_eq!(from_body.complete().text, r#"{"ref":"main"}"#);
     let from_text: TransformInput = serde_json::from_str(r#"{"text":"{\"a\":1}"}"#).unwrap();
     assert_eq!(from_text.complete().body, serde_json::json!({"a": 1}));
+    // What `hookd events show --json` prints: `event_type`, and the raw body as a string.
+    let shown: TransformInput = serde_json::from_str(
+        r#"{"id":"x","event_type":"push","status":"completed","body":"{\"ref\":\"main\"}","body_encoding":"utf8"}"#,
+    )
+    .unwrap();
+    let shown = shown.complete();
+    assert_eq!(shown.event_type, "push");
+    assert_eq!(shown.text, r#"{"ref":"main"}"#);
+    assert_eq!(shown.body, serde_json::json!({"ref": "main"}));
     let form: TransformInput = serde_json::from_str(r#"{"text":"a=1"}"#).unwrap();
     assert!(form.complete().body.is_null());
     let missing = Script::read(Path::new("/nonexistent/x.js")).unwrap_err();

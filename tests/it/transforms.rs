@@ -175,6 +175,22 @@ steps = [{{ action = "forward", url = "{}" }}]
         json(&message.body),
         serde_json::json!({"text": "octocat pushed 2 commits to acme/api main: https://github.com/acme/api/compare/1a2b...9f8e\n• 7d1e0c2 Fix rounding of refunds (Mona Lisa)\n• 9f8e7d6 Bump version (Octocat)"})
     );
+    // A stored event, as the CLI shows it, is an event file for `hookd transform test`, which
+    // makes of it what the running hookd sent.
+    let shown = Command::new(env!("CARGO_BIN_EXE_hookd"))
+        .args(["events", "show", &pushed.to_string(), "--json"])
+        .args(["--url", &hookd.url, "--token", ADMIN_TOKEN])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let file = db.dir.path().join("pushed.json");
+    std::fs::write(&file, &shown.stdout).unwrap();
+    let (code, out, err) =
+        transform_test(&[&example("github-push-chat.js"), file.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, body) = out.split_once("\n\n").unwrap();
+    assert_eq!(body.trim_end().as_bytes(), &message.body[..]);
     // Nothing else reached any target: the skips sent nothing.
     assert_eq!((ledger.hits(), live.hits(), chat.hits()), (1, 1, 1));
 }
