@@ -332,3 +332,33 @@ fn an_event_file_may_give_the_body_or_the_text() {
         "{missing}"
     );
 }
+
+#[test]
+fn the_default_caps_fit_the_largest_body_hookd_accepts() {
+    // HOOKD_MAX_BODY_BYTES defaults to 1 MiB: a body that size, of many small objects (the
+    // costliest shape to parse), goes through an identity transform under the default caps.
+    let item = r#"{"id":"in_1QbLx2EfGh7aB1cD","amount":4999,"currency":"eur","tags":["a","b"]},"#;
+    let mut text = String::from(r#"{"items":["#);
+    while text.len() + item.len() < (1 << 20) - 2 {
+        text.push_str(item);
+    }
+    text.pop();
+    text.push_str("]}");
+    let e = Engine::new(
+        &TransformSettings::default(),
+        &[script(
+            "id.js",
+            "function transform(e) { return { body: e.body }; }",
+        )],
+    )
+    .unwrap();
+    let event = TransformInput {
+        text: text.clone(),
+        ..TransformInput::default()
+    }
+    .complete();
+    let Transformed::Deliver(p) = e.run("id.js", &event).unwrap() else {
+        panic!("delivered")
+    };
+    assert_eq!(p.body.len(), text.len());
+}
