@@ -169,6 +169,9 @@ impl Outcome {
 pub enum StepOutcome {
     Succeeded,
     Failed,
+    /// Its transform returned `null`: nothing was delivered, on purpose. Done, like a success,
+    /// but never compensated.
+    Skipped,
 }
 
 impl StepOutcome {
@@ -176,6 +179,7 @@ impl StepOutcome {
         match self {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -183,6 +187,7 @@ impl StepOutcome {
         match s {
             "succeeded" => Some(Self::Succeeded),
             "failed" => Some(Self::Failed),
+            "skipped" => Some(Self::Skipped),
             _ => None,
         }
     }
@@ -218,6 +223,18 @@ impl Progress {
         self.results
             .iter()
             .any(|(k, o)| k == key && *o == StepOutcome::Succeeded)
+    }
+
+    /// Skipped by its transform in an earlier attempt.
+    pub fn skipped(&self, key: &str) -> bool {
+        self.results
+            .iter()
+            .any(|(k, o)| k == key && *o == StepOutcome::Skipped)
+    }
+
+    /// Succeeded or skipped: not to run again.
+    pub fn done(&self, key: &str) -> bool {
+        self.succeeded(key) || self.skipped(key)
     }
 
     pub fn failures(&self, key: &str) -> u32 {

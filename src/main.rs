@@ -80,6 +80,11 @@ enum Command {
         #[arg(long, env = "HOOKD_URL", default_value = "http://127.0.0.1:3001")]
         url: String,
     },
+    /// JavaScript transforms: run one on an event locally.
+    Transform {
+        #[command(subcommand)]
+        command: hookd::cli::transform::TransformCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -131,6 +136,7 @@ fn main() -> anyhow::Result<()> {
             secret,
             url,
         }) => return trigger(provider, event, list, secret, url),
+        Some(Command::Transform { command }) => transform(command),
         _ => {}
     }
     let config = Config::from_env().context("invalid configuration")?;
@@ -172,7 +178,8 @@ async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         | Command::Operator(_)
         | Command::Sign { .. }
         | Command::Send { .. }
-        | Command::Trigger { .. } => {
+        | Command::Trigger { .. }
+        | Command::Transform { .. } => {
             unreachable!("answered before the configuration is read")
         }
     };
@@ -252,6 +259,22 @@ fn read_payload(file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
             Ok(buf)
         }
     }
+}
+
+/// `hookd transform test`: its own exit status (0 sent, 3 skipped, 1 the script failed, 2 the
+/// command cannot run).
+fn transform(command: hookd::cli::transform::TransformCommand) -> ! {
+    use std::io::Write;
+    let code =
+        match hookd::cli::transform::run(command, &mut std::io::stdout(), &mut std::io::stderr()) {
+            Ok(verdict) => verdict.exit_code(),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                2
+            }
+        };
+    let _ = std::io::stdout().flush();
+    std::process::exit(code)
 }
 
 /// `body` signed with the provider's configuration (secrets from the environment and hookd.toml,

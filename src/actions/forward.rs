@@ -1,9 +1,11 @@
-//! The `forward` action: POST the event's raw body to a URL, optionally signed with the
-//! Standard Webhooks scheme, and read `Retry-After` from 429/503 answers.
+//! The `forward` action: POST the event's raw body (or what the step's transform made of it) to
+//! a URL, optionally signed with the Standard Webhooks scheme, and read `Retry-After` from
+//! 429/503 answers.
 //!
 //! Owns the outgoing request (headers, signature, timeout) and the classification of its answer.
 //! It must never follow a redirect (the event would go somewhere the route never named), never
-//! alter the body, and never decide about retries: it only reports what the destination said.
+//! alter the payload it is given, and never decide about retries: it only reports what the
+//! destination said.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -18,7 +20,7 @@ use serde::Deserialize;
 use tracing::Instrument;
 
 use super::egress::{EgressPolicy, EgressResolver};
-use super::{ActionError, ForwardSettings, error_chain};
+use super::{ActionError, ForwardSettings, Payload, error_chain};
 use crate::event::ClaimedEvent;
 use crate::telemetry::trace;
 
@@ -142,12 +144,14 @@ pub(super) struct ForwardRequest<'a> {
     pub signing: Option<&'a SigningKeys>,
     /// `webhook-id`: stable across attempts of this step, different for every step.
     pub message_id: &'a str,
+    /// What is sent (and signed).
+    pub payload: Payload,
 }
 
 /// POST the event to the step's URL and classify the answer.
 pub(super) async fn forward(
     http: &reqwest::Client,
-    r: ForwardRequest<'_>,
+    mut r: ForwardRequest<'_>,
     event: &ClaimedEvent,
 ) -> Result<(), ActionError> {
     let url = r.url;
@@ -165,7 +169,7 @@ pub(super) async fn forward(
         req = req.header("traceparent", tp);
     }
     let sent = req
-        .body(event.body.clone())
+        .body(std::mem::take(&mut r.payload.body))
         .send()
         .instrument(span.clone())
         .await;
@@ -202,8 +206,8 @@ pub(super) async fn forward(
     })
 }
 
-/// The request with hookd's headers, the route's headers and, when the route signs, the
-/// Standard Webhooks signature; the body is the event's, byte for byte.
+/// The request with hookd's headers, the transform's, the route's (which win over the
+/// transform's) and, when the route signs, the Standard Webhooks signature over the body sent.
 fn request(
     http: &reqwest::Client,
     r: &ForwardRequest<'_>,
@@ -214,9 +218,10 @@ fn request(
         .timeout(r.timeout)
         .header(
             "content-type",
-            event
+            r.payload
                 .content_type
                 .as_deref()
+                .or(event.content_type.as_deref())
                 .unwrap_or("application/octet-stream"),
         )
         .header("x-hookd-event-id", event.id.to_string())
@@ -226,6 +231,11 @@ fn request(
     if event.generation > 0 {
         // An operator replayed the event: the receiver may want to tell it apart.
         req = req.header("x-hookd-replay", event.generation.to_string());
+    }
+    for (k, v) in &r.payload.headers {
+        if !r.headers.keys().any(|own| own.eq_ignore_ascii_case(k)) {
+            req = req.header(k, v);
+        }
     }
     for (k, v) in r.headers {
         req = req.header(k, v);
@@ -237,7 +247,7 @@ fn request(
             .header("webhook-timestamp", ts.to_string())
             .header(
                 "webhook-signature",
-                keys.sign(r.message_id, ts, &event.body),
+                keys.sign(r.message_id, ts, &r.payload.body),
             );
     }
     req

@@ -2,9 +2,11 @@
 //!
 //! Owns route matching (provider, event-type globs and payload filters), the steps' compiled form
 //! (stable keys, destinations, compensations) and the side effects of each action (a log line, an
-//! HTTP forward, an email). It must never touch the store or decide about retries: it reports
-//! one step's result, classified, and the worker decides what happens next. Its settings, with
-//! their defaults and the checks across routes, mail server and egress policy, are in `settings`.
+//! HTTP forward, an email), with what a step sends: the event's body, or what the step's
+//! JavaScript transform made of it (`transform`, run on its own threads). It must never touch
+//! the store or decide about retries: it reports one step's result, classified, and the worker
+//! decides what happens next. Its settings, with their defaults and the checks across routes,
+//! mail server and egress policy, are in `settings`.
 
 pub mod breaker;
 pub mod broker;
@@ -16,19 +18,21 @@ pub mod rate;
 mod settings;
 pub mod template;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::event::ClaimedEvent;
+use crate::transform::{Script, TransformError, TransformInput, Transformed, Transforms};
 use breaker::Destination;
 use broker::{BrokerStep, Brokers, Message, NatsStep, RabbitStep, RedisStreamStep};
 use egress::EgressPolicy;
 use email::{EmailSpec, Mailer};
 use forward::{ForwardRequest, SigningKeys};
 
+pub use crate::transform::Payload;
 pub use settings::{
     ActionSettings, ForwardSettings, InvalidRoute, RouteConfig, RouteError, StepConfig,
     UnusedRateLimit,
@@ -46,6 +50,9 @@ pub struct Step {
     /// Run in reverse order when the event is dead-lettered after this step succeeded.
     pub compensation: Option<Box<Step>>,
     signing: Option<SigningKeys>,
+    /// The script that reshapes what the step sends: its own `transform`, else its route's
+    /// (forward steps only).
+    pub transform: Option<Arc<str>>,
 }
 
 impl Step {
@@ -54,6 +61,7 @@ impl Step {
         config: &StepConfig,
         signing: &Option<SigningKeys>,
         smtp: Option<&Destination>,
+        route_transform: Option<&Arc<str>>,
     ) -> Self {
         let destination = match config {
             StepConfig::Log { .. } => None,
@@ -74,14 +82,21 @@ impl Step {
                 c,
                 signing,
                 smtp,
+                route_transform,
             ))
         });
+        let transform = match config.transform() {
+            Some(own) => Some(Arc::from(own)),
+            None if config.sends_payload() => route_transform.cloned(),
+            None => None,
+        };
         Self {
             key,
             config: config.clone(),
             destination,
             compensation,
             signing: signing.clone(),
+            transform,
         }
     }
 }
@@ -110,6 +125,7 @@ impl Router {
             .enumerate()
             .map(|(i, r)| {
                 let name = r.display_name(i);
+                let transform = r.transform.as_deref().map(Arc::from);
                 let steps = r
                     .steps
                     .iter()
@@ -120,6 +136,7 @@ impl Router {
                             s,
                             &r.signing_secret,
                             smtp.as_ref(),
+                            transform.as_ref(),
                         )
                     })
                     .collect();
@@ -222,6 +239,10 @@ pub enum ActionError {
         destination: Destination,
         error: broker::BrokerError,
     },
+    /// The step's transform failed: the script threw, ran out of time or memory, or returned
+    /// something that cannot be sent. The event's fault, never the destination's.
+    #[error(transparent)]
+    Transform(TransformError),
 }
 
 fn retry_after_note(d: Option<Duration>) -> String {
@@ -237,7 +258,7 @@ impl ActionError {
             Self::Timeout { .. } | Self::Transport { .. } | Self::SmtpTimeout { .. } => true,
             Self::Status { status, .. } => *status >= 500 || matches!(*status, 408 | 429),
             Self::Smtp { server_trouble, .. } => *server_trouble,
-            Self::Email(_) => false,
+            Self::Email(_) | Self::Transform(_) => false,
             Self::Broker { error, .. } => error.destination_down(),
         }
     }
@@ -262,6 +283,18 @@ pub enum SetupError {
         server: String,
         source: lettre::transport::smtp::Error,
     },
+    /// A transform script that cannot be read or compiled, or the engine that would not start.
+    #[error(transparent)]
+    Transform(TransformError),
+}
+
+/// How a step that did not fail ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ran {
+    /// Its action ran (and its destination took what it sent).
+    Done,
+    /// Its transform returned `null`: nothing was sent.
+    Skipped,
 }
 
 /// Runs steps. Holds the shared HTTP client and the SMTP client.
@@ -272,6 +305,8 @@ pub struct Actions {
     default_timeout: Duration,
     mailer: Option<Mailer>,
     brokers: Arc<Brokers>,
+    /// The threads transforms run on; `None` when no route names a script.
+    transforms: Option<Transforms>,
 }
 
 impl Actions {
@@ -295,6 +330,7 @@ impl Actions {
             egress,
             default_timeout: settings.forward.timeout,
             mailer,
+            transforms: start_transforms(settings).map_err(SetupError::Transform)?,
         })
     }
 
@@ -320,28 +356,28 @@ impl Actions {
         }
     }
 
-    /// Run one step for an event. `payload` is the parsed body (`Null` when it is not JSON).
+    /// Run one step for an event. `payload` is the parsed body (`Null` when it is not JSON);
+    /// `headers` are the webhook request's stored headers, which only transforms read.
     pub async fn run(
         &self,
         step: &Step,
         event: &ClaimedEvent,
         payload: &Value,
-    ) -> Result<(), ActionError> {
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Ran, ActionError> {
         match &step.config {
             StepConfig::Log { .. } => {
-                tracing::info!(
-                    event_id = %event.id,
-                    provider = %event.provider,
-                    event_type = %event.event_type,
-                    idempotency_key = %event.idempotency_key,
-                    attempt = event.attempt,
-                    body_bytes = event.body.len(),
-                    step = %step.key,
-                    "webhook event"
-                );
-                Ok(())
+                log_event(step, event);
+                Ok(Ran::Done)
             }
-            StepConfig::Forward { url, headers, .. } => {
+            StepConfig::Forward {
+                url,
+                headers: extra,
+                ..
+            } => {
+                let Some(body) = self.payload(step, event, payload, headers).await? else {
+                    return Ok(Ran::Skipped);
+                };
                 // Literal addresses skip the resolver: check them here (start-up did too).
                 if let Ok(u) = reqwest::Url::parse(url) {
                     self.egress
@@ -358,13 +394,15 @@ impl Actions {
                     ForwardRequest {
                         url,
                         timeout: self.timeout(step),
-                        headers,
+                        headers: extra,
                         signing: step.signing.as_ref(),
                         message_id: &message_id,
+                        payload: body,
                     },
                     event,
                 )
                 .await
+                .map(|()| Ran::Done)
             }
             StepConfig::Email {
                 to,
@@ -385,21 +423,26 @@ impl Actions {
                     from: from.as_ref(),
                     timeout_ms: *timeout_ms,
                 };
-                mailer.send(spec, &step.key, event, payload).await
+                mailer
+                    .send(spec, &step.key, event, payload)
+                    .await
+                    .map(|()| Ran::Done)
             }
             StepConfig::Rabbitmq { .. }
             | StepConfig::Nats { .. }
-            | StepConfig::RedisStream { .. } => self.publish(step, event, payload).await,
+            | StepConfig::RedisStream { .. } => self.publish(step, event, payload, headers).await,
         }
     }
 
-    /// A broker step: the event's body and headers, published where the step's templates say.
+    /// A broker step: what the step sends (the event's body, or what its transform made of
+    /// it) with hookd's headers, published where the step's templates say.
     async fn publish(
         &self,
         step: &Step,
         event: &ClaimedEvent,
         payload: &Value,
-    ) -> Result<(), ActionError> {
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Ran, ActionError> {
         let target = match &step.config {
             StepConfig::Rabbitmq {
                 url,
@@ -425,24 +468,30 @@ impl Actions {
                 stream: stream.render(event, payload),
                 maxlen: *maxlen,
             }),
-            _ => return Ok(()),
+            _ => return Ok(Ran::Done),
+        };
+        let Some(sent) = self.payload(step, event, payload, headers).await? else {
+            return Ok(Ran::Skipped);
         };
         let message_id = message_id(step, event);
-        // The seam for transformations: a transformed body and headers replace these.
-        let mut headers = vec![
-            ("x-hookd-event-id", event.id.to_string()),
-            ("x-hookd-provider", event.provider.clone()),
-            ("x-hookd-event-type", event.event_type.clone()),
-            ("x-hookd-attempt", event.attempt.to_string()),
-        ];
+        // The transform's headers (never one of hookd's own: it cannot set `x-hookd-*`), then
+        // hookd's.
+        let mut headers: Vec<(String, String)> = sent.headers.into_iter().collect();
+        headers.extend([
+            ("x-hookd-event-id".to_owned(), event.id.to_string()),
+            ("x-hookd-provider".to_owned(), event.provider.clone()),
+            ("x-hookd-event-type".to_owned(), event.event_type.clone()),
+            ("x-hookd-attempt".to_owned(), event.attempt.to_string()),
+        ]);
         if event.generation > 0 {
-            headers.push(("x-hookd-replay", event.generation.to_string()));
+            headers.push(("x-hookd-replay".to_owned(), event.generation.to_string()));
         }
         let message = Message {
-            body: &event.body,
-            content_type: event
+            body: &sent.body,
+            content_type: sent
                 .content_type
                 .as_deref()
+                .or(event.content_type.as_deref())
                 .unwrap_or("application/octet-stream"),
             headers,
             message_id: &message_id,
@@ -455,6 +504,46 @@ impl Actions {
                 destination,
                 error,
             })
+            .map(|()| Ran::Done)
+    }
+
+    /// What the step sends: the event as received, or what its transform made of it; `None`
+    /// when the transform skipped the step.
+    async fn payload(
+        &self,
+        step: &Step,
+        event: &ClaimedEvent,
+        payload: &Value,
+        headers: &BTreeMap<String, String>,
+    ) -> Result<Option<Payload>, ActionError> {
+        let Some(script) = &step.transform else {
+            return Ok(Some(Payload {
+                body: event.body.clone(),
+                ..Payload::default()
+            }));
+        };
+        // Start-up loaded every script a route names, so the pool exists when a step has one.
+        let transforms = self.transforms.as_ref().ok_or_else(|| {
+            ActionError::Transform(TransformError::Unknown {
+                file: script.clone(),
+            })
+        })?;
+        let input = TransformInput {
+            id: event.id.to_string(),
+            provider: event.provider.clone(),
+            event_type: event.event_type.clone(),
+            idempotency_key: event.idempotency_key.clone(),
+            attempt: event.attempt,
+            received_at: event.received_at.to_rfc3339(),
+            headers: headers.clone(),
+            body: payload.clone(),
+            text: String::from_utf8_lossy(&event.body).into_owned(),
+        };
+        match transforms.run(script, input).await {
+            Ok(Transformed::Deliver(p)) => Ok(Some(p)),
+            Ok(Transformed::Skip) => Ok(None),
+            Err(e) => Err(ActionError::Transform(e)),
+        }
     }
 }
 
@@ -466,6 +555,38 @@ fn message_id(step: &Step, event: &ClaimedEvent) -> String {
         0 => format!("{}:{}", event.id, step.key),
         n => format!("{}:{}:replay{n}", event.id, step.key),
     }
+}
+
+/// The `log` action: one structured line about the event.
+fn log_event(step: &Step, event: &ClaimedEvent) {
+    tracing::info!(
+        event_id = %event.id,
+        provider = %event.provider,
+        event_type = %event.event_type,
+        idempotency_key = %event.idempotency_key,
+        attempt = event.attempt,
+        body_bytes = event.body.len(),
+        step = %step.key,
+        "webhook event"
+    );
+}
+
+/// Read every script the routes name and compile each on every transform thread; `None` when
+/// no route names one (no thread is started).
+fn start_transforms(settings: &ActionSettings) -> Result<Option<Transforms>, TransformError> {
+    let paths: BTreeSet<&str> = settings
+        .routes
+        .iter()
+        .flat_map(RouteConfig::transforms)
+        .collect();
+    if paths.is_empty() {
+        return Ok(None);
+    }
+    let scripts = paths
+        .into_iter()
+        .map(|p| Script::read(std::path::Path::new(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Transforms::start(&settings.transform, &scripts).map(Some)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

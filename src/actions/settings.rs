@@ -19,6 +19,7 @@ use super::filter::Filter;
 use super::forward::SigningKeys;
 use super::rate::RateLimit;
 use super::template::Template;
+use crate::transform::TransformSettings;
 
 /// Everything the actions need, as configured.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct ActionSettings {
     /// Steps per period to a destination, by destination; per process, or shared through
     /// Redis when the queue is Redis (`[destinations.rate_limits]`).
     pub rate_limits: BTreeMap<Destination, RateLimit>,
+    /// The caps on JavaScript transforms and the threads they run on.
+    pub transform: TransformSettings,
 }
 
 impl Default for ActionSettings {
@@ -53,6 +56,7 @@ impl Default for ActionSettings {
             destination_concurrency: 4,
             egress: EgressPolicy::default(),
             rate_limits: BTreeMap::new(),
+            transform: TransformSettings::default(),
         }
     }
 }
@@ -214,6 +218,9 @@ pub struct RouteConfig {
     /// Standard Webhooks secret(s) (`whsec_...`) that sign this route's forwards.
     pub signing_secret: Option<SigningKeys>,
     pub steps: Vec<StepConfig>,
+    /// A JavaScript file whose `transform(event)` reshapes what this route's forward and broker
+    /// steps send, or skips them; a step's own `transform` replaces it.
+    pub transform: Option<String>,
 }
 
 fn star() -> String {
@@ -237,6 +244,8 @@ pub enum StepConfig {
         #[serde(default)]
         headers: BTreeMap<String, String>,
         compensate: Option<Box<StepConfig>>,
+        /// A JavaScript file that reshapes what this step sends (instead of the route's).
+        transform: Option<String>,
     },
     /// Send a plain-text email through `SMTP_URL`.
     Email {
@@ -257,6 +266,8 @@ pub enum StepConfig {
         routing_key: Template,
         timeout_ms: Option<u64>,
         compensate: Option<Box<StepConfig>>,
+        /// A JavaScript file that reshapes what this step publishes (replaces the route's).
+        transform: Option<String>,
     },
     /// Publish to a NATS JetStream stream (`nats://host:4222`); succeeds only on the stream's
     /// ack. `Nats-Msg-Id` is stable per event and step: the stream drops a redelivery.
@@ -266,6 +277,8 @@ pub enum StepConfig {
         subject: Template,
         timeout_ms: Option<u64>,
         compensate: Option<Box<StepConfig>>,
+        /// A JavaScript file that reshapes what this step publishes (replaces the route's).
+        transform: Option<String>,
     },
     /// `XADD` to a Redis stream (`redis://host:6379/0`), trimmed to about `maxlen` entries.
     RedisStream {
@@ -275,6 +288,8 @@ pub enum StepConfig {
         maxlen: Option<u64>,
         timeout_ms: Option<u64>,
         compensate: Option<Box<StepConfig>>,
+        /// A JavaScript file that reshapes what this step publishes (replaces the route's).
+        transform: Option<String>,
     },
 }
 
@@ -288,6 +303,23 @@ impl StepConfig {
             Self::Rabbitmq { .. } => "rabbitmq",
             Self::Nats { .. } => "nats",
             Self::RedisStream { .. } => "redis_stream",
+        }
+    }
+
+    /// Whether the step sends the event somewhere, so that a transform can reshape it (forward
+    /// and broker steps; `log` and `email` do not take one).
+    pub(super) fn sends_payload(&self) -> bool {
+        !matches!(self, Self::Log { .. } | Self::Email { .. })
+    }
+
+    /// The step's own `transform`, if it names one.
+    pub(super) fn transform(&self) -> Option<&str> {
+        match self {
+            Self::Forward { transform, .. }
+            | Self::Rabbitmq { transform, .. }
+            | Self::Nats { transform, .. }
+            | Self::RedisStream { transform, .. } => transform.as_deref(),
+            Self::Log { .. } | Self::Email { .. } => None,
         }
     }
 
@@ -376,6 +408,17 @@ impl StepConfig {
 }
 
 impl RouteConfig {
+    /// Every transform script the route and its steps (and their compensations) name.
+    pub fn transforms(&self) -> Vec<&str> {
+        let mut paths: Vec<&str> = self.transform.iter().map(String::as_str).collect();
+        for step in &self.steps {
+            for s in std::iter::once(step).chain(step.compensate()) {
+                paths.extend(s.transform());
+            }
+        }
+        paths
+    }
+
     /// Every URL the route's forwards (and their compensations) post to.
     pub fn forward_urls(&self) -> Vec<&str> {
         let mut urls = Vec::new();

@@ -1,7 +1,7 @@
-//! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]` and
-//! `[destinations]` (with `[destinations.rate_limits]`) with their variables. Fills
-//! [`ActionSettings`]; the checks across routes, mail server, egress policy and rate limits are
-//! the actions' own ([`ActionSettings::validate`], [`ActionSettings::check_rate_limits`]).
+//! Reads the settings of the actions: `[[routes]]`, the forward timeout, `[smtp]`,
+//! `[destinations]` (with `[destinations.rate_limits]`) and `[transform]` with their variables.
+//! Fills [`ActionSettings`]; the checks across routes, mail server, egress policy and rate limits
+//! are the actions' own ([`ActionSettings::validate`], [`ActionSettings::check_rate_limits`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +15,7 @@ use crate::actions::email::{Recipient, SmtpSettings};
 use crate::actions::rate::RateLimit;
 use crate::actions::{ActionSettings, ForwardSettings, RouteConfig};
 use crate::store::redact_url;
+use crate::transform::TransformSettings;
 
 pub(super) fn actions(r: &Reader<'_>) -> Result<ActionSettings, ConfigError> {
     let d = ActionSettings::default();
@@ -49,6 +50,25 @@ pub(super) fn actions(r: &Reader<'_>) -> Result<ActionSettings, ConfigError> {
         )?,
         egress: egress(r)?,
         rate_limits: rate_limits(r)?,
+        transform: TransformSettings {
+            timeout: Duration::from_millis(r.positive(
+                "HOOKD_TRANSFORM_TIMEOUT_MS",
+                Some("transform.timeout_ms"),
+                d.transform.timeout.as_millis() as u64,
+            )?),
+            memory_limit_bytes: r
+                .positive(
+                    "HOOKD_TRANSFORM_MEMORY_MB",
+                    Some("transform.memory_mb"),
+                    d.transform.memory_limit_bytes >> 20,
+                )?
+                .saturating_mul(1 << 20),
+            threads: r.positive(
+                "HOOKD_TRANSFORM_THREADS",
+                Some("transform.threads"),
+                d.transform.threads,
+            )?,
+        },
     })
 }
 

@@ -817,3 +817,31 @@ fn retry_window() {
         .to_string();
     assert!(e.contains("worker.retry_window"), "{e}");
 }
+
+#[test]
+fn transform_caps_from_the_file_then_the_environment() {
+    let c = with_file(
+        "[transform]\ntimeout_ms = 250\nmemory_mb = 8\nthreads = 3\n",
+        &[("HOOKD_TRANSFORM_TIMEOUT_MS", "400")],
+    )
+    .unwrap();
+    let t = &c.actions.transform;
+    assert_eq!(t.timeout, Duration::from_millis(400));
+    assert_eq!(t.memory_limit_bytes, 8 << 20);
+    assert_eq!(t.threads, 3);
+    let d = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null")])).unwrap();
+    assert_eq!(
+        d.actions.transform,
+        crate::transform::TransformSettings::default()
+    );
+    for var in [
+        "HOOKD_TRANSFORM_TIMEOUT_MS",
+        "HOOKD_TRANSFORM_MEMORY_MB",
+        "HOOKD_TRANSFORM_THREADS",
+    ] {
+        let err = Config::from_vars(vars(&[("HOOKD_CONFIG", "/dev/null"), (var, "0")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(var) && err.contains("positive"), "{err}");
+    }
+}

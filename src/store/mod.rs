@@ -343,6 +343,12 @@ pub trait Work: Leases {
         &self,
         id: EventId,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError>;
+    /// The headers the webhook request of `id` came with, as stored for audit (lower-case
+    /// names, credentials redacted); empty for an unknown event. Transforms read them.
+    async fn request_headers(
+        &self,
+        id: EventId,
+    ) -> Result<std::collections::BTreeMap<String, String>, StoreError>;
 }
 
 /// The whole store: every part, plus what the wiring and health checks need.

@@ -17,6 +17,7 @@
 //! results like any other; a worker that dies mid-compensation leaves a `processing` row whose
 //! lease expires, and the next claim reads both and resumes where it stopped.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -25,8 +26,8 @@ use tracing::Instrument;
 
 use super::Worker;
 use super::renewer::LeaseGuard;
-use crate::actions::Step;
-use crate::actions::breaker::{Admission, Health, Verdict};
+use crate::actions::breaker::{Admission, Health, Pass, Verdict};
+use crate::actions::{ActionError, Ran, Step};
 use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, StepRecord};
 use crate::store::StoreError;
 use crate::telemetry::metrics;
@@ -58,8 +59,12 @@ impl From<Outcome> for Ending {
 
 /// What one step did.
 enum StepRun {
-    /// `unrecorded`: the result, when the caller asked to store it itself.
-    Succeeded { unrecorded: Option<StepRecord> },
+    /// `unrecorded`: the result, when the caller asked to store it itself. `skipped`: its
+    /// transform returned `null`, so nothing was sent (and there is nothing to compensate).
+    Succeeded {
+        unrecorded: Option<StepRecord>,
+        skipped: bool,
+    },
     /// A failure that counts against the event.
     Failed {
         error: String,
@@ -281,9 +286,10 @@ impl Worker {
     ) -> Option<Ending> {
         let retry = &self.settings.retry;
         let mut ran = 0;
+        let mut skipped: Vec<&str> = Vec::new();
         let mut last_step = None;
         for (i, step) in steps.iter().enumerate() {
-            if progress.succeeded(&step.key) {
+            if progress.done(&step.key) {
                 continue;
             }
             if lease.lost() {
@@ -292,8 +298,14 @@ impl Worker {
             let last = i + 1 == steps.len();
             match self.run_step(step, event, payload, last).await {
                 Err(e) => return Some(retry.after_failure(event.attempt, e.to_string()).into()),
-                Ok(StepRun::Succeeded { unrecorded }) => {
+                Ok(StepRun::Succeeded {
+                    unrecorded,
+                    skipped: skip,
+                }) => {
                     ran += 1;
+                    if skip {
+                        skipped.push(&step.key);
+                    }
                     last_step = unrecorded;
                 }
                 Ok(StepRun::Wait { until, reason }) => {
@@ -309,15 +321,26 @@ impl Worker {
                         );
                     }
                     // Steps run in order and stop at the first failure: every step before this
-                    // one has succeeded, in this attempt or an earlier one.
-                    return Some(self.failed_for_good(event, &steps[..i], error).into());
+                    // one has succeeded or was skipped, in this attempt or an earlier one. A
+                    // skipped step sent nothing, so it has nothing to compensate.
+                    let succeeded: Vec<&Step> = steps[..i]
+                        .iter()
+                        .copied()
+                        .filter(|s| !progress.skipped(&s.key) && !skipped.contains(&&*s.key))
+                        .collect();
+                    return Some(self.failed_for_good(event, &succeeded, error).into());
                 }
             }
         }
+        let mut detail = format!("{ran} step(s) run, {} already done", steps.len() - ran);
+        if !skipped.is_empty() {
+            detail.push_str(&format!(
+                "; skipped by their transform: {}",
+                skipped.join(", ")
+            ));
+        }
         Some(Ending {
-            outcome: Outcome::Completed {
-                detail: format!("{ran} step(s) run, {} already done", steps.len() - ran),
-            },
+            outcome: Outcome::Completed { detail },
             last_step,
         })
     }
@@ -386,6 +409,9 @@ impl Worker {
                         detail: format!("compensation {} interrupted: {e}", comp.key),
                     });
                 }
+                Ok(StepRun::Succeeded { skipped: true, .. }) => {
+                    report.push(format!("{} skipped by its transform", comp.key));
+                }
                 Ok(StepRun::Succeeded { .. }) => report.push(format!("{} succeeded", comp.key)),
                 Ok(StepRun::Wait { until, reason }) => {
                     return Some(self.postpone(event, true, until, reason));
@@ -434,6 +460,10 @@ impl Worker {
         payload: &Value,
         defer_success: bool,
     ) -> Result<StepRun, RecordError> {
+        let headers = match self.transform_headers(step, event).await {
+            Ok(h) => h,
+            Err(wait) => return Ok(wait),
+        };
         let pass = match &step.destination {
             None => None,
             Some(dest) => {
@@ -449,23 +479,17 @@ impl Worker {
         let started = Instant::now();
         let result = self
             .actions
-            .run(step, event, payload)
+            .run(step, event, payload, &headers)
             .instrument(tracing::info_span!("step", otel.name = %step.key, action = step.action()))
             .await;
         let duration_ms = started.elapsed().as_millis() as u64;
-        let verdict = if result.is_ok() {
-            "succeeded"
-        } else {
-            "failed"
+        let outcome = match &result {
+            Ok(Ran::Done) => StepOutcome::Succeeded,
+            Ok(Ran::Skipped) => StepOutcome::Skipped,
+            Err(_) => StepOutcome::Failed,
         };
-        metrics::step_duration(step.action(), verdict, started.elapsed());
-        let health = pass.map(|pass| {
-            let verdict = match &result {
-                Err(e) if e.is_destination_failure() => Verdict::Failed,
-                _ => Verdict::Answered,
-            };
-            self.destinations.record(pass, verdict)
-        });
+        metrics::step_duration(step.action(), outcome.as_str(), started.elapsed());
+        let health = self.tell_breaker(pass, &result);
         if let (Err(e), Some(Health::Open { until })) = (&result, health)
             && e.is_destination_failure()
         {
@@ -483,28 +507,63 @@ impl Worker {
             event_id: event.id,
             step: step.key.clone(),
             attempt: event.attempt,
-            outcome: if result.is_ok() {
-                StepOutcome::Succeeded
-            } else {
-                StepOutcome::Failed
-            },
+            outcome,
             error: result.as_ref().err().map(|e| e.to_string()),
             duration_ms,
             generation: event.generation,
         };
-        if defer_success && result.is_ok() {
-            return Ok(StepRun::Succeeded {
-                unrecorded: Some(record),
-            });
+        let deferred = defer_success && result.is_ok();
+        if !deferred {
+            self.record(&record).await?;
         }
-        self.record(&record).await?;
         Ok(match result {
-            Ok(()) => StepRun::Succeeded { unrecorded: None },
+            Ok(ran) => StepRun::Succeeded {
+                unrecorded: deferred.then_some(record),
+                skipped: ran == Ran::Skipped,
+            },
             Err(e) => StepRun::Failed {
                 retry_after: e.retry_after(),
                 error: e.to_string(),
             },
         })
+    }
+
+    /// Tell the destination's breaker what the step's result says about it. A step that its
+    /// transform skipped or failed never reached the destination: its pass goes back unreported,
+    /// as if the step had not run (a half-open breaker's probe stays available).
+    fn tell_breaker(
+        &self,
+        pass: Option<Pass>,
+        result: &Result<Ran, ActionError>,
+    ) -> Option<Health> {
+        let verdict = match result {
+            Ok(Ran::Skipped) | Err(ActionError::Transform(_)) => return None,
+            Err(e) if e.is_destination_failure() => Verdict::Failed,
+            Ok(Ran::Done) | Err(_) => Verdict::Answered,
+        };
+        pass.map(|pass| self.destinations.record(pass, verdict))
+    }
+
+    /// The webhook request's headers, when the step has a transform (which reads them). `Err`:
+    /// the store cannot say, which is not the event's fault: the step waits, uncounted.
+    async fn transform_headers(
+        &self,
+        step: &Step,
+        event: &ClaimedEvent,
+    ) -> Result<BTreeMap<String, String>, StepRun> {
+        if step.transform.is_none() {
+            return Ok(BTreeMap::new());
+        }
+        self.store
+            .request_headers(event.id)
+            .await
+            .map_err(|e| StepRun::Wait {
+                until: Instant::now() + Duration::from_secs(1),
+                reason: format!(
+                    "cannot read the event's headers for the transform of {}: {e}",
+                    step.key
+                ),
+            })
     }
 
     /// Store a step's result. Without it a succeeded step would run again on the next attempt:
@@ -581,6 +640,9 @@ fn compensation_budget(max: u32, compensations: usize) -> u32 {
 fn settled(comp: &Step, progress: &Progress, max: u32, out_of_attempts: bool) -> Option<String> {
     if progress.succeeded(&comp.key) {
         return Some(format!("{} succeeded", comp.key));
+    }
+    if progress.skipped(&comp.key) {
+        return Some(format!("{} skipped by its transform", comp.key));
     }
     let failures = progress.failures(&comp.key);
     if failures >= max {

@@ -29,6 +29,7 @@ mod retention;
 mod retry_window;
 mod scale;
 mod security;
+mod transforms;
 mod upgrade;
 mod webhooks;
 mod workers;

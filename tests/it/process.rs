@@ -14,20 +14,6 @@ both_backends!(
     sigterm_drains_and_exits_cleanly
 );
 
-async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/webhooks/stripe"))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, body, now()),
-        )
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
 async fn kill_9_during_a_forward_loses_nothing(b: Backend) {
     let db = TestDb::new(b).await;
     let target = Target::start(Behaviour {

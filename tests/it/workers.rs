@@ -40,20 +40,6 @@ async fn metrics_of(process: &Hookd) -> prometheus_parse::Scrape {
     scrape(&r.text().await.unwrap())
 }
 
-async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/webhooks/stripe"))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, body, now()),
-        )
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_worker_process_serves_its_own_metrics_and_health() {
     let db = TestDb::new(Backend::Postgres).await;

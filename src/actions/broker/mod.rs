@@ -159,7 +159,7 @@ pub struct Message<'a> {
     pub content_type: &'a str,
     /// `x-hookd-event-id`, `x-hookd-provider`, `x-hookd-event-type`, ...; `traceparent` is
     /// added at publish time, as the child of the publish span.
-    pub headers: Vec<(&'static str, String)>,
+    pub headers: Vec<(String, String)>,
     /// Stable for this event's step across attempts (`Nats-Msg-Id`, AMQP `message-id`).
     pub message_id: &'a str,
 }
@@ -325,7 +325,7 @@ impl Brokers {
         );
         // The consumer joins the event's trace as a child of this producer span.
         if let Some(tp) = trace::traceparent(&span) {
-            message.headers.push(("traceparent", tp));
+            message.headers.push(("traceparent".to_owned(), tp));
         }
         let secret = step.url().secret();
         let run = async {

@@ -79,7 +79,7 @@ pub(super) async fn publish(
     let mut headers = HeaderMap::new();
     headers.insert("content-type", m.content_type);
     for (name, value) in &m.headers {
-        headers.insert(*name, value.as_str());
+        headers.insert(name.as_str(), value.as_str());
     }
     let message = PublishMessage::build()
         .payload(Bytes::copy_from_slice(m.body))

@@ -78,7 +78,7 @@ pub(super) async fn publish(
     let mut headers = FieldTable::default();
     for (name, value) in &m.headers {
         headers.insert(
-            (*name).into(),
+            name.as_str().into(),
             AMQPValue::LongString(LongString::from(value.as_bytes().to_vec())),
         );
     }

@@ -46,7 +46,7 @@ pub(super) async fn publish(
         .arg("content-type")
         .arg(m.content_type);
     for (name, value) in &m.headers {
-        cmd.arg(*name).arg(value);
+        cmd.arg(name).arg(value);
     }
     let _id: String = cmd.query_async(&mut conn).await.map_err(|e| classify(&e))?;
     Ok(())

@@ -4,6 +4,7 @@
 //!
 //! It must never change an event's status: only the engine's fenced statements do.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -138,6 +139,16 @@ impl<E: Engine> Work for E {
             Some(r) => Ok(Some(r.time("at")?)),
             None => Ok(None),
         }
+    }
+
+    async fn request_headers(&self, id: EventId) -> Result<BTreeMap<String, String>, StoreError> {
+        let q =
+            Sql::new("SELECT CAST(headers AS TEXT) AS headers FROM events WHERE id = $1").arg(id);
+        let Some(r) = self.read(q).await?.into_iter().next() else {
+            return Ok(BTreeMap::new());
+        };
+        let headers: String = r.get("headers")?;
+        Ok(serde_json::from_str(&headers)?)
     }
 }
 

@@ -39,6 +39,22 @@ pub fn stripe_event(event_type: &str) -> (String, String) {
     (id, body)
 }
 
+/// POST a Stripe event to the hookd at `url`, signed now with the test secret (for a hookd
+/// running as a child process; [`super::TestServer::post_stripe`] for one in this process).
+pub async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{url}/webhooks/stripe"))
+        .header(
+            "stripe-signature",
+            stripe_header(STRIPE_SECRET, body, now()),
+        )
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The event id in a webhook's answer.
 pub async fn id_of(resp: reqwest::Response) -> EventId {
     let v: serde_json::Value = resp.json().await.unwrap();
