@@ -208,5 +208,22 @@ pub fn route_config(
     };
     one.validate()
         .map_err(|e| problem(format!("routes.{name}"), e.to_string()))?;
+    // Scripts are read and compiled on every transform thread at start; a stored route can
+    // only name one the file's routes already load.
+    let loaded: Vec<&str> = base
+        .actions
+        .routes
+        .iter()
+        .flat_map(RouteConfig::transforms)
+        .collect();
+    if let Some(missing) = route.transforms().into_iter().find(|t| !loaded.contains(t)) {
+        return Err(problem(
+            format!("routes.{name}.transform"),
+            format!(
+                "route {name}: transform {missing:?} is not loaded: scripts are compiled at \
+                 start, so name it in a route of the start-up file and restart first"
+            ),
+        ));
+    }
     Ok(route)
 }

@@ -737,6 +737,14 @@ async fn each_refused_change_says_why_and_stores_nothing() {
             400,
             "routes.r1",
         ),
+        // Scripts are compiled at start: a stored route cannot bring a new one.
+        (
+            "PUT",
+            "/config/routes/r1",
+            json!({"transform": "transforms/new.js", "steps": [{"action": "log"}]}),
+            400,
+            "routes.r1.transform",
+        ),
         ("DELETE", "/config/routes/nobody", Value::Null, 404, ""),
         (
             "PUT",
