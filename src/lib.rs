@@ -17,5 +17,6 @@ pub mod queue;
 pub mod store;
 pub mod swap;
 pub mod telemetry;
+pub mod testevent;
 pub mod verify;
 pub mod worker;

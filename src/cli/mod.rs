@@ -1,6 +1,6 @@
 //! The operator commands of the `hookd` binary: a client of the admin API (`events`, `dlq`,
 //! `providers`, `jobs`, `audit`, and `listen`, which follows the event stream), and
-//! `sign`/`send`/`trigger` for test webhooks (`samples` holds `trigger`'s). They talk to a running
+//! `sign`/`send`/`trigger` for test webhooks (made by `testevent`). They talk to a running
 //! hookd at `HOOKD_URL` with `HOOKD_ADMIN_TOKEN` and read its answers as the operator layer's
 //! types (`ops`), the ones the server writes; nothing here touches the database.
 //!
@@ -12,8 +12,6 @@ mod commands;
 mod config;
 mod listen;
 mod print;
-pub mod samples;
-pub mod sign;
 
 use std::io::Write;
 
