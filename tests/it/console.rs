@@ -389,3 +389,61 @@ async fn console_in_a_real_browser() {
     );
     server.stop().await;
 }
+
+/// The configuration pages in Chromium (tests/browser/config.mjs): a provider created with its
+/// secret shown once, a route refused with the server's message next to the field then fixed,
+/// a destination, a signed test event accepted through the intake and processed; a file-managed
+/// provider read-only; a read-only session refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_pages_in_a_real_browser() {
+    let (chromium, _) = browser_tools();
+    let script = repo().join("tests/browser/config.mjs");
+    let db = TestDb::new(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::default()).await;
+    let server = TestServer::start(
+        &db,
+        "",
+        &[
+            ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
+            (
+                "HOOKD_SECRET_KEY",
+                "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ],
+    )
+    .await;
+    let artifacts = repo().join("target/browser-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let (url, target_url) = (server.url.clone(), target.url.clone());
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script)
+            .current_dir(repo().join("tests/browser"))
+            .env("HOOKD_URL", &url)
+            .env("HOOKD_TOKEN", ADMIN_TOKEN)
+            .env("HOOKD_READ_TOKEN", READ_TOKEN)
+            .env("TARGET_URL", &target_url)
+            .env("CHROMIUM", &chromium)
+            .env("ARTIFACTS", &artifacts)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains("config console test passed"),
+        "the config console test failed (screenshots in target/browser-artifacts):\n{report}"
+    );
+    // The test event went through the intake to the route's destination.
+    let deadline = std::time::Instant::now() + WAIT;
+    while target.received().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing forwarded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}

@@ -192,7 +192,7 @@ pub(super) async fn put_provider(State(state): State<Arc<AppState>>, form: CsrfF
     match audited(&state, me, action, &name, run.await).await {
         Ok(written) => {
             let outcome = Outcome {
-                secret: written.secret.zip(written.secret_id),
+                secret: written.secret_id.zip(written.secret),
                 done: Some(format!("Saved: version {}.", written.version)),
                 ..Default::default()
             };
@@ -228,7 +228,7 @@ pub(super) async fn add_secret(
     match audited(&state, me, action, &name, result).await {
         Ok(written) => {
             let outcome = Outcome {
-                secret: written.secret.zip(written.secret_id),
+                secret: written.secret_id.zip(written.secret),
                 done: Some(format!("Secret added: version {}.", written.version)),
                 ..Default::default()
             };
