@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::console::{
-    READ_TOKEN, WAIT, browser_tools, browserless, csrf_of, form, login, page, repo,
-};
+use crate::console::{READ_TOKEN, WAIT, browserless, csrf_of, form, login, page, run_browser};
 use crate::support::*;
 
 const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
@@ -256,8 +254,6 @@ async fn config_forms_refuse_with_the_servers_message() {
 /// provider read-only; a read-only session refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_pages_in_a_real_browser() {
-    let (chromium, _) = browser_tools();
-    let script = repo().join("tests/browser/config.mjs");
     let db = TestDb::new(Backend::Sqlite).await;
     let target = Target::start(Behaviour::default()).await;
     let server = TestServer::start(
@@ -269,33 +265,17 @@ async fn config_pages_in_a_real_browser() {
         ],
     )
     .await;
-    let artifacts = repo().join("target/browser-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let (url, target_url) = (server.url.clone(), target.url.clone());
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&script)
-            .current_dir(repo().join("tests/browser"))
-            .env("HOOKD_URL", &url)
-            .env("HOOKD_TOKEN", ADMIN_TOKEN)
-            .env("HOOKD_READ_TOKEN", READ_TOKEN)
-            .env("TARGET_URL", &target_url)
-            .env("CHROMIUM", &chromium)
-            .env("ARTIFACTS", &artifacts)
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && report.contains("config console test passed"),
-        "the config console test failed (screenshots in target/browser-artifacts):\n{report}"
-    );
+    let extra = vec![
+        ("HOOKD_READ_TOKEN", READ_TOKEN.to_owned()),
+        ("TARGET_URL", target.url.clone()),
+    ];
+    run_browser(
+        "config.mjs",
+        &server.url,
+        extra,
+        "config console test passed",
+    )
+    .await;
     // The test event went through the intake to the route's destination.
     let deadline = std::time::Instant::now() + WAIT;
     while target.received().is_empty() {

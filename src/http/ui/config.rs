@@ -23,7 +23,7 @@ use super::{Me, error_page, page_or_error};
 use crate::http::{ApiError, AppState};
 use crate::live::StoredDestination;
 use crate::ops::ConsoleSession;
-use crate::ops::config::{Change, ProviderRequest, SecretRequest};
+use crate::ops::config::{Change, ProviderRequest, ProviderWritten, SecretRequest};
 
 /// The configuration page.
 pub(super) async fn config(
@@ -168,6 +168,22 @@ fn refill(
     pages::config(me, &state.ops.config(), &forms, StatusCode::BAD_REQUEST)
 }
 
+/// A provider's page after a change, with the secret hookd generated, if it did (this once).
+fn written_page(
+    state: &AppState,
+    me: &ConsoleSession,
+    name: &str,
+    written: ProviderWritten,
+    done: &str,
+) -> Response {
+    let outcome = Outcome {
+        secret: written.secret_id.zip(written.secret),
+        done: Some(format!("{done}: version {}.", written.version)),
+        ..Default::default()
+    };
+    provider_page(state, me, name, outcome)
+}
+
 /// Create a provider, or replace its scheme and settings.
 pub(super) async fn put_provider(State(state): State<Arc<AppState>>, form: CsrfForm) -> Response {
     const FIELDS: &[&str] = &["name", "scheme", "secret", "settings"];
@@ -190,14 +206,7 @@ pub(super) async fn put_provider(State(state): State<Arc<AppState>>, form: CsrfF
         Ok(state.ops.put_provider(&me.who, &name, &req).await?)
     };
     match audited(&state, me, action, &name, run.await).await {
-        Ok(written) => {
-            let outcome = Outcome {
-                secret: written.secret_id.zip(written.secret),
-                done: Some(format!("Saved: version {}.", written.version)),
-                ..Default::default()
-            };
-            provider_page(&state, me, &name, outcome)
-        }
+        Ok(written) => written_page(&state, me, &name, written, "Saved"),
         Err(e) => refill(&state, me, e, values, |f| &mut f.provider, FIELDS),
     }
 }
@@ -226,14 +235,7 @@ pub(super) async fn add_secret(
         .await
         .map_err(ApiError::from);
     match audited(&state, me, action, &name, result).await {
-        Ok(written) => {
-            let outcome = Outcome {
-                secret: written.secret_id.zip(written.secret),
-                done: Some(format!("Secret added: version {}.", written.version)),
-                ..Default::default()
-            };
-            provider_page(&state, me, &name, outcome)
-        }
+        Ok(written) => written_page(&state, me, &name, written, "Secret added"),
         Err(e) => error_page(Some(me), e),
     }
 }
