@@ -17,6 +17,7 @@ pub mod queue;
 pub mod store;
 pub mod swap;
 pub mod telemetry;
+pub mod testevent;
 pub mod transform;
 pub mod verify;
 pub mod worker;

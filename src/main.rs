@@ -285,7 +285,7 @@ fn signed(
     body: impl FnOnce() -> anyhow::Result<Vec<u8>>,
     test: &TestEvent,
     secret: Option<String>,
-) -> anyhow::Result<hookd::cli::sign::Signed> {
+) -> anyhow::Result<hookd::testevent::sign::Signed> {
     let mut config = Config::from_env().context("invalid configuration")?;
     let unknown = |config: &Config| {
         let names: Vec<&str> = config.providers.iter().map(|p| p.name.as_str()).collect();
@@ -307,7 +307,7 @@ fn signed(
     let p = config
         .provider(provider)
         .with_context(|| unknown(&config))?;
-    hookd::cli::sign::sign(
+    hookd::testevent::sign::sign(
         p,
         &test.url,
         config.public_url.as_deref(),
@@ -343,7 +343,7 @@ fn trigger(
     url: String,
 ) -> anyhow::Result<()> {
     if list {
-        for s in hookd::cli::samples::SAMPLES {
+        for s in hookd::testevent::samples::SAMPLES {
             println!("{:<10} {}", s.provider, s.name);
         }
         return Ok(());
@@ -351,7 +351,7 @@ fn trigger(
     let (Some(provider), Some(event)) = (provider, event) else {
         bail!("hookd trigger <provider> <event type> (or --list)");
     };
-    let sample = hookd::cli::samples::find(&provider, &event).map_err(anyhow::Error::msg)?;
+    let sample = hookd::testevent::samples::find(&provider, &event).map_err(anyhow::Error::msg)?;
     let test = TestEvent {
         event_type: sample.header_type.map(str::to_owned),
         url,
@@ -360,7 +360,7 @@ fn trigger(
     client_runtime()?.block_on(send(s, &test.url))
 }
 
-async fn send(s: hookd::cli::sign::Signed, url: &str) -> anyhow::Result<()> {
+async fn send(s: hookd::testevent::sign::Signed, url: &str) -> anyhow::Result<()> {
     let mut req = reqwest::Client::new().post(&s.url).body(s.body);
     for (k, v) in &s.headers {
         req = req.header(k, v);

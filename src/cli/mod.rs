@@ -1,8 +1,7 @@
 //! The operator commands of the `hookd` binary: a client of the admin API (`events`, `dlq`,
-//! `providers`, `jobs`, `audit`, and `listen`, which follows the event stream), and
-//! `sign`/`send`/`trigger` for test webhooks (`samples` holds `trigger`'s), and `transform test`
-//! (which runs locally). The others talk to a running
-//! hookd at `HOOKD_URL` with `HOOKD_ADMIN_TOKEN` and read its answers as the operator layer's
+//! `providers`, `jobs`, `audit`, and `listen`, which follows the event stream),
+//! `sign`/`send`/`trigger` for test webhooks (made by `testevent`), and `transform test` (which
+//! runs locally). The others talk to a running hookd at `HOOKD_URL` with `HOOKD_ADMIN_TOKEN` and read its answers as the operator layer's
 //! types (`ops`), the ones the server writes; nothing here touches the database.
 //!
 //! This file holds the command line (clap) and the dispatch; `commands` what each command
@@ -13,8 +12,6 @@ mod commands;
 mod config;
 mod listen;
 mod print;
-pub mod samples;
-pub mod sign;
 pub mod transform;
 
 use std::io::Write;

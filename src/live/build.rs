@@ -93,19 +93,7 @@ pub fn build(
         if base.manages_provider(name) {
             continue;
         }
-        let mut secrets = Vec::new();
-        for s in &p.secrets {
-            let keys = keys.ok_or(ConfigProblem::NoKey)?;
-            let sealed = super::keys::Sealed {
-                kid: s.kid.clone(),
-                data: s.ciphertext.clone(),
-            };
-            let plain = keys.open(&sealed, &s.place(name))?;
-            if s.live_at(now) {
-                secrets.push(plain);
-            }
-        }
-        let config = provider_config(base, name, p, secrets)?;
+        let config = provider_config(base, name, p, open_secrets(name, p, keys, now)?)?;
         match &config.verifier {
             Some(v) => {
                 let verifier = v.build().map_err(|source| {
@@ -136,6 +124,49 @@ pub fn build(
         router: Router::new(&routes, smtp),
         next_expiry,
     })
+}
+
+/// The secrets of stored provider `name` that verify at `now`, decrypted; every one must
+/// decrypt, live or not.
+fn open_secrets(
+    name: &str,
+    p: &StoredProvider,
+    keys: Option<&SecretKeys>,
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, ConfigProblem> {
+    let mut secrets = Vec::new();
+    for s in &p.secrets {
+        let keys = keys.ok_or(ConfigProblem::NoKey)?;
+        let sealed = super::keys::Sealed {
+            kid: s.kid.clone(),
+            data: s.ciphertext.clone(),
+        };
+        let plain = keys.open(&sealed, &s.place(name))?;
+        if s.live_at(now) {
+            secrets.push(plain);
+        }
+    }
+    Ok(secrets)
+}
+
+/// Provider `name` as it verifies at `now` (the file's, or the stored one with its live
+/// secrets), or `None` when neither defines it.
+pub fn provider_now(
+    base: &Base,
+    doc: &Document,
+    keys: Option<&SecretKeys>,
+    name: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<ProviderConfig>, ConfigProblem> {
+    if let Some(p) = base.providers.iter().find(|p| p.name == name)
+        && (p.verifier.is_some() || !doc.providers.contains_key(name))
+    {
+        return Ok(Some(p.clone()));
+    }
+    let Some(p) = doc.providers.get(name) else {
+        return Ok(None);
+    };
+    provider_config(base, name, p, open_secrets(name, p, keys, now)?).map(Some)
 }
 
 /// A stored provider as the TOML path reads its section, with these (plaintext) secrets. With

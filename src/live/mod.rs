@@ -28,7 +28,7 @@ use crate::actions::Router;
 use crate::actions::breaker::Destinations;
 use crate::store::{ConfigVersion, EventStore, StoreError};
 use crate::swap::Swap;
-use crate::verify::{ProviderError, Providers};
+use crate::verify::{ProviderConfig, ProviderError, Providers};
 
 /// Settings of the live configuration.
 #[derive(Debug, Clone)]
@@ -234,6 +234,13 @@ impl Live {
             Some(v) => Ok((v.version, decode(&v)?)),
             None => Ok((0, Document::default())),
         }
+    }
+
+    /// Provider `name` as this process verifies it now, its live secrets in plaintext (to sign
+    /// a test webhook as the provider would); `None` when no such provider is configured.
+    pub fn provider_now(&self, name: &str) -> Result<Option<ProviderConfig>, ConfigProblem> {
+        let (_, doc) = self.applied();
+        build::provider_now(&self.base, &doc, self.keys(), name, Utc::now())
     }
 
     /// Whether `doc` can be applied over what the file defines (same checks as at start).

@@ -9,14 +9,14 @@ use crate::support::*;
 use hookd::event::EventStatus;
 use reqwest::StatusCode;
 
-const WAIT: Duration = Duration::from_secs(20);
-const READ_TOKEN: &str = "console-read-token-for-tests";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const READ_TOKEN: &str = "console-read-token-for-tests";
 const XSS_TYPE: &str = "<img src=x onerror=alert(1)>";
 
 both_backends!(sessions_csrf_and_escaping);
 
 /// A client that shows redirects instead of following them.
-fn browserless() -> reqwest::Client {
+pub(crate) fn browserless() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -44,13 +44,13 @@ fn cookie_pair(r: &reqwest::Response, name: &str) -> String {
 }
 
 /// The value of the hidden `csrf` field of a page.
-fn csrf_of(html: &str) -> String {
+pub(crate) fn csrf_of(html: &str) -> String {
     let at = html.find(r#"name="csrf" value=""#).expect("a csrf field") + 19;
     html[at..].split('"').next().unwrap().to_owned()
 }
 
 /// Log in with `token`; the session cookie (`hookd_session=...`) and the whole Set-Cookie.
-async fn login(
+pub(crate) async fn login(
     c: &reqwest::Client,
     url: &str,
     token: &str,
@@ -78,12 +78,12 @@ async fn login(
     (cookie_pair(&r, "hookd_session"), full)
 }
 
-async fn page(c: &reqwest::Client, url: &str, cookie: &str) -> (StatusCode, String) {
+pub(crate) async fn page(c: &reqwest::Client, url: &str, cookie: &str) -> (StatusCode, String) {
     let r = c.get(url).header("cookie", cookie).send().await.unwrap();
     (r.status(), r.text().await.unwrap())
 }
 
-async fn form(
+pub(crate) async fn form(
     c: &reqwest::Client,
     url: &str,
     cookie: &str,
@@ -283,8 +283,8 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Chromium and the browser driver, or a message that says how to get them.
-fn browser_tools() -> (PathBuf, PathBuf) {
+/// Chromium (with the browser driver and node), or a message that says how to get them.
+fn browser_tools() -> PathBuf {
     let chromium = std::env::var_os("HOOKD_TEST_CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -305,12 +305,50 @@ fn browser_tools() -> (PathBuf, PathBuf) {
         node.is_ok_and(|o| o.status.success()),
         "node is required to drive the browser (apt-get install nodejs)"
     );
-    (chromium, repo().join("tests/browser/console.mjs"))
+    chromium
+}
+
+/// Run `tests/browser/<script>` against the hookd at `url`, logged in with the admin token, with
+/// `extra` variables; its report, once it said `<passed>`.
+pub(crate) async fn run_browser(
+    script: &str,
+    url: &str,
+    extra: Vec<(&'static str, String)>,
+    passed: &str,
+) -> String {
+    let chromium = browser_tools();
+    let script = repo().join("tests/browser").join(script);
+    let artifacts = repo().join("target/browser-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let url = url.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .arg(&script)
+            .current_dir(repo().join("tests/browser"))
+            .env("HOOKD_URL", &url)
+            .env("HOOKD_TOKEN", ADMIN_TOKEN)
+            .env("CHROMIUM", &chromium)
+            .env("ARTIFACTS", &artifacts)
+            .envs(extra)
+            .output()
+            .expect("run node")
+    })
+    .await
+    .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && report.contains(passed),
+        "the browser test failed (screenshots in target/browser-artifacts):\n{report}"
+    );
+    report
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_in_a_real_browser() {
-    let (chromium, script) = browser_tools();
     let db = TestDb::new(Backend::Sqlite).await;
     // Invoices are forwarded to a target that fails twice, then works: two dead letters, and a
     // redrive that succeeds.
@@ -343,40 +381,15 @@ async fn console_in_a_real_browser() {
     let xss = id_of(server.post_stripe(&body).await).await;
     server.wait_status(xss, EventStatus::Completed, WAIT).await;
 
-    let artifacts = repo().join("target/browser-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let url = server.url.clone();
-    let (dead0, dead1) = (dead[0].to_string(), dead[1].to_string());
-    let xss_id = xss.to_string();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("node")
-            .arg(&script)
-            .current_dir(repo().join("tests/browser"))
-            .env("HOOKD_URL", &url)
-            .env("HOOKD_TOKEN", ADMIN_TOKEN)
-            .env("CHROMIUM", &chromium)
-            .env("ARTIFACTS", &artifacts)
-            .env("DEAD_ID", &dead0)
-            .env("OTHER_DEAD_ID", &dead1)
-            .env("XSS_ID", &xss_id)
-            .env("XSS_TYPE", XSS_TYPE)
-            .env("STRIPE_SECRET", STRIPE_SECRET)
-            .env("INVOICES", "2")
-            .output()
-            .expect("run node")
-    })
-    .await
-    .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the console test failed (screenshots in target/browser-artifacts):\n{report}"
-    );
-    assert!(report.contains("console test passed"), "{report}");
+    let extra = vec![
+        ("DEAD_ID", dead[0].to_string()),
+        ("OTHER_DEAD_ID", dead[1].to_string()),
+        ("XSS_ID", xss.to_string()),
+        ("XSS_TYPE", XSS_TYPE.to_owned()),
+        ("STRIPE_SECRET", STRIPE_SECRET.to_owned()),
+        ("INVOICES", "2".to_owned()),
+    ];
+    run_browser("console.mjs", &server.url, extra, "console test passed").await;
 
     // What the browser did is in the store.
     let e = server.event(dead[0]).await;

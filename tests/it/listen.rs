@@ -521,7 +521,11 @@ async fn trigger_sends_every_sample_signed_as_its_provider_signs() {
         .filter_map(|l| l.split_once(' '))
         .map(|(p, n)| (p, n.trim()))
         .collect();
-    assert_eq!(samples.len(), hookd::cli::samples::SAMPLES.len(), "{list}");
+    assert_eq!(
+        samples.len(),
+        hookd::testevent::samples::SAMPLES.len(),
+        "{list}"
+    );
     let mut sent = 0;
     for (provider, name) in &samples {
         let o = trigger(secrets, &[provider, name]);

@@ -11,6 +11,7 @@ mod balancer;
 mod brokers;
 mod cli;
 mod console;
+mod console_config;
 mod faults;
 mod group_commit;
 mod handover;

@@ -26,6 +26,27 @@ fn needs_operate(me: &ConsoleSession) -> Option<Response> {
     })
 }
 
+/// The refusal of a read-scope session's action, audited; `None` when it may operate.
+pub(super) async fn refuse_read(
+    state: &AppState,
+    me: &ConsoleSession,
+    action: &str,
+    target: Option<String>,
+) -> Option<Response> {
+    let refused = needs_operate(me)?;
+    state
+        .ops
+        .audit(
+            &me.who,
+            action,
+            target,
+            403,
+            Some("refused: read scope".into()),
+        )
+        .await;
+    Some(refused)
+}
+
 /// Run an operator action from a form: scope, audit, then a redirect or an error page.
 async fn act<F, Fut>(
     state: &AppState,
@@ -39,17 +60,7 @@ where
     Fut: std::future::Future<Output = Result<(String, Option<String>), ApiError>>,
 {
     let me = &form.session;
-    if let Some(refused) = needs_operate(me) {
-        state
-            .ops
-            .audit(
-                &me.who,
-                action,
-                target,
-                403,
-                Some("refused: read scope".into()),
-            )
-            .await;
+    if let Some(refused) = refuse_read(state, me, action, target.clone()).await {
         return refused;
     }
     match run().await {

@@ -9,6 +9,7 @@
 //! must never reach the store or call the admin API's handlers: they call `ops`.
 
 mod actions;
+mod config;
 mod pages;
 mod session;
 
@@ -42,6 +43,14 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/providers", get(providers))
         .route("/providers/{name}/pause", post(actions::pause))
         .route("/providers/{name}/resume", post(actions::resume))
+        .route("/config", get(config::config))
+        .route("/config/providers", post(config::put_provider))
+        .route("/config/providers/{name}", get(config::provider))
+        .route("/config/providers/{name}/secrets", post(config::add_secret))
+        .route("/config/providers/{name}/test", post(config::test_event))
+        .route("/config/routes", post(config::put_route))
+        .route("/config/routes/{name}", get(config::route))
+        .route("/config/destinations", post(config::put_destination))
         .route("/audit", get(audit))
         .route("/logout", post(session::logout))
         .route_layer(middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 mod file;
 mod providers;
+mod test_event;
 
 pub use file::{ApplyQuery, ApplyResult, ConfigFile, FileProvider};
 

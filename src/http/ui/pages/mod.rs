@@ -2,6 +2,7 @@
 //! strings. Pages use only classes (the CSP allows no inline style or script). They render the
 //! operator layer's typed answers; they must never fetch anything themselves.
 
+mod config;
 mod events;
 mod providers;
 
@@ -13,6 +14,9 @@ use maud::{DOCTYPE, Markup, html};
 use crate::event::EventStatus;
 use crate::ops::{AuditEntry, ConsoleSession};
 
+pub use config::{
+    ConfigForms, Filled, Outcome, config, provider as config_provider, route as config_route,
+};
 pub use events::{EventsView, dlq, event, event_live, event_rows, events};
 pub use providers::providers;
 
@@ -41,6 +45,7 @@ pub(super) fn page(title: &str, me: Option<&ConsoleSession>, nav: &str, body: Ma
                                 ("/ui/events", "Events", "events"),
                                 ("/ui/dlq", "Dead letters", "dlq"),
                                 ("/ui/providers", "Providers", "providers"),
+                                ("/ui/config", "Configuration", "config"),
                                 ("/ui/audit", "Audit log", "audit"),
                             ] {
                                 a href=(href) class=[(key == nav).then_some("active")] { (label) }

@@ -3,7 +3,7 @@
 //! Each body holds `{{unique}}` where the provider puts its event id, replaced by a fresh value
 //! on every send, so a trigger is never taken for a replay of the last one.
 //!
-//! Owns the list and the lookup; signing and sending are `sign`'s and the command's.
+//! Owns the list and the lookup; signing is `sign`'s, sending the caller's.
 
 /// One sample event.
 #[derive(Debug, Clone, Copy)]

@@ -1,6 +1,6 @@
-//! `hookd sign` and `hookd send`: a test webhook signed exactly as each provider signs it, with
-//! the secret hookd is configured with, so local development can exercise the real accept path
-//! (the equivalent of `stripe trigger` for every provider hookd knows).
+//! A test webhook signed exactly as each provider signs it, with the secret hookd is configured
+//! with, so local development and the console can exercise the real accept path (the equivalent
+//! of `stripe trigger` for every provider hookd knows).
 //!
 //! The signing here is written independently of the verifiers in `verify/`, from the providers'
 //! documentation; the tests post what it makes to a real hookd, whose verifiers must accept it.

@@ -1,0 +1,286 @@
+//! The console's configuration pages: the whole flow in a real headless Chromium
+//! (tests/browser/config.mjs), and every refusal of its forms over plain HTTP (a server's
+//! message next to the field it names, file-managed entries, PayPal's test event, a missing
+//! `HOOKD_SECRET_KEY`, read-only sessions), each audited.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+
+use crate::console::{READ_TOKEN, WAIT, browserless, csrf_of, form, login, page, run_browser};
+use crate::support::*;
+
+const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// Post a console form with the session's CSRF token: the status and the page.
+async fn post(
+    c: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    csrf: &str,
+    fields: &[(&str, &str)],
+) -> (StatusCode, String) {
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .append_pair("csrf", csrf)
+        .extend_pairs(fields)
+        .finish();
+    let r = form(c, url, cookie, &body, None).await;
+    (r.status(), r.text().await.unwrap())
+}
+
+/// The server's message shown next to form field `field`.
+fn field_error(html: &str, field: &str) -> String {
+    let marker = format!(r#"data-field="{field}">"#);
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no error next to {field}: {html}"))
+        + marker.len();
+    html[at..].split("</p>").next().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_forms_refuse_with_the_servers_message() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(
+        &db,
+        "",
+        &[
+            ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
+            ("HOOKD_SECRET_KEY", KEY),
+        ],
+    )
+    .await;
+    let (c, url) = (browserless(), server.url.as_str());
+    let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
+    let (status, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = csrf_of(&html);
+    let providers = format!("{url}/ui/config/providers");
+
+    // A provider's mistakes, each next to its field, the form kept.
+    let (status, html) = post(
+        &c,
+        &providers,
+        &cookie,
+        &csrf,
+        &[("name", "pp"), ("scheme", "paypal")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        field_error(&html, "secret").contains("webhook id PayPal shows"),
+        "{html}"
+    );
+    assert!(html.contains(r#"value="paypal""#));
+    let (status, html) = post(
+        &c,
+        &providers,
+        &cookie,
+        &csrf,
+        &[("name", "bad"), ("scheme", "github"), ("settings", "[1]")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(field_error(&html, "settings").contains("expected a JSON object"));
+    let (status, html) = post(&c, &providers, &cookie, &csrf, &[("scheme", "github")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(field_error(&html, "name").contains("needs a name"));
+
+    // PayPal cannot be signed here: the page says so, and a forced test event is refused.
+    let (status, html) = post(
+        &c,
+        &providers,
+        &cookie,
+        &csrf,
+        &[
+            ("name", "pp"),
+            ("scheme", "paypal"),
+            ("secret", "WH-TEST-1"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{html}");
+    assert!(!html.contains("secret-once") && html.contains(r#"id="no-test""#));
+    assert!(html.contains("only PayPal has"));
+    let sample = [("sample", "PAYMENT.CAPTURE.COMPLETED")];
+    let (_, html) = post(&c, &format!("{providers}/pp/test"), &cookie, &csrf, &sample).await;
+    assert!(html.contains(r#"class="alert" id="test-result""#), "{html}");
+    assert!(html.contains("has no sample"), "{html}");
+    // A sample the scheme does not have.
+    let (_, html) = post(
+        &c,
+        &providers,
+        &cookie,
+        &csrf,
+        &[("name", "gh"), ("scheme", "github")],
+    )
+    .await;
+    assert!(html.contains("secret-value"));
+    let (_, html) = post(
+        &c,
+        &format!("{providers}/gh/test"),
+        &cookie,
+        &csrf,
+        &[("sample", "nope")],
+    )
+    .await;
+    assert!(html.contains("has no sample &quot;nope&quot;"), "{html}");
+
+    // File-managed: read-only.
+    let (status, html) = post(
+        &c,
+        &providers,
+        &cookie,
+        &csrf,
+        &[("name", "stripe"), ("scheme", "stripe")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("managed by file"));
+    let (status, _) = post(
+        &c,
+        &format!("{providers}/stripe/secrets"),
+        &cookie,
+        &csrf,
+        &[],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Routes and destinations.
+    let routes = format!("{url}/ui/config/routes");
+    let (status, html) = post(
+        &c,
+        &routes,
+        &cookie,
+        &csrf,
+        &[("name", "r"), ("route", "{nope")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(field_error(&html, "route").contains("not JSON"));
+    let (status, html) = post(
+        &c,
+        &routes,
+        &cookie,
+        &csrf,
+        &[("name", "bad name"), ("route", "{}")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(field_error(&html, "name").contains("a route name is"));
+    let dests = format!("{url}/ui/config/destinations");
+    let (status, html) = post(
+        &c,
+        &dests,
+        &cookie,
+        &csrf,
+        &[
+            ("name", "d"),
+            ("url", "http://127.0.0.1:9/"),
+            ("headers", "no colon"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(field_error(&html, "headers").contains("is not `Name: value`"));
+    for missing in ["/ui/config/routes/nosuch", "/ui/config/providers/nosuch"] {
+        let (status, _) = page(&c, &format!("{url}{missing}"), &cookie).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
+    }
+
+    // A read-only session sees no form and may not write.
+    let (read_cookie, _) = login(&c, url, READ_TOKEN, &[]).await;
+    let (_, html) = page(&c, &format!("{url}/ui/config"), &read_cookie).await;
+    assert!(!html.contains("route-form") && !html.contains("provider-form"));
+    let read_csrf = csrf_of(&html);
+    let writes = [
+        (providers.clone(), vec![("name", "x"), ("scheme", "github")]),
+        (format!("{providers}/gh/secrets"), vec![]),
+        (format!("{providers}/gh/test"), vec![("sample", "push")]),
+        (routes.clone(), vec![("name", "x"), ("route", "{}")]),
+        (
+            dests.clone(),
+            vec![("name", "x"), ("url", "http://127.0.0.1:9/")],
+        ),
+    ];
+    for (to, fields) in &writes {
+        let (status, _) = post(&c, to, &read_cookie, &read_csrf, fields).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{to}");
+    }
+    let config = server.admin_get("/config").await;
+    assert!(config["routes"].as_array().unwrap().is_empty());
+    assert!(config["destinations"].as_array().unwrap().is_empty());
+
+    // Every attempt is in the audit log, with the API's action names, no secret in it.
+    let log = server.admin_get("/audit?limit=200").await;
+    let entries = log["entries"].as_array().unwrap();
+    let count = |action: &str, status: u64| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action && e["status"] == status)
+            .count()
+    };
+    assert_eq!(count("config.provider.put", 403), 1);
+    assert_eq!(count("config.route.put", 400), 2);
+    assert_eq!(count("config.provider.test_event", 400), 2);
+    assert_eq!(count("config.provider.put", 200), 2);
+    assert!(!log.to_string().contains("WH-TEST-1"));
+    server.stop().await;
+
+    // Without HOOKD_SECRET_KEY, storing a secret is refused with what to set.
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(&db, "", &[]).await;
+    let url = server.url.as_str();
+    let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
+    let (_, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
+    let csrf = csrf_of(&html);
+    let (status, html) = post(
+        &c,
+        &format!("{url}/ui/config/providers"),
+        &cookie,
+        &csrf,
+        &[("name", "acme"), ("scheme", "github")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("HOOKD_SECRET_KEY"), "{html}");
+    server.stop().await;
+}
+
+/// The configuration pages in Chromium (tests/browser/config.mjs): a provider created with its
+/// secret shown once, a route refused with the server's message next to the field then fixed,
+/// a destination, a signed test event accepted through the intake and processed; a file-managed
+/// provider read-only; a read-only session refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_pages_in_a_real_browser() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let target = Target::start(Behaviour::default()).await;
+    let server = TestServer::start(
+        &db,
+        "",
+        &[
+            ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
+            ("HOOKD_SECRET_KEY", KEY),
+        ],
+    )
+    .await;
+    let extra = vec![
+        ("HOOKD_READ_TOKEN", READ_TOKEN.to_owned()),
+        ("TARGET_URL", target.url.clone()),
+    ];
+    run_browser(
+        "config.mjs",
+        &server.url,
+        extra,
+        "config console test passed",
+    )
+    .await;
+    // The test event went through the intake to the route's destination.
+    let deadline = std::time::Instant::now() + WAIT;
+    while target.received().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "nothing forwarded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.stop().await;
+}
