@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::actions::breaker::Destinations;
+use crate::actions::ordering::Ordering;
 use crate::actions::{Actions, Router, SetupError};
 use crate::config::Config;
 use crate::http::group_commit::{GroupCommit, GroupCommitSettings};
@@ -513,6 +514,7 @@ async fn start_api(
         admission,
         access: http::AccessGuard::new(http.admin_access.clone()),
         schemas: http.schemas.clone(),
+        ordering: Arc::new(Ordering::new(&config.actions.routes)),
     });
     let app = http::router(state, internal);
     if let Some(tls) = &tls {

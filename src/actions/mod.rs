@@ -11,6 +11,7 @@ pub mod egress;
 pub mod email;
 pub mod filter;
 pub mod forward;
+pub mod ordering;
 mod settings;
 pub mod template;
 

@@ -16,6 +16,7 @@ use super::egress::{EgressError, EgressPolicy};
 use super::email::{Recipient, SmtpSettings};
 use super::filter::Filter;
 use super::forward::SigningKeys;
+use super::ordering::{OnDeadLetter, OrderBy};
 use super::template::Template;
 
 /// Everything the actions need, as configured.
@@ -129,6 +130,10 @@ pub enum RouteError {
     NoSender,
     #[error(transparent)]
     Egress(EgressError),
+    #[error("order_by {0:?} must be a JSON pointer (\"/data/object/id\") or \"header:<name>\"")]
+    OrderBy(String),
+    #[error("on_dead_letter = \"block\" needs order_by")]
+    BlockWithoutOrder,
 }
 
 /// One `[[routes]]` entry of the config file.
@@ -148,6 +153,13 @@ pub struct RouteConfig {
     /// Standard Webhooks secret(s) (`whsec_...`) that sign this route's forwards.
     pub signing_secret: Option<SigningKeys>,
     pub steps: Vec<StepConfig>,
+    /// Deliver the events that share this key one at a time, in commit order: a JSON pointer
+    /// into the payload (`/data/object/id`) or `header:<name>`. An event without the key runs
+    /// unordered on this route.
+    pub order_by: Option<String>,
+    /// What a dead letter does to its key's line (with `order_by`).
+    #[serde(default)]
+    pub on_dead_letter: OnDeadLetter,
 }
 
 fn star() -> String {
@@ -257,6 +269,15 @@ impl RouteConfig {
     pub(crate) fn validate(&self, smtp: Option<&SmtpSettings>) -> Result<(), RouteError> {
         if self.steps.is_empty() {
             return Err(RouteError::NoSteps);
+        }
+        match &self.order_by {
+            Some(spec) => {
+                OrderBy::parse(spec)?;
+            }
+            None if self.on_dead_letter == OnDeadLetter::Block => {
+                return Err(RouteError::BlockWithoutOrder);
+            }
+            None => {}
         }
         for step in &self.steps {
             step.validate(smtp)?;

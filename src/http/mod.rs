@@ -33,6 +33,7 @@ pub use settings::{
     WORKER_INTERNAL_ADDR,
 };
 
+use crate::actions::ordering::Ordering;
 use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::EventStore;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub access: access::AccessGuard,
     /// JSON Schemas payloads must match.
     pub schemas: Vec<SchemaRule>,
+    /// The ordered routes: an accepted event's order keys are read from its payload here.
+    pub ordering: Arc<Ordering>,
 }
 
 pub use access::AccessGuard;

@@ -16,12 +16,13 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
+use super::sql::order;
 use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, renew_leases, renewed,
     since_replay,
 };
 use super::{Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
-use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
+use crate::event::{ClaimedEvent, EventId, OrderKey, Outcome, StepRecord};
 
 mod replays;
 
@@ -45,7 +46,7 @@ impl PgStore {
         &self.pool
     }
 
-    /// Insert `events` (in key order), their delivery state and their first transitions in one
+    /// Insert `arrived` (in key order), their delivery state and their first transitions in one
     /// statement; up to `claim.limit` of the new ones start attempt 1 in it (see
     /// [`Intake::insert_and_claim`]). Returns, per input id, the stored id: the same for an
     /// event inserted, the earlier event's for a key (or, for schemes that sign only the body, a
@@ -53,42 +54,82 @@ impl PgStore {
     /// Keys stored while it ran are missing. For each event claimed, its `received_at`.
     async fn insert_rows(
         &self,
-        events: &[&NewEvent],
+        arrived: &[NewEvent],
         claim: &ClaimOnInsert,
     ) -> Result<(HashMap<Uuid, Uuid>, HashMap<Uuid, DateTime<Utc>>), StoreError> {
-        let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
-        let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
-            events.iter().map(|e| f(e)).collect()
-        };
-        // One statement, so one transaction: every new event, its delivery row and its first
-        // transition commit together or not at all, and so does the claim of those `pick`ed for
-        // this process's workers. Arrays keep the statement text (and so its prepared form,
-        // cached per connection) the same whatever the batch size.
-        let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(INSERT)
-            .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
-            .bind(col(|e| &e.provider))
-            .bind(col(|e| &e.idempotency_key))
-            .bind(col(|e| &e.event_type))
-            .bind(opt(|e| e.content_type.as_deref()))
-            .bind(col(|e| &e.headers_json))
-            .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
-            .bind(opt(|e| e.traceparent.as_deref()))
-            .bind(opt(|e| e.body_digest.as_deref()))
-            .bind(&claim.owner)
-            .bind(claim.lease.as_secs_f64())
-            .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
-            .await?;
-        let mut stored = HashMap::with_capacity(rows.len());
-        let mut claimed = HashMap::new();
-        for (input, id, received_at) in rows {
-            stored.entry(input).or_insert(id);
-            if let Some(at) = received_at {
-                claimed.insert(id, at);
-            }
+        // Rows go in key order: two batches that share keys then take their unique-index locks
+        // in the same order and cannot deadlock.
+        let mut events: Vec<&NewEvent> = arrived.iter().collect();
+        events.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
+        let events = events.as_slice();
+        let ordered: Vec<Uuid> = events
+            .iter()
+            .filter(|e| !e.order.is_empty())
+            .map(|e| e.id.0)
+            .collect();
+        if ordered.is_empty() {
+            return insert_statement(events, claim, &ordered, &self.pool).await;
         }
+        // Events with order keys join their lines in the same transaction, after the insert
+        // (only the events it inserted, not duplicates): each line's row stays locked until
+        // the commit, so positions follow commit order.
+        let mut tx = self.pool.begin().await?;
+        let (stored, claimed) = insert_statement(events, claim, &ordered, &mut *tx).await?;
+        // In arrival order: events of one line in one batch commit together, and keep the order
+        // they came in.
+        let joins: Vec<(EventId, &OrderKey)> = arrived
+            .iter()
+            .filter(|e| stored.get(&e.id.0) == Some(&e.id.0))
+            .flat_map(|e| e.order.iter().map(move |k| (e.id, k)))
+            .collect();
+        order::join(&mut *tx, &joins).await?;
+        tx.commit().await?;
         Ok((stored, claimed))
     }
+}
+
+/// [`PgStore::insert_rows`]'s one statement, on `db` (the pool, or a transaction). The events
+/// in `ordered` are never claimed by it: whether they may start is known only once they have
+/// joined their lines.
+async fn insert_statement<'c>(
+    events: &[&NewEvent],
+    claim: &ClaimOnInsert,
+    ordered: &[Uuid],
+    db: impl sqlx::PgExecutor<'c>,
+) -> Result<(HashMap<Uuid, Uuid>, HashMap<Uuid, DateTime<Utc>>), StoreError> {
+    let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
+    let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
+        events.iter().map(|e| f(e)).collect()
+    };
+    // One statement, so one transaction: every new event, its delivery row and its first
+    // transition commit together or not at all, and so does the claim of those `pick`ed for
+    // this process's workers. Arrays keep the statement text (and so its prepared form,
+    // cached per connection) the same whatever the batch size.
+    let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(INSERT)
+        .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
+        .bind(col(|e| &e.provider))
+        .bind(col(|e| &e.idempotency_key))
+        .bind(col(|e| &e.event_type))
+        .bind(opt(|e| e.content_type.as_deref()))
+        .bind(col(|e| &e.headers_json))
+        .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+        .bind(opt(|e| e.traceparent.as_deref()))
+        .bind(opt(|e| e.body_digest.as_deref()))
+        .bind(&claim.owner)
+        .bind(claim.lease.as_secs_f64())
+        .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+        .bind(ordered)
+        .fetch_all(db)
+        .await?;
+    let mut stored = HashMap::with_capacity(rows.len());
+    let mut claimed = HashMap::new();
+    for (input, id, received_at) in rows {
+        stored.entry(input).or_insert(id);
+        if let Some(at) = received_at {
+            claimed.insert(id, at);
+        }
+    }
+    Ok((stored, claimed))
 }
 
 /// The insert of a batch (see `PgStore::insert_rows`): events, their delivery rows and first
@@ -109,7 +150,7 @@ const INSERT: &str = "WITH n AS (
         RETURNING id, provider, received_at
      ), pick AS (
         SELECT id FROM ins
-        WHERE provider NOT IN (SELECT p.provider FROM provider_pauses p)
+        WHERE provider NOT IN (SELECT p.provider FROM provider_pauses p) AND id <> ALL($13)
         LIMIT $12
      ), d AS (
         INSERT INTO deliveries (event_id, provider, received_at, status, attempts,
@@ -194,8 +235,15 @@ impl Engine for PgStore {
     ) -> Result<Vec<EventId>, StoreError> {
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
         let from: Vec<String> = kind.from_statuses().iter().map(|s| s.to_string()).collect();
-        // One statement: the new cycle and the transition that records it commit together.
-        // The status is checked again once the row is locked (a purge may have come first).
+        // The lines of the ordered ones first (see `order`), then one statement: the new cycle
+        // and the transition that records it commit together. The status is checked again once
+        // the row is locked (a purge may have come first). Then each ordered event replayed
+        // goes to the back of its lines, in the same transaction.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(order::LOCK_LINES)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         let done: Vec<Uuid> = sqlx::query_scalar(
             "WITH target AS (
                 SELECT d.event_id AS id, d.status AS from_status
@@ -218,8 +266,18 @@ impl Engine for PgStore {
         .bind(&from)
         .bind(kind.as_str())
         .bind(actor)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        let ordered: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT event_id FROM event_order WHERE event_id = ANY($1)",
+        )
+        .bind(&done)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in ordered {
+            order::rejoin(&mut *tx, EventId(id)).await?;
+        }
+        tx.commit().await?;
         Ok(done.into_iter().map(EventId).collect())
     }
 
@@ -261,11 +319,7 @@ impl Intake for PgStore {
     ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
         // Byte-identical bodies older than their replay window are no longer replays.
         replays::expire(&self.pool, events).await?;
-        // Rows go in key order: two batches that share keys then take their unique-index locks
-        // in the same order and cannot deadlock.
-        let mut sorted: Vec<&NewEvent> = events.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-        let (stored, claimed) = self.insert_rows(&sorted, claim).await?;
+        let (stored, claimed) = self.insert_rows(events, claim).await?;
         let mut out: Vec<Option<Inserted>> = events
             .iter()
             .map(|e| {
@@ -304,8 +358,10 @@ impl Leases for PgStore {
         lease: Duration,
         which: Claim,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        // `held = 0`: not behind an unfinished event of its order key; only these are in
+        // `deliveries_due`, so a blocked line costs the claim nothing.
         const DUE: &str = "status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
-                    AND next_attempt_at <= now()";
+                    AND next_attempt_at <= now() AND held = 0";
         let (filter, selector, param) = match which {
             Claim::Due { limit } => (
                 DUE.to_owned(),
@@ -347,7 +403,8 @@ impl Leases for PgStore {
              )
              -- The event itself is only read.
              SELECT e.id, e.provider, e.event_type, e.idempotency_key, e.content_type, e.body,
-                 c.attempts, e.received_at, e.traceparent, c.replays
+                 c.attempts, e.received_at, e.traceparent, c.replays,
+                 EXISTS (SELECT 1 FROM event_order o WHERE o.event_id = c.event_id) AS ordered
              FROM claimed c JOIN events e ON e.id = c.event_id"
         );
         let query = sqlx::query(AssertSqlSafe(sql))
@@ -375,14 +432,99 @@ impl Leases for PgStore {
     }
 
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        // One statement, so one transaction and one round trip for the whole batch; rows travel
-        // as arrays, so the statement text (and its cached plan) is the same for any batch.
-        // PostgreSQL runs every data-modifying CTE to completion: the steps go in even for
-        // items whose fenced update matches nothing.
-        let texts: Vec<(String, Option<String>)> =
-            items.iter().map(|f| outcome_texts(&f.outcome)).collect();
-        let steps: Vec<&StepRecord> = items.iter().filter_map(|f| f.step.as_ref()).collect();
-        let done: Vec<Uuid> = sqlx::query_scalar(
+        let ordered: Vec<Uuid> = items.iter().filter(|f| f.ordered).map(|f| f.id.0).collect();
+        let done = if ordered.is_empty() {
+            finish_statement(items, &self.pool).await?
+        } else {
+            // The lines first, in a statement of their own (see `order`): the outcome and the
+            // release of the next events of the key then commit together.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(order::LOCK_LINES)
+                .bind(&ordered)
+                .execute(&mut *tx)
+                .await?;
+            let done = finish_statement(items, &mut *tx).await?;
+            let ended = items
+                .iter()
+                .filter(|f| f.ordered && done.contains(&f.id.0))
+                .map(|f| (f.id, f.outcome.status()));
+            order::settle(&mut *tx, ended).await?;
+            tx.commit().await?;
+            done
+        };
+        Ok(items.iter().map(|f| done.contains(&f.id.0)).collect())
+    }
+
+    async fn next_in_line(&self, id: EventId) -> Result<Vec<EventId>, StoreError> {
+        order::ids(&self.read(order::next_in_line(id)).await?)
+    }
+
+    async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
+        let done = sqlx::query(AssertSqlSafe(format!(
+            "WITH upd AS (
+                UPDATE deliveries SET lease_owner = NULL, attempts = attempts - 1,
+                    next_attempt_at = now(), updated_at = now(),
+                    -- An event in compensation goes back to compensating, not to the start.
+                    status = CASE WHEN EXISTS (
+                        SELECT 1 FROM event_transitions t
+                        WHERE t.event_id = deliveries.event_id AND t.to_status = 'compensating'
+                          AND t.id > {SINCE_REPLAY}
+                    ) THEN 'compensating' ELSE 'pending' END
+                WHERE lease_owner = $1 AND status = 'processing'
+                RETURNING event_id AS id, status
+             )
+             INSERT INTO event_transitions (event_id, from_status, to_status, detail)
+             SELECT id, 'processing', status, $2 FROM upd",
+            SINCE_REPLAY = since_replay("deliveries.event_id"),
+        )))
+        .bind(owner)
+        .bind(RELEASED)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn requeue_overdue(
+        &self,
+        grace: Duration,
+        limit: u32,
+    ) -> Result<Vec<EventId>, StoreError> {
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "UPDATE deliveries SET next_attempt_at = now()
+             WHERE event_id IN (
+                SELECT event_id FROM deliveries
+                WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
+                  AND next_attempt_at <= now() - make_interval(secs => $1)
+                  AND held = 0
+                  AND provider NOT IN (SELECT provider FROM provider_pauses)
+                ORDER BY next_attempt_at
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+             )
+             RETURNING event_id",
+        )
+        .bind(grace.as_secs_f64())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ids.into_iter().map(EventId).collect())
+    }
+}
+
+/// [`Leases::finish_many`]'s one statement, on `db` (the pool, or a transaction): the ids whose
+/// outcome was written.
+async fn finish_statement<'c>(
+    items: &[Finish],
+    db: impl sqlx::PgExecutor<'c>,
+) -> Result<Vec<Uuid>, StoreError> {
+    // One statement, so one transaction and one round trip for the whole batch; rows travel
+    // as arrays, so the statement text (and its cached plan) is the same for any batch.
+    // PostgreSQL runs every data-modifying CTE to completion: the steps go in even for
+    // items whose fenced update matches nothing.
+    let texts: Vec<(String, Option<String>)> =
+        items.iter().map(|f| outcome_texts(&f.outcome)).collect();
+    let steps: Vec<&StepRecord> = items.iter().filter_map(|f| f.step.as_ref()).collect();
+    Ok(sqlx::query_scalar(
             "WITH f AS (
                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
                                      $5::text[], $6::text[], $7::bool[])
@@ -437,58 +579,6 @@ impl Leases for PgStore {
         .bind(steps.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
         .bind(steps.iter().map(|r| r.duration_ms as i64).collect::<Vec<_>>())
         .bind(steps.iter().map(|r| r.generation as i32).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(items.iter().map(|f| done.contains(&f.id.0)).collect())
-    }
-
-    async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
-        let done = sqlx::query(AssertSqlSafe(format!(
-            "WITH upd AS (
-                UPDATE deliveries SET lease_owner = NULL, attempts = attempts - 1,
-                    next_attempt_at = now(), updated_at = now(),
-                    -- An event in compensation goes back to compensating, not to the start.
-                    status = CASE WHEN EXISTS (
-                        SELECT 1 FROM event_transitions t
-                        WHERE t.event_id = deliveries.event_id AND t.to_status = 'compensating'
-                          AND t.id > {SINCE_REPLAY}
-                    ) THEN 'compensating' ELSE 'pending' END
-                WHERE lease_owner = $1 AND status = 'processing'
-                RETURNING event_id AS id, status
-             )
-             INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-             SELECT id, 'processing', status, $2 FROM upd",
-            SINCE_REPLAY = since_replay("deliveries.event_id"),
-        )))
-        .bind(owner)
-        .bind(RELEASED)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn requeue_overdue(
-        &self,
-        grace: Duration,
-        limit: u32,
-    ) -> Result<Vec<EventId>, StoreError> {
-        let ids: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE deliveries SET next_attempt_at = now()
-             WHERE event_id IN (
-                SELECT event_id FROM deliveries
-                WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
-                  AND next_attempt_at <= now() - make_interval(secs => $1)
-                  AND provider NOT IN (SELECT provider FROM provider_pauses)
-                ORDER BY next_attempt_at
-                LIMIT $2
-                FOR UPDATE SKIP LOCKED
-             )
-             RETURNING event_id",
-        )
-        .bind(grace.as_secs_f64())
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(ids.into_iter().map(EventId).collect())
-    }
+        .fetch_all(db)
+        .await?)
 }

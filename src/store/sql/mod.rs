@@ -9,6 +9,7 @@
 
 mod bind;
 mod operator;
+pub mod order;
 mod reads;
 mod work;
 
