@@ -91,6 +91,13 @@ pub enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Ordered routes: the keys held up, and skipping a dead letter that blocks its key.
+    Ordering {
+        #[command(subcommand)]
+        command: OrderingCommand,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// The audit log of operator actions, newest first.
     Audit {
         /// Only this actor (token name).
@@ -185,6 +192,17 @@ pub enum ProvidersCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum OrderingCommand {
+    /// Keys whose first event has not finished: by which event, why, how many wait behind.
+    Blocked {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Take dead letters that block their keys out of their lines (they stay dead letters).
+    Skip { ids: Vec<String> },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Recent bulk jobs.
     List,
@@ -201,6 +219,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         | Command::Dlq { conn, .. }
         | Command::Providers { conn, .. }
         | Command::Jobs { conn, .. }
+        | Command::Ordering { conn, .. }
         | Command::Audit { conn, .. } => conn,
     };
     let mut s = Session {
@@ -213,6 +232,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         Command::Dlq { command, .. } => commands::dlq(&mut s, command).await,
         Command::Providers { command, .. } => commands::providers(&mut s, command).await,
         Command::Jobs { command, .. } => commands::jobs(&mut s, command).await,
+        Command::Ordering { command, .. } => commands::ordering(&mut s, command).await,
         Command::Audit {
             actor,
             action,

@@ -2,7 +2,7 @@
 //! shared by the admin API, the console and the CLI. Who is asking (tokens and scopes, console
 //! sessions), events (search, detail, payload, activity), replays and redrives (one, or many in
 //! a background job), dead letters, providers and their pauses, destination breakers, the
-//! audit log, and payload retention.
+//! audit log, payload retention, and the order keys held up.
 //!
 //! Owns the rules of an operator action and the only way to the store for them: the admin API
 //! and the console call the functions here, never the store. Every operate action is written
@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod events;
 pub mod jobs;
+pub mod ordering;
 pub mod params;
 pub mod providers;
 pub mod replays;
@@ -30,13 +31,15 @@ use tokio::sync::watch;
 pub use audit::{AuditPage, AuditQuery, WhoAmI};
 pub use events::{DlqQuery, EventPage, EventQuery, EventView, Stats, StatsQuery, Window};
 pub use jobs::JobList;
+pub use ordering::{BlockedLines, BlockedQuery};
 pub use providers::{DestinationList, PauseRequest, ProviderList, ProviderView};
 pub use replays::{Finished, RedriveRequest, ReplayRequest};
 pub use sessions::{ConsoleSession, OpenedSession};
 pub use tokens::{Principal, Tokens};
 // The store's records that are answers as they are: callers name them through `ops`.
 pub use crate::store::admin::{
-    ActivityBucket, AuditEntry, EventFilter, EventPayload, EventSummary, Job, JobStatus, ReplayKind,
+    ActivityBucket, AuditEntry, BlockedLine, EventFilter, EventPayload, EventSummary, Job,
+    JobStatus, ReplayKind,
 };
 
 use crate::actions::breaker::Destinations;

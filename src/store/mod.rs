@@ -44,12 +44,16 @@ pub enum Inserted {
     Duplicate(EventId),
 }
 
-/// What is waiting: unfinished and dead-lettered events by status, and when the oldest event
-/// still waiting for its first attempt or a retry was received.
+/// What is waiting: unfinished and dead-lettered events by status, when the oldest event
+/// still waiting for its first attempt or a retry was received, and the order keys held up.
 #[derive(Debug, Clone, Default)]
 pub struct Backlog {
     pub by_status: BTreeMap<EventStatus, u64>,
     pub oldest_pending: Option<chrono::DateTime<chrono::Utc>>,
+    /// Order keys with events waiting behind an unfinished one.
+    pub keys_waiting: u64,
+    /// When the oldest event waiting behind another of its key was received.
+    pub oldest_waiting: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Backlog {

@@ -281,6 +281,21 @@ impl Engine for PgStore {
         Ok(done.into_iter().map(EventId).collect())
     }
 
+    async fn skip_in_line(
+        &self,
+        id: EventId,
+        actor: &str,
+    ) -> Result<Option<Vec<EventId>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(order::LOCK_LINES)
+            .bind(vec![id.0])
+            .execute(&mut *tx)
+            .await?;
+        let released = order::skip(&mut *tx, id, actor).await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
     async fn purge_payloads(
         &self,
         after: DateTime<Utc>,

@@ -17,6 +17,7 @@ mod limits;
 mod network;
 mod observability;
 mod openapi;
+mod ordered;
 mod probe;
 mod process;
 mod providers;

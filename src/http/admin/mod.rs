@@ -1,6 +1,6 @@
 //! `/admin`: the admin API, thin handlers over the operator layer (`ops`), one file per
 //! resource: events, dead letters, jobs (bulk replays and redrives), providers (pauses and
-//! destination breakers), the audit log; and the OpenAPI document of the whole tree.
+//! destination breakers), the audit log, the order keys held up; and the OpenAPI document of the whole tree.
 //!
 //! Every request needs an admin token ([`require_token`]); with no admin token set the whole
 //! tree answers 404, so an unconfigured admin API is indistinguishable from none. Every `POST`
@@ -13,6 +13,7 @@ mod dlq;
 mod events;
 mod jobs;
 mod openapi;
+mod ordering;
 mod providers;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/jobs/{id}/cancel", post(jobs::cancel_job))
         .route("/providers/{name}/pause", post(providers::pause))
         .route("/providers/{name}/resume", post(providers::resume))
+        .route("/ordering/skip/{id}", post(ordering::skip))
         .route_layer(middleware::from_fn_with_state(state.clone(), operate_guard));
     Router::new()
         .route("/events", get(events::list_events))
@@ -54,6 +56,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/openapi.json", get(openapi::openapi_doc))
         .route("/providers", get(providers::providers))
         .route("/destinations", get(providers::destinations))
+        .route("/ordering/blocked", get(ordering::blocked))
         .merge(operate)
         .layer(middleware::from_fn_with_state(state, require_token))
         .route_layer(middleware::from_fn(trace_layer::trace_requests))
@@ -98,6 +101,7 @@ fn action_name(path: &str) -> &str {
         "/admin/jobs/{id}/cancel" => "job.cancel",
         "/admin/providers/{name}/pause" => "provider.pause",
         "/admin/providers/{name}/resume" => "provider.resume",
+        "/admin/ordering/skip/{id}" => "ordering.skip",
         other => other,
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{audit, dlq, events, jobs, providers};
+use super::{audit, dlq, events, jobs, ordering, providers};
 use crate::ops::Window;
 
 /// The error body every endpoint answers with.
@@ -103,6 +103,7 @@ impl utoipa::Modify for BearerAuth {
         dlq::dlq, dlq::redrive, dlq::redrive_all, jobs::jobs, jobs::job, jobs::cancel_job,
         audit::audit, events::stats, audit::whoami, openapi_doc,
         providers::providers, providers::pause, providers::resume, providers::destinations,
+        ordering::blocked, ordering::skip,
     ),
     components(schemas(ErrorBody, Window)),
     modifiers(&BearerAuth),
@@ -113,6 +114,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "jobs", description = "Bulk replays and redrives running in the background"),
         (name = "providers", description = "Providers, pauses and destination breakers"),
         (name = "audit", description = "Who did what"),
+        (name = "ordering", description = "Order keys held up, and skipping a blocking dead letter"),
     )
 )]
 pub struct ApiDoc;

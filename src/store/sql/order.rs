@@ -20,6 +20,7 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
 use super::{Record, Sql};
 use crate::event::{EventId, EventStatus, OrderKey};
 use crate::store::StoreError;
+use crate::store::admin::BlockedLine;
 
 /// A connection inside a transaction, for the statements of this module.
 #[async_trait]
@@ -108,18 +109,21 @@ pub async fn leave<C: Conn + ?Sized>(
     event: EventId,
     blocking: bool,
 ) -> Result<Vec<EventId>, StoreError> {
+    const WHICH: &str = "event_id = $1 AND pos IS NOT NULL AND (block = $2 OR block = $3)";
+    let which = |q: &str| Sql::new(q).arg(event).arg(false).arg(blocking);
+    // The positions are read first: `RETURNING` gives the new values.
     let left = c
-        .run(
-            Sql::new(
-                "UPDATE event_order SET pos = NULL
-                 WHERE event_id = $1 AND pos IS NOT NULL AND (block = $2 OR block = $3)
-                 RETURNING route, key, pos",
-            )
-            .arg(event)
-            .arg(false)
-            .arg(blocking),
-        )
+        .run(which(&format!(
+            "SELECT route, key, pos FROM event_order WHERE {WHICH}"
+        )))
         .await?;
+    if left.is_empty() {
+        return Ok(Vec::new());
+    }
+    c.run(which(&format!(
+        "UPDATE event_order SET pos = NULL WHERE {WHICH}"
+    )))
+    .await?;
     let mut released = Vec::new();
     for row in left {
         let route: String = row.get("route")?;
@@ -274,3 +278,75 @@ pub fn ids(rows: &[impl Record]) -> Result<Vec<EventId>, StoreError> {
         .map(|r| Ok(EventId(r.get("event_id")?)))
         .collect()
 }
+
+/// Take `event` out of its lines if it is a dead letter in one (see
+/// [`crate::store::Operator::skip_in_line`]), with a transition naming `actor`.
+pub async fn skip<C: Conn + ?Sized>(
+    c: &mut C,
+    event: EventId,
+    actor: &str,
+) -> Result<Option<Vec<EventId>>, StoreError> {
+    let blocking = c
+        .run(
+            Sql::new(
+                "SELECT 1 AS one FROM deliveries d
+                 WHERE d.event_id = $1 AND d.status = 'dead_letter' AND EXISTS (
+                    SELECT 1 FROM event_order o WHERE o.event_id = $1 AND o.pos IS NOT NULL)",
+            )
+            .arg(event),
+        )
+        .await?;
+    if blocking.is_empty() {
+        return Ok(None);
+    }
+    let released = leave(c, event, true).await?;
+    c.run(
+        Sql::new(
+            "INSERT INTO event_transitions (event_id, from_status, to_status, at, detail)
+             VALUES ($1, 'dead_letter', 'dead_letter', {now}, $2)",
+        )
+        .arg(event)
+        .arg(format!("skipped in its order lines by {actor}")),
+    )
+    .await?;
+    Ok(Some(released))
+}
+
+/// The lines held up, oldest first event first (see [`crate::store::admin::BlockedLine`]):
+/// each line's first event is one probe of `event_order_line`.
+pub fn blocked_lines(limit: u32) -> Sql {
+    Sql::new(
+        "SELECT l.route, l.key, l.waiting, d.event_id, d.status, d.attempts, d.last_error,
+                d.received_at
+         FROM order_lines l
+         JOIN event_order o ON o.route = l.route AND o.key = l.key AND o.pos = (
+            SELECT min(h.pos) FROM event_order h
+            WHERE h.route = l.route AND h.key = l.key AND h.pos IS NOT NULL)
+         JOIN deliveries d ON d.event_id = o.event_id
+         WHERE l.waiting > 1 OR d.status IN ('retry_scheduled', 'dead_letter', 'compensating')
+         ORDER BY d.received_at
+         LIMIT $1",
+    )
+    .arg(i64::from(limit))
+}
+
+/// A row of [`blocked_lines`].
+pub fn blocked_line(r: &impl Record) -> Result<BlockedLine, StoreError> {
+    Ok(BlockedLine {
+        route: r.get("route")?,
+        key: r.get("key")?,
+        head: EventId(r.get("event_id")?),
+        status: r.status("status")?,
+        attempts: r.small("attempts")?,
+        last_error: r.get("last_error")?,
+        received_at: r.time("received_at")?,
+        waiting_behind: (r.get::<i32>("waiting")? - 1).max(0) as u64,
+    })
+}
+
+/// How many keys have events waiting behind an unfinished one (`n`), and when the oldest
+/// event held back was received (`oldest`).
+pub const WAITING: &str = "SELECT
+        (SELECT count(*) FROM order_lines WHERE waiting > 1) AS n,
+        (SELECT min(d.received_at) FROM event_order o JOIN deliveries d ON d.event_id = o.event_id
+         WHERE o.pos IS NOT NULL AND d.held > 0) AS oldest";

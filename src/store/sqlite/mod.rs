@@ -182,6 +182,17 @@ impl Engine for SqliteStore {
         Ok(done)
     }
 
+    async fn skip_in_line(
+        &self,
+        id: EventId,
+        actor: &str,
+    ) -> Result<Option<Vec<EventId>>, StoreError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let released = order::skip(&mut *tx, id, actor).await?;
+        tx.commit().await?;
+        Ok(released)
+    }
+
     async fn purge_payloads(
         &self,
         after: DateTime<Utc>,
