@@ -22,7 +22,7 @@ use super::sql::{
     since_replay,
 };
 use super::{Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
-use crate::event::{ClaimedEvent, EventId, OrderKey, Outcome, StepRecord};
+use crate::event::{ClaimedEvent, EventId, EventStatus, OrderKey, Outcome, StepRecord};
 
 mod replays;
 
@@ -46,8 +46,8 @@ impl PgStore {
         &self.pool
     }
 
-    /// Insert `arrived` (in key order), their delivery state and their first transitions in one
-    /// statement; up to `claim.limit` of the new ones start attempt 1 in it (see
+    /// Insert `arrived` (in key order), their delivery state, their first transitions and their
+    /// places in their order lines in one statement; up to `claim.limit` of the new ones start attempt 1 in it (see
     /// [`Intake::insert_and_claim`]). Returns, per input id, the stored id: the same for an
     /// event inserted, the earlier event's for a key (or, for schemes that sign only the body, a
     /// body digest) stored before this statement began; a key match wins over a digest match.
@@ -61,75 +61,59 @@ impl PgStore {
         // in the same order and cannot deadlock.
         let mut events: Vec<&NewEvent> = arrived.iter().collect();
         events.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-        let events = events.as_slice();
-        let ordered: Vec<Uuid> = events
-            .iter()
-            .filter(|e| !e.order.is_empty())
-            .map(|e| e.id.0)
-            .collect();
-        if ordered.is_empty() {
-            return insert_statement(events, claim, &ordered, &self.pool).await;
-        }
-        // Events with order keys join their lines in the same transaction, after the insert
-        // (only the events it inserted, not duplicates): each line's row stays locked until
-        // the commit, so positions follow commit order.
-        let mut tx = self.pool.begin().await?;
-        let (stored, claimed) = insert_statement(events, claim, &ordered, &mut *tx).await?;
-        // In arrival order: events of one line in one batch commit together, and keep the order
-        // they came in.
+        let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
+        let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
+            events.iter().map(|e| f(e)).collect()
+        };
+        // Each event's place in the lines of its order keys, in arrival order: events of one
+        // line in one batch commit together and keep the order they came in.
         let joins: Vec<(EventId, &OrderKey)> = arrived
             .iter()
-            .filter(|e| stored.get(&e.id.0) == Some(&e.id.0))
             .flat_map(|e| e.order.iter().map(move |k| (e.id, k)))
             .collect();
-        order::join(&mut *tx, &joins).await?;
-        tx.commit().await?;
+        // One statement, so one transaction: every new event, its delivery row, its first
+        // transition and its place in its order lines commit together or not at all, and so does
+        // the claim of those `pick`ed for this process's workers. Arrays keep the statement text (and so its prepared form,
+        // cached per connection) the same whatever the batch size.
+        let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(INSERT)
+            .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
+            .bind(col(|e| &e.provider))
+            .bind(col(|e| &e.idempotency_key))
+            .bind(col(|e| &e.event_type))
+            .bind(opt(|e| e.content_type.as_deref()))
+            .bind(col(|e| &e.headers_json))
+            .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
+            .bind(opt(|e| e.traceparent.as_deref()))
+            .bind(opt(|e| e.body_digest.as_deref()))
+            .bind(&claim.owner)
+            .bind(claim.lease.as_secs_f64())
+            .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+            .bind(joins.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+            .bind(
+                joins
+                    .iter()
+                    .map(|(_, k)| k.route.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                joins
+                    .iter()
+                    .map(|(_, k)| k.key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(joins.iter().map(|(_, k)| k.block).collect::<Vec<_>>())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut stored = HashMap::with_capacity(rows.len());
+        let mut claimed = HashMap::new();
+        for (input, id, received_at) in rows {
+            stored.entry(input).or_insert(id);
+            if let Some(at) = received_at {
+                claimed.insert(id, at);
+            }
+        }
         Ok((stored, claimed))
     }
-}
-
-/// [`PgStore::insert_rows`]'s one statement, on `db` (the pool, or a transaction). The events
-/// in `ordered` are never claimed by it: whether they may start is known only once they have
-/// joined their lines.
-async fn insert_statement<'c>(
-    events: &[&NewEvent],
-    claim: &ClaimOnInsert,
-    ordered: &[Uuid],
-    db: impl sqlx::PgExecutor<'c>,
-) -> Result<(HashMap<Uuid, Uuid>, HashMap<Uuid, DateTime<Utc>>), StoreError> {
-    let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
-    let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
-        events.iter().map(|e| f(e)).collect()
-    };
-    // One statement, so one transaction: every new event, its delivery row and its first
-    // transition commit together or not at all, and so does the claim of those `pick`ed for
-    // this process's workers. Arrays keep the statement text (and so its prepared form,
-    // cached per connection) the same whatever the batch size.
-    let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(INSERT)
-        .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
-        .bind(col(|e| &e.provider))
-        .bind(col(|e| &e.idempotency_key))
-        .bind(col(|e| &e.event_type))
-        .bind(opt(|e| e.content_type.as_deref()))
-        .bind(col(|e| &e.headers_json))
-        .bind(events.iter().map(|e| e.body.as_ref()).collect::<Vec<_>>())
-        .bind(opt(|e| e.traceparent.as_deref()))
-        .bind(opt(|e| e.body_digest.as_deref()))
-        .bind(&claim.owner)
-        .bind(claim.lease.as_secs_f64())
-        .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
-        .bind(ordered)
-        .fetch_all(db)
-        .await?;
-    let mut stored = HashMap::with_capacity(rows.len());
-    let mut claimed = HashMap::new();
-    for (input, id, received_at) in rows {
-        stored.entry(input).or_insert(id);
-        if let Some(at) = received_at {
-            claimed.insert(id, at);
-        }
-    }
-    Ok((stored, claimed))
 }
 
 /// The insert of a batch (see `PgStore::insert_rows`): events, their delivery rows and first
@@ -148,21 +132,51 @@ const INSERT: &str = "WITH n AS (
         -- Either key: (provider, idempotency key), or (provider, body digest).
         ON CONFLICT DO NOTHING
         RETURNING id, provider, received_at
+     ), j AS (
+        -- The order keys of the events inserted (not of duplicates), in arrival order.
+        SELECT j.* FROM unnest($13::uuid[], $14::text[], $15::text[], $16::bool[])
+            WITH ORDINALITY AS j(id, route, key, block, n)
+        WHERE j.id IN (SELECT id FROM ins)
+     ), c AS (
+        SELECT route, key, count(*)::int AS k FROM j GROUP BY route, key
+     ), l AS (
+        -- Each line's row, locked until the commit (so positions follow commit order) and
+        -- read at its latest version; lines in one order, so batches cannot deadlock on them.
+        INSERT INTO order_lines (route, key, next_pos, waiting)
+        SELECT route, key, k, k FROM c ORDER BY route, key
+        ON CONFLICT (route, key) DO UPDATE
+            SET next_pos = order_lines.next_pos + EXCLUDED.next_pos,
+                waiting = order_lines.waiting + EXCLUDED.waiting
+        RETURNING route, key, next_pos, waiting
+     ), p AS (
+        SELECT j.id, j.route, j.key, j.block,
+            l.next_pos - c.k + row_number() OVER w AS pos,
+            -- Someone before it: an earlier event of the batch, or one before the batch.
+            (row_number() OVER w > 1 OR l.waiting > c.k) AS behind
+        FROM j JOIN c USING (route, key) JOIN l USING (route, key)
+        WINDOW w AS (PARTITION BY j.route, j.key ORDER BY j.n)
+     ), h AS (
+        SELECT id, count(*) FILTER (WHERE behind)::int AS held FROM p GROUP BY id
+     ), m AS (
+        INSERT INTO event_order (event_id, route, key, block, pos)
+        SELECT id, route, key, block, pos FROM p
      ), pick AS (
+        -- Only events first in every line they joined may start.
         SELECT id FROM ins
-        WHERE provider NOT IN (SELECT p.provider FROM provider_pauses p) AND id <> ALL($13)
+        WHERE provider NOT IN (SELECT p.provider FROM provider_pauses p)
+            AND id NOT IN (SELECT id FROM h WHERE held > 0)
         LIMIT $12
      ), d AS (
         INSERT INTO deliveries (event_id, provider, received_at, status, attempts,
-                                lease_owner, next_attempt_at, updated_at)
+                                lease_owner, next_attempt_at, updated_at, held)
         SELECT i.id, i.provider, i.received_at,
             CASE WHEN p.id IS NULL THEN 'pending' ELSE 'processing' END,
             CASE WHEN p.id IS NULL THEN 0 ELSE 1 END,
             CASE WHEN p.id IS NULL THEN NULL ELSE $10 END,
             i.received_at + CASE WHEN p.id IS NULL THEN interval '0'
                                  ELSE make_interval(secs => $11) END,
-            i.received_at
-        FROM ins i LEFT JOIN pick p USING (id)
+            i.received_at, COALESCE(h.held, 0)
+        FROM ins i LEFT JOIN pick p USING (id) LEFT JOIN h USING (id)
      ), t AS (
         -- Sorted so that each event's `received` comes before its attempt.
         INSERT INTO event_transitions (event_id, from_status, to_status, detail)
@@ -459,11 +473,30 @@ impl Leases for PgStore {
                 .execute(&mut *tx)
                 .await?;
             let done = finish_statement(items, &mut *tx).await?;
-            let ended = items
+            // Completed events leave every line; dead letters those of routes that release.
+            let (ids, all): (Vec<Uuid>, Vec<bool>) = items
                 .iter()
                 .filter(|f| f.ordered && done.contains(&f.id.0))
-                .map(|f| (f.id, f.outcome.status()));
-            order::settle(&mut *tx, ended).await?;
+                .filter_map(|f| match f.outcome.status() {
+                    EventStatus::Completed => Some((f.id.0, true)),
+                    EventStatus::DeadLetter => Some((f.id.0, false)),
+                    _ => None,
+                })
+                .unzip();
+            if !ids.is_empty() {
+                sqlx::query(RELEASE)
+                    .bind(&ids)
+                    .bind(&all)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "DELETE FROM order_lines WHERE waiting <= 0 AND (route, key) IN (
+                        SELECT route, key FROM event_order WHERE event_id = ANY($1))",
+                )
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            }
             tx.commit().await?;
             done
         };
@@ -525,6 +558,36 @@ impl Leases for PgStore {
         Ok(ids.into_iter().map(EventId).collect())
     }
 }
+
+/// Take the events `$1` that ended (`$2`: completed, so out of every line; else a dead letter,
+/// out of the lines of routes that release) out of their lines, and let the next event of each
+/// line start: `order::leave` for a whole batch in one statement. An event that ran was first
+/// in all its lines, so the next one in each is the new head. Runs after the lines were locked
+/// (`order::LOCK_LINES`), so it sees every event that joined them; the statement's own changes
+/// are not visible to it, hence the events leaving are left out by hand.
+const RELEASE: &str = "WITH e AS (
+        SELECT * FROM unnest($1::uuid[], $2::bool[]) AS e(event_id, all_lines)
+     ), gone AS (
+        UPDATE event_order o SET pos = NULL FROM e
+        WHERE o.event_id = e.event_id AND o.pos IS NOT NULL AND (e.all_lines OR NOT o.block)
+        RETURNING o.event_id, o.route, o.key
+     ), c AS (
+        SELECT route, key, count(*)::int AS k FROM gone GROUP BY route, key
+     ), dec AS (
+        UPDATE order_lines l SET waiting = l.waiting - c.k FROM c
+        WHERE l.route = c.route AND l.key = c.key
+        RETURNING l.route, l.key, l.waiting
+     ), next AS (
+        SELECT (SELECT o.event_id FROM event_order o
+                WHERE o.route = dec.route AND o.key = dec.key AND o.pos IS NOT NULL
+                  AND o.event_id NOT IN (SELECT event_id FROM gone)
+                ORDER BY o.pos LIMIT 1) AS event_id
+        FROM dec WHERE dec.waiting > 0
+     )
+     UPDATE deliveries d SET held = d.held - x.n
+     FROM (SELECT event_id, count(*)::int AS n FROM next WHERE event_id IS NOT NULL
+           GROUP BY event_id) x
+     WHERE d.event_id = x.event_id";
 
 /// [`Leases::finish_many`]'s one statement, on `db` (the pool, or a transaction): the ids whose
 /// outcome was written.

@@ -127,7 +127,7 @@ fn send_keys(urls: Apis, keys: usize, per_key: usize) -> tokio::task::JoinHandle
             .timeout(Duration::from_secs(10))
             .build()
             .unwrap();
-        let permits = Arc::new(Semaphore::new(48));
+        let permits = Arc::new(Semaphore::new(250));
         let mut tasks = Vec::new();
         for k in 0..keys {
             let permit = permits.clone().acquire_owned().await.unwrap();
@@ -169,33 +169,68 @@ fn fleet(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
         ("HOOKD_LEASE_SECS", "3".to_owned()),
         ("HOOKD_SWEEP_GRACE_SECS", "1".to_owned()),
         ("HOOKD_MAX_ATTEMPTS", "10".to_owned()),
+        // Room for the group commit to commit several batches at once (a quarter of the pool).
+        ("HOOKD_DB_POOL_SIZE", "16".to_owned()),
     ];
     vars.extend(extra.iter().cloned());
     vars
 }
 
-async fn flaky_target() -> Target {
-    Target::start(Behaviour {
-        fail_first_percent: 20,
-        ..Default::default()
+async fn flaky_target() -> Arc<Target> {
+    Arc::new(
+        Target::start(Behaviour {
+            fail_first_percent: 20,
+            ..Default::default()
+        })
+        .await,
+    )
+}
+
+/// Print, every 5 s, what the target got and the store's events by status (a slow run shows
+/// where it waits).
+fn progress(url: String, target: Arc<Target>, name: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let store = hookd::store::connect(&url, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let counts = store.counts().await.unwrap_or_default();
+            eprintln!("{name}: target got {}; stored {counts:?}", target.hits());
+        }
     })
-    .await
 }
 
 /// Run the load against `first` (the API process) with `worker` beside it; `kill -9` the
-/// worker once a third of the keys' events are in, and check every key's order.
-async fn fleet_run(db: &TestDb, target: &Target, api: Hookd, mut worker: Hookd, name: &str) {
+/// worker once a quarter of the events have reached the target, and check every key's order.
+async fn fleet_run(
+    db: &TestDb,
+    target: &Arc<Target>,
+    api: Hookd,
+    mut worker: Hookd,
+    name: &'static str,
+) {
     let started = Instant::now();
+    let watching = progress(db.url.clone(), target.clone(), name);
     let live = apis(vec![api.url.clone()]);
     let sending = send_keys(live, KEYS, PER_KEY);
     target
-        .wait_hits(KEYS * PER_KEY / 3, Duration::from_secs(60))
+        .wait_hits(KEYS * PER_KEY / 4, Duration::from_secs(120))
         .await;
+    eprintln!(
+        "{name}: killing a worker after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     worker.child.kill().unwrap();
     worker.child.wait().unwrap();
     sending.await.unwrap();
+    eprintln!(
+        "{name}: all accepted after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let total = (KEYS * PER_KEY) as u64;
     wait_completed(&db.url, total, Duration::from_secs(120)).await;
+    watching.abort();
     let repeats = assert_in_order(target, KEYS, PER_KEY as u64);
     eprintln!(
         "{name}: {KEYS} keys x {PER_KEY} events in order in {:.1} s; {} requests, {repeats} repeated after the kill",
@@ -242,10 +277,11 @@ async fn fleet_in_order_under_failures_and_kill_9_sqlite() {
     let vars = fleet(&[]);
     let started = Instant::now();
     let mut serve = Hookd::spawn_with(&db, &routes, "serve", &vars, "serve0.log").await;
+    let watching = progress(db.url.clone(), target.clone(), "sqlite");
     let live = apis(vec![serve.url.clone()]);
     let sending = send_keys(live.clone(), KEYS, PER_KEY);
     target
-        .wait_hits(KEYS * PER_KEY / 3, Duration::from_secs(60))
+        .wait_hits(KEYS * PER_KEY / 4, Duration::from_secs(120))
         .await;
     serve.child.kill().unwrap();
     serve.child.wait().unwrap();
@@ -253,6 +289,7 @@ async fn fleet_in_order_under_failures_and_kill_9_sqlite() {
     live.write().unwrap()[0] = serve.url.clone();
     sending.await.unwrap();
     wait_completed(&db.url, (KEYS * PER_KEY) as u64, Duration::from_secs(120)).await;
+    watching.abort();
     let repeats = assert_in_order(&target, KEYS, PER_KEY as u64);
     eprintln!(
         "sqlite: {KEYS} keys x {PER_KEY} events in order in {:.1} s; {} requests, {repeats} repeated after the kill",

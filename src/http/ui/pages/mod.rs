@@ -3,6 +3,7 @@
 //! operator layer's typed answers; they must never fetch anything themselves.
 
 mod events;
+mod ordering;
 mod providers;
 
 use axum::http::StatusCode;
@@ -14,6 +15,7 @@ use crate::event::EventStatus;
 use crate::ops::{AuditEntry, ConsoleSession};
 
 pub use events::{EventsView, dlq, event, event_live, event_rows, events};
+pub use ordering::ordering;
 pub use providers::providers;
 
 pub(super) fn time(t: &DateTime<Utc>) -> String {
@@ -41,6 +43,7 @@ pub(super) fn page(title: &str, me: Option<&ConsoleSession>, nav: &str, body: Ma
                                 ("/ui/events", "Events", "events"),
                                 ("/ui/dlq", "Dead letters", "dlq"),
                                 ("/ui/providers", "Providers", "providers"),
+                                ("/ui/ordering", "Ordering", "ordering"),
                                 ("/ui/audit", "Audit log", "audit"),
                             ] {
                                 a href=(href) class=[(key == nav).then_some("active")] { (label) }
