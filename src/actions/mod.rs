@@ -28,7 +28,8 @@ use email::{EmailSpec, Mailer};
 use forward::{ForwardRequest, SigningKeys};
 
 pub use settings::{
-    ActionSettings, ForwardSettings, InvalidRoute, RouteConfig, RouteError, StepConfig,
+    ActionSettings, ForwardSettings, InvalidRoute, OnDeadLetter, OrderBy, RouteConfig, RouteError,
+    StepConfig,
 };
 
 /// A step ready to run, with the stable key its results are recorded under.

@@ -3,82 +3,46 @@
 //! them; the key is read at intake from the verified payload (a JSON pointer) or a request
 //! header.
 //!
-//! Owns reading `order_by` and `on_dead_letter` and computing an event's keys. It must never
+//! Owns computing an event's keys (`order_by` and `on_dead_letter` are read and checked with
+//! the other route settings). It must never
 //! touch the store: the store keeps the lines and decides when an event may start.
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
 use serde_json::Value;
 use sha2::Digest;
 
 use super::filter::Filter;
 use super::glob_match;
-use super::settings::{RouteConfig, RouteError};
+use super::settings::{OnDeadLetter, OrderBy, RouteConfig};
 use crate::event::OrderKey;
-
-/// What a dead-lettered event does to its key's line.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnDeadLetter {
-    /// The dead letter leaves the line: the next event of the key starts.
-    #[default]
-    Release,
-    /// The dead letter keeps its key blocked until an operator redrives or skips it.
-    Block,
-}
-
-/// Where a route's order key comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OrderBy {
-    /// A JSON pointer into the payload (`/data/object/id`).
-    Pointer(String),
-    /// A request header, by lower-case name (`header:X-Shop-Id`).
-    Header(String),
-}
 
 /// Keys longer than this are stored as their SHA-256: a line's key stays small in the index
 /// whatever a provider sends.
 const MAX_KEY_BYTES: usize = 200;
 
-impl OrderBy {
-    /// `"/pointer"` or `"header:<name>"`.
-    pub fn parse(spec: &str) -> Result<Self, RouteError> {
-        let bad = || RouteError::OrderBy(spec.to_owned());
-        if let Some(name) = spec.strip_prefix("header:") {
-            let name = name.trim();
-            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
-            return Ok(Self::Header(name.to_ascii_lowercase()));
-        }
-        if spec.starts_with('/') {
-            return Ok(Self::Pointer(spec.to_owned()));
-        }
-        Err(bad())
+/// The key of a payload (`Null` when the body is not JSON) and headers; `None` when the event
+/// has none (a missing or `null` value, an empty string).
+fn key_of(by: &OrderBy, payload: &Value, headers: &BTreeMap<String, String>) -> Option<String> {
+    let raw = match by {
+        OrderBy::Header(name) => headers.get(name)?.clone(),
+        OrderBy::Pointer(p) => match payload.pointer(p)? {
+            Value::Null => return None,
+            Value::String(s) => s.clone(),
+            // Numbers, booleans, objects: their JSON text.
+            other => other.to_string(),
+        },
+    };
+    if raw.is_empty() {
+        return None;
     }
-
-    /// The key of a payload (`Null` when the body is not JSON) and headers; `None` when the
-    /// event has none (a missing or `null` value, an empty string).
-    fn key(&self, payload: &Value, headers: &BTreeMap<String, String>) -> Option<String> {
-        let raw = match self {
-            Self::Header(name) => headers.get(name)?.clone(),
-            Self::Pointer(p) => match payload.pointer(p)? {
-                Value::Null => return None,
-                Value::String(s) => s.clone(),
-                // Numbers, booleans, objects: their JSON text.
-                other => other.to_string(),
-            },
-        };
-        if raw.is_empty() {
-            return None;
-        }
-        if raw.len() > MAX_KEY_BYTES {
-            return Some(format!(
-                "sha256:{}",
-                hex::encode(sha2::Sha256::digest(raw.as_bytes()))
-            ));
-        }
-        Some(raw)
+    if raw.len() > MAX_KEY_BYTES {
+        return Some(format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(raw.as_bytes()))
+        ));
     }
+    Some(raw)
 }
 
 struct OrderedRoute {
@@ -140,7 +104,7 @@ impl Ordering {
             if !r.filters.iter().all(|f| f.matches(payload)) {
                 continue;
             }
-            if let Some(key) = r.by.key(payload, headers) {
+            if let Some(key) = key_of(&r.by, payload, headers) {
                 keys.push(OrderKey {
                     route: r.name.clone(),
                     key,
@@ -155,6 +119,7 @@ impl Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::RouteError;
 
     fn route(toml: &str) -> RouteConfig {
         toml::from_str(toml).unwrap()

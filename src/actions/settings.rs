@@ -16,7 +16,6 @@ use super::egress::{EgressError, EgressPolicy};
 use super::email::{Recipient, SmtpSettings};
 use super::filter::Filter;
 use super::forward::SigningKeys;
-use super::ordering::{OnDeadLetter, OrderBy};
 use super::template::Template;
 
 /// Everything the actions need, as configured.
@@ -134,6 +133,42 @@ pub enum RouteError {
     OrderBy(String),
     #[error("on_dead_letter = \"block\" needs order_by")]
     BlockWithoutOrder,
+}
+
+/// What a dead-lettered event does to its key's line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDeadLetter {
+    /// The dead letter leaves the line: the next event of the key starts.
+    #[default]
+    Release,
+    /// The dead letter keeps its key blocked until an operator redrives or skips it.
+    Block,
+}
+
+/// Where a route's order key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderBy {
+    /// A JSON pointer into the payload (`/data/object/id`).
+    Pointer(String),
+    /// A request header, by lower-case name (`header:X-Shop-Id`).
+    Header(String),
+}
+
+impl OrderBy {
+    /// `"/pointer"` or `"header:<name>"`.
+    pub fn parse(spec: &str) -> Result<Self, RouteError> {
+        let bad = || RouteError::OrderBy(spec.to_owned());
+        if let Some(name) = spec.strip_prefix("header:") {
+            let name = name.trim();
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            return Ok(Self::Header(name.to_ascii_lowercase()));
+        }
+        if spec.starts_with('/') {
+            return Ok(Self::Pointer(spec.to_owned()));
+        }
+        Err(bad())
+    }
 }
 
 /// One `[[routes]]` entry of the config file.

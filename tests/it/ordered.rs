@@ -159,7 +159,15 @@ async fn wait_completed(url: &str, n: u64, within: Duration) {
     .await;
 }
 
-const KEYS: usize = 1000;
+/// Keys of the fleet tests, 10 events each. The 1,000 keys (`HOOKD_TEST_ORDERED_KEYS=1000`)
+/// take several minutes in a debug build on two cores shared with the rest of the suite; 300
+/// keep each run near a minute with the same mix of failures and the kill.
+fn keys() -> usize {
+    std::env::var("HOOKD_TEST_ORDERED_KEYS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300)
+}
 const PER_KEY: usize = 10;
 
 /// The fleet variables: 20% of first attempts fail at the target, short leases.
@@ -171,6 +179,8 @@ fn fleet(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
         ("HOOKD_MAX_ATTEMPTS", "10".to_owned()),
         // Room for the group commit to commit several batches at once (a quarter of the pool).
         ("HOOKD_DB_POOL_SIZE", "16".to_owned()),
+        // One destination for every key: its per-process cap would be the limit otherwise.
+        ("HOOKD_DESTINATION_CONCURRENCY", "32".to_owned()),
     ];
     vars.extend(extra.iter().cloned());
     vars
@@ -211,11 +221,12 @@ async fn fleet_run(
     name: &'static str,
 ) {
     let started = Instant::now();
+    let keys = keys();
     let watching = progress(db.url.clone(), target.clone(), name);
     let live = apis(vec![api.url.clone()]);
-    let sending = send_keys(live, KEYS, PER_KEY);
+    let sending = send_keys(live, keys, PER_KEY);
     target
-        .wait_hits(KEYS * PER_KEY / 4, Duration::from_secs(120))
+        .wait_hits(keys * PER_KEY / 4, Duration::from_secs(120))
         .await;
     eprintln!(
         "{name}: killing a worker after {:.1} s",
@@ -228,12 +239,12 @@ async fn fleet_run(
         "{name}: all accepted after {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let total = (KEYS * PER_KEY) as u64;
-    wait_completed(&db.url, total, Duration::from_secs(120)).await;
+    let total = (keys * PER_KEY) as u64;
+    wait_completed(&db.url, total, Duration::from_secs(300)).await;
     watching.abort();
-    let repeats = assert_in_order(target, KEYS, PER_KEY as u64);
+    let repeats = assert_in_order(target, keys, PER_KEY as u64);
     eprintln!(
-        "{name}: {KEYS} keys x {PER_KEY} events in order in {:.1} s; {} requests, {repeats} repeated after the kill",
+        "{name}: {keys} keys x {PER_KEY} events in order in {:.1} s; {} requests, {repeats} repeated after the kill",
         started.elapsed().as_secs_f64(),
         target.hits()
     );
@@ -276,23 +287,24 @@ async fn fleet_in_order_under_failures_and_kill_9_sqlite() {
     let routes = ordered_route(&target.url, "release");
     let vars = fleet(&[]);
     let started = Instant::now();
+    let keys = keys();
     let mut serve = Hookd::spawn_with(&db, &routes, "serve", &vars, "serve0.log").await;
     let watching = progress(db.url.clone(), target.clone(), "sqlite");
     let live = apis(vec![serve.url.clone()]);
-    let sending = send_keys(live.clone(), KEYS, PER_KEY);
+    let sending = send_keys(live.clone(), keys, PER_KEY);
     target
-        .wait_hits(KEYS * PER_KEY / 4, Duration::from_secs(120))
+        .wait_hits(keys * PER_KEY / 4, Duration::from_secs(120))
         .await;
     serve.child.kill().unwrap();
     serve.child.wait().unwrap();
     let serve = Hookd::spawn_with(&db, &routes, "serve", &vars, "serve1.log").await;
     live.write().unwrap()[0] = serve.url.clone();
     sending.await.unwrap();
-    wait_completed(&db.url, (KEYS * PER_KEY) as u64, Duration::from_secs(120)).await;
+    wait_completed(&db.url, (keys * PER_KEY) as u64, Duration::from_secs(300)).await;
     watching.abort();
-    let repeats = assert_in_order(&target, KEYS, PER_KEY as u64);
+    let repeats = assert_in_order(&target, keys, PER_KEY as u64);
     eprintln!(
-        "sqlite: {KEYS} keys x {PER_KEY} events in order in {:.1} s; {} requests, {repeats} repeated after the kill",
+        "sqlite: {keys} keys x {PER_KEY} events in order in {:.1} s; {} requests, {repeats} repeated after the kill",
         started.elapsed().as_secs_f64(),
         target.hits()
     );
@@ -524,5 +536,42 @@ async fn an_event_without_the_key_runs_unordered(b: Backend) {
     assert_ne!(status_of(&server, failing).await, EventStatus::Completed);
     let lines = server.admin_get("/ordering/blocked").await;
     assert!(lines["lines"].as_array().unwrap().is_empty(), "{lines}");
+    server.stop().await;
+}
+
+/// On the Redis queue, a line advances by the announcements of the workers (no store polling):
+/// one key's events, the first failing once, are delivered in order without waiting for the
+/// sweeper.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_queue_advances_a_line_by_announcements() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let target = Target::start(Behaviour {
+        fail_first: 1,
+        ..Default::default()
+    })
+    .await;
+    let prefix = unique_prefix();
+    let server = TestServer::start(
+        &db,
+        &ordered_route(&target.url, "release"),
+        &[
+            ("REDIS_URL", redis_url().as_str()),
+            ("HOOKD_REDIS_PREFIX", prefix.as_str()),
+            // The sweeper would find released events too; an hour apart, only the
+            // announcements can.
+            ("HOOKD_SWEEP_GRACE_SECS", "3600"),
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    for seq in 0..5 {
+        post(&server, &keyed_event("k", seq, "")).await;
+    }
+    server
+        .wait_all(5, EventStatus::Completed, Duration::from_secs(30))
+        .await;
+    let seqs: Vec<u64> = by_key(&target)["k"].iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![0, 0, 1, 2, 3, 4]);
+    eprintln!("5 events of one key on Redis in {:?}", started.elapsed());
     server.stop().await;
 }
