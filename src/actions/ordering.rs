@@ -144,6 +144,29 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_order_by_or_a_block_without_it_names_the_route_and_the_field() {
+        let check = |toml: &str| {
+            let settings = crate::actions::ActionSettings {
+                routes: vec![route(toml)],
+                ..Default::default()
+            };
+            settings.validate().unwrap_err().to_string()
+        };
+        assert_eq!(
+            check("name = 'ledger'\norder_by = 'data/id'\nsteps = [{ action = 'log' }]"),
+            r#"route ledger: order_by "data/id" must be a JSON pointer ("/data/object/id") or "header:<name>""#
+        );
+        assert_eq!(
+            check("on_dead_letter = 'block'\nsteps = [{ action = 'log' }]"),
+            r#"route route0: on_dead_letter = "block" needs order_by"#
+        );
+        let unknown = toml::from_str::<RouteConfig>(
+            "order_by = '/id'\non_dead_letter = 'retry'\nsteps = [{ action = 'log' }]",
+        );
+        assert!(unknown.unwrap_err().to_string().contains("on_dead_letter"));
+    }
+
+    #[test]
     fn keys_come_from_the_payload_or_a_header_and_may_be_missing() {
         let routes = [
             route(

@@ -193,10 +193,10 @@ async fn target_handler(
 /// Whether this request fails because of `fail_first_percent` or `fail_bodies_with`.
 fn fails_first(s: &TargetState, headers: &HeaderMap, body: &[u8]) -> bool {
     let b = &s.behaviour;
-    if let Some(text) = b.fail_bodies_with {
-        if String::from_utf8_lossy(body).contains(text) {
-            return true;
-        }
+    if let Some(text) = b.fail_bodies_with
+        && String::from_utf8_lossy(body).contains(text)
+    {
+        return true;
     }
     if b.fail_first_percent == 0 {
         return false;
