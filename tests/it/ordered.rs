@@ -179,8 +179,11 @@ fn fleet(extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
         ("HOOKD_MAX_ATTEMPTS", "10".to_owned()),
         // Room for the group commit to commit several batches at once (a quarter of the pool).
         ("HOOKD_DB_POOL_SIZE", "16".to_owned()),
-        // One destination for every key: its per-process cap would be the limit otherwise.
+        // One destination for every key: its per-process cap would be the limit otherwise, and
+        // its breaker would open on the planned failures (five in a row happen at 20%) and
+        // postpone every key for its cooldown.
         ("HOOKD_DESTINATION_CONCURRENCY", "32".to_owned()),
+        ("HOOKD_BREAKER_FAILURES", "1000".to_owned()),
     ];
     vars.extend(extra.iter().cloned());
     vars
