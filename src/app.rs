@@ -533,6 +533,7 @@ async fn start_api(
         admission,
         access: http::AccessGuard::new(http.admin_access.clone()),
         schemas: http.schemas.clone(),
+        routes: parts.live.router(),
     });
     let app = http::router(state, internal);
     if let Some(tls) = &tls {

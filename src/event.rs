@@ -110,6 +110,23 @@ pub struct ClaimedEvent {
     /// How many times an operator has replayed the event (0: never). Step results belong to
     /// one generation: a replay runs every step again.
     pub generation: u32,
+    /// Whether the event is in the line of an order key (a route's `order_by`): its end may let
+    /// the next event of that key start.
+    pub ordered: bool,
+}
+
+/// An event's place on one ordered route: the route's `order_by` key, read at intake. For one
+/// route and one key, an event's steps start only after every event committed before it with
+/// that key has finished.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct OrderKey {
+    /// The route's name (`route<N>` when it has none).
+    pub route: String,
+    /// The key's value.
+    pub key: String,
+    /// `on_dead_letter = "block"`: a dead letter keeps the key blocked until an operator
+    /// redrives or skips it.
+    pub block: bool,
 }
 
 /// How a processing attempt ended, as the worker reports it to the store.

@@ -14,6 +14,7 @@ pub mod egress;
 pub mod email;
 pub mod filter;
 pub mod forward;
+pub mod ordering;
 pub mod rate;
 mod settings;
 pub mod template;
@@ -34,8 +35,8 @@ use forward::{ForwardRequest, SigningKeys};
 
 pub use crate::transform::Payload;
 pub use settings::{
-    ActionSettings, ForwardSettings, InvalidRoute, RouteConfig, RouteError, StepConfig,
-    UnusedRateLimit,
+    ActionSettings, ForwardSettings, InvalidRoute, OnDeadLetter, OrderBy, RouteConfig, RouteError,
+    StepConfig, UnusedRateLimit,
 };
 
 /// A step ready to run, with the stable key its results are recorded under.
@@ -115,12 +116,19 @@ impl Step {
 /// All routes, matched in file order. Every matching route's steps run, in order.
 pub struct Router {
     routes: Vec<Route>,
+    /// The keys of the `order_by` routes, read at intake.
+    ordering: ordering::Ordering,
 }
 
 impl Router {
+    /// The order keys of the routes, for the accept path.
+    pub fn ordering(&self) -> &ordering::Ordering {
+        &self.ordering
+    }
+
     /// `smtp` is the mail server's destination, if email is configured.
-    pub fn new(routes: &[RouteConfig], smtp: Option<Destination>) -> Self {
-        let routes = routes
+    pub fn new(configs: &[RouteConfig], smtp: Option<Destination>) -> Self {
+        let routes = configs
             .iter()
             .enumerate()
             .map(|(i, r)| {
@@ -146,7 +154,10 @@ impl Router {
                 }
             })
             .collect();
-        Self { routes }
+        Self {
+            routes,
+            ordering: ordering::Ordering::new(configs),
+        }
     }
 
     /// The steps for an event, in order. Empty when no route matches. `payload` is the parsed

@@ -199,6 +199,46 @@ pub enum RouteError {
     },
     #[error("redis_stream step: `maxlen` must be at least 1")]
     ZeroMaxlen,
+    #[error("order_by {0:?} must be a JSON pointer (\"/data/object/id\") or \"header:<name>\"")]
+    OrderBy(String),
+    #[error("on_dead_letter = \"block\" needs order_by")]
+    BlockWithoutOrder,
+}
+
+/// What a dead-lettered event does to its key's line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnDeadLetter {
+    /// The dead letter leaves the line: the next event of the key starts.
+    #[default]
+    Release,
+    /// The dead letter keeps its key blocked until an operator redrives or skips it.
+    Block,
+}
+
+/// Where a route's order key comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderBy {
+    /// A JSON pointer into the payload (`/data/object/id`).
+    Pointer(String),
+    /// A request header, by lower-case name (`header:X-Shop-Id`).
+    Header(String),
+}
+
+impl OrderBy {
+    /// `"/pointer"` or `"header:<name>"`.
+    pub fn parse(spec: &str) -> Result<Self, RouteError> {
+        let bad = || RouteError::OrderBy(spec.to_owned());
+        if let Some(name) = spec.strip_prefix("header:") {
+            let name = name.trim();
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+            return Ok(Self::Header(name.to_ascii_lowercase()));
+        }
+        if spec.starts_with('/') {
+            return Ok(Self::Pointer(spec.to_owned()));
+        }
+        Err(bad())
+    }
 }
 
 /// One `[[routes]]` entry of the config file.
@@ -221,6 +261,13 @@ pub struct RouteConfig {
     /// A JavaScript file whose `transform(event)` reshapes what this route's forward and broker
     /// steps send, or skips them; a step's own `transform` replaces it.
     pub transform: Option<String>,
+    /// Deliver the events that share this key one at a time, in commit order: a JSON pointer
+    /// into the payload (`/data/object/id`) or `header:<name>`. An event without the key runs
+    /// unordered on this route.
+    pub order_by: Option<String>,
+    /// What a dead letter does to its key's line (with `order_by`).
+    #[serde(default)]
+    pub on_dead_letter: OnDeadLetter,
 }
 
 fn star() -> String {
@@ -450,6 +497,15 @@ impl RouteConfig {
     pub(crate) fn validate(&self, smtp: Option<&SmtpSettings>) -> Result<(), RouteError> {
         if self.steps.is_empty() {
             return Err(RouteError::NoSteps);
+        }
+        match &self.order_by {
+            Some(spec) => {
+                OrderBy::parse(spec)?;
+            }
+            None if self.on_dead_letter == OnDeadLetter::Block => {
+                return Err(RouteError::BlockWithoutOrder);
+            }
+            None => {}
         }
         for step in &self.steps {
             step.validate(smtp)?;

@@ -138,6 +138,7 @@ mod tests {
             traceparent: None,
             delivery: None,
             generation: 0,
+            ordered: false,
         }
     }
 

@@ -12,11 +12,13 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::client::Client;
-use super::{DlqCommand, EventsCommand, Filter, JobsCommand, ProvidersCommand, print};
+use super::{
+    DlqCommand, EventsCommand, Filter, JobsCommand, OrderingCommand, ProvidersCommand, print,
+};
 use crate::event::EventDetail;
 use crate::ops::{
-    AuditPage, EventPage, EventView, Job, JobList, JobStatus, PauseRequest, ProviderList,
-    RedriveRequest, ReplayRequest,
+    AuditPage, BlockedLines, EventPage, EventView, Job, JobList, JobStatus, PauseRequest,
+    ProviderList, RedriveRequest, ReplayRequest,
 };
 
 /// One command's client, output format and output.
@@ -216,6 +218,30 @@ pub async fn providers(s: &mut Session<'_>, command: ProvidersCommand) -> anyhow
         writeln!(out, "{name}: {done}")?;
         Ok(())
     })
+}
+
+/// `hookd ordering ...`
+pub async fn ordering(s: &mut Session<'_>, command: OrderingCommand) -> anyhow::Result<()> {
+    match command {
+        OrderingCommand::Blocked { limit } => {
+            let q = [("limit", limit.to_string())];
+            let lines = s.client.get("/ordering/blocked", &q).await?;
+            s.show(&lines, |out, l: &BlockedLines| print::blocked_lines(out, l))
+        }
+        OrderingCommand::Skip { ids } => {
+            if ids.is_empty() {
+                bail!("give the ids of the dead letters to skip");
+            }
+            for id in &ids {
+                let e = s.client.post(&format!("/ordering/skip/{id}"), None).await?;
+                s.show(&e, |out, _: &EventDetail| {
+                    writeln!(out, "{id}: skipped; the events behind it start")?;
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        }
+    }
 }
 
 /// `hookd jobs ...`

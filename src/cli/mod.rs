@@ -110,6 +110,13 @@ pub enum Command {
         #[command(flatten)]
         conn: Connection,
     },
+    /// Ordered routes: the keys held up, and skipping a dead letter that blocks its key.
+    Ordering {
+        #[command(subcommand)]
+        command: OrderingCommand,
+        #[command(flatten)]
+        conn: Connection,
+    },
     /// The audit log of operator actions, newest first.
     Audit {
         /// Only this actor (token name).
@@ -218,6 +225,17 @@ pub enum ConfigCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum OrderingCommand {
+    /// Keys whose first event has not finished: by which event, why, how many wait behind.
+    Blocked {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Take dead letters that block their keys out of their lines (they stay dead letters).
+    Skip { ids: Vec<String> },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum JobsCommand {
     /// Recent bulk jobs.
     List,
@@ -235,6 +253,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
         | Command::Providers { conn, .. }
         | Command::Jobs { conn, .. }
         | Command::Config { conn, .. }
+        | Command::Ordering { conn, .. }
         | Command::Audit { conn, .. } => conn,
         Command::Listen { args, conn } => return listen::run(conn, args.clone(), out).await,
     };
@@ -253,6 +272,7 @@ pub async fn run(command: Command, out: &mut impl Write) -> anyhow::Result<()> {
             ConfigCommand::Export => config::export(&mut s).await,
             ConfigCommand::Apply { file, dry_run } => config::apply(&mut s, &file, dry_run).await,
         },
+        Command::Ordering { command, .. } => commands::ordering(&mut s, command).await,
         Command::Audit {
             actor,
             action,

@@ -8,7 +8,7 @@ use std::io::Write;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use crate::ops::{AuditPage, EventPage, EventView, Job, ProviderList, ProviderView};
+use crate::ops::{AuditPage, BlockedLines, EventPage, EventView, Job, ProviderList, ProviderView};
 
 /// An optional value, or `-`.
 pub fn opt(v: Option<impl ToString>) -> String {
@@ -226,6 +226,36 @@ pub fn providers(out: &mut dyn Write, list: &ProviderList) -> anyhow::Result<()>
         })
         .collect();
     table(out, &["PROVIDER", "ACCEPTING", "STATE", "EVENTS"], &rows)?;
+    Ok(())
+}
+
+/// The order keys held up.
+pub fn blocked_lines(out: &mut dyn Write, list: &BlockedLines) -> anyhow::Result<()> {
+    let rows: Vec<Vec<String>> = list
+        .lines
+        .iter()
+        .map(|l| {
+            vec![
+                l.route.clone(),
+                l.key.clone(),
+                l.head.to_string(),
+                l.status.to_string(),
+                l.attempts.to_string(),
+                l.waiting_behind.to_string(),
+                opt(l.last_error.as_ref()),
+            ]
+        })
+        .collect();
+    let head = [
+        "ROUTE",
+        "KEY",
+        "BLOCKED BY",
+        "STATUS",
+        "ATTEMPTS",
+        "WAITING",
+        "LAST ERROR",
+    ];
+    table(out, &head, &rows)?;
     Ok(())
 }
 

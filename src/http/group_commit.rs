@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::event::{ClaimedEvent, EventId};
+use crate::event::{ClaimedEvent, EventId, OrderKey};
 use crate::store::{Cause, ClaimOnInsert, Inserted, Intake, NewEvent, StoreError};
 use crate::verify::VerifiedWebhook;
 use crate::worker::Handover;
@@ -158,13 +158,17 @@ impl GroupCommit {
     }
 
     /// Store a verified webhook with its first transition. Returns only after the commit of
-    /// the batch it went into. `traceparent` is the W3C trace context the worker continues.
+    /// the batch it went into. `traceparent` is the W3C trace context the worker continues;
+    /// `order` its keys on the ordered routes (the lines it joins).
     pub async fn insert(
         &self,
         webhook: &VerifiedWebhook,
         traceparent: Option<&str>,
+        order: Vec<OrderKey>,
     ) -> Result<Committed, StoreError> {
-        let event = NewEvent::new(webhook, traceparent)?.with_replay_window(self.replay_window);
+        let event = NewEvent::new(webhook, traceparent)?
+            .with_replay_window(self.replay_window)
+            .with_order(order);
         let Some(queue) = &self.queue else {
             let mut done = insert_handing_over(&self.shared, vec![event]).await;
             return done

@@ -33,6 +33,7 @@ pub use settings::{
     WORKER_INTERNAL_ADDR,
 };
 
+use crate::actions::Router as Routes;
 use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::EventStore;
@@ -61,6 +62,9 @@ pub struct AppState {
     pub access: access::AccessGuard,
     /// JSON Schemas payloads must match.
     pub schemas: Vec<SchemaRule>,
+    /// The routes, swapped by the live configuration: an accepted event's order keys (`order_by`)
+    /// are read from its payload with the routes current when it arrives.
+    pub routes: Arc<Swap<Routes>>,
 }
 
 pub use access::AccessGuard;

@@ -13,6 +13,7 @@ use serde_json::json;
 use tracing::{Instrument, Span};
 
 use super::{ApiError, AppState};
+use crate::event::OrderKey;
 use crate::store::Inserted;
 use crate::telemetry::{metrics, trace};
 use crate::verify::{Lookup, RawRequest, VerifiedWebhook};
@@ -81,13 +82,20 @@ async fn accept(
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;
+    // Before the operator's redactions: a header may be an order key and not be kept.
+    let order = state.routes.load().ordering().keys(
+        verified.provider(),
+        verified.event_type(),
+        verified.body(),
+        verified.headers(),
+    );
     verified.redact_headers(&state.limits.audit_redact_headers);
     // A signed URL handshake (Slack): echo the challenge; there is no event to store.
     if let Some(challenge) = verified.challenge() {
         tracing::info!(provider, "answered a URL verification challenge");
         return Ok((StatusCode::OK, Json(json!({ "challenge": challenge }))));
     }
-    store(state, &verified).await
+    store(state, &verified, order).await
 }
 
 /// Why the body could not be read.
@@ -105,11 +113,15 @@ fn body_error(state: &AppState, r: &BytesRejection) -> ApiError {
 
 /// Commit a verified webhook, hint the queue (unless this process's workers claimed it in the
 /// commit), and answer: 202 for a new event, 200 for one already stored.
-async fn store(state: &AppState, verified: &VerifiedWebhook) -> Result<Accepted, ApiError> {
+async fn store(
+    state: &AppState,
+    verified: &VerifiedWebhook,
+    order: Vec<OrderKey>,
+) -> Result<Accepted, ApiError> {
     let traceparent = trace::traceparent(&Span::current());
     let inserted = state
         .intake
-        .insert(verified, traceparent.as_deref())
+        .insert(verified, traceparent.as_deref(), order)
         .instrument(tracing::info_span!(
             "store.insert",
             db.system = state.store.backend()

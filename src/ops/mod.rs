@@ -2,8 +2,9 @@
 //! shared by the admin API, the console and the CLI. Who is asking (tokens and scopes, console
 //! sessions), events (search, detail, payload, activity, the live stream), replays and
 //! redrives (one, or many in a background job), dead letters, providers and their pauses,
-//! destination breakers, the configuration stored through the API (`config`: providers, routes, named destinations,
-//! export and apply), the audit log, and payload retention.
+//! destination breakers, the configuration stored through the API (`config`: providers, routes,
+//! named destinations, export and apply), the audit log, payload retention, and the order keys
+//! held up.
 //!
 //! Owns the rules of an operator action and the only way to the store for them: the admin API
 //! and the console call the functions here, never the store. Every operate action is written
@@ -14,6 +15,7 @@ pub mod audit;
 pub mod config;
 pub mod events;
 pub mod jobs;
+pub mod ordering;
 pub mod params;
 pub mod providers;
 pub mod replays;
@@ -33,6 +35,7 @@ use tokio::sync::watch;
 pub use audit::{AuditPage, AuditQuery, WhoAmI};
 pub use events::{DlqQuery, EventPage, EventQuery, EventView, Stats, StatsQuery, Window};
 pub use jobs::JobList;
+pub use ordering::{BlockedLines, BlockedQuery};
 pub use providers::{DestinationList, PauseRequest, ProviderList, ProviderView};
 pub use replays::{Finished, RedriveRequest, ReplayRequest};
 pub use sessions::{ConsoleSession, OpenedSession};
@@ -40,7 +43,8 @@ pub use stream::{EventStream, StreamBatch, StreamEvent, StreamQuery, StreamSetti
 pub use tokens::{Principal, Tokens};
 // The store's records that are answers as they are: callers name them through `ops`.
 pub use crate::store::admin::{
-    ActivityBucket, AuditEntry, EventFilter, EventPayload, EventSummary, Job, JobStatus, ReplayKind,
+    ActivityBucket, AuditEntry, BlockedLine, EventFilter, EventPayload, EventSummary, Job,
+    JobStatus, ReplayKind,
 };
 
 use crate::actions::breaker::Destinations;

@@ -43,6 +43,28 @@ pub struct EventFilter {
     pub text: Option<String>,
 }
 
+/// A key whose line is held up: its first event has not finished (it is retrying, or is a
+/// dead letter on a route that blocks), and events wait behind it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlockedLine {
+    /// The ordered route.
+    pub route: String,
+    /// The order key.
+    pub key: String,
+    /// The event first in line, which the others wait for.
+    pub head: EventId,
+    /// Why it holds the line: `retry_scheduled` (or `pending`/`processing` between attempts,
+    /// `compensating`) while it is retried, `dead_letter` on a route with
+    /// `on_dead_letter = "block"` until an operator redrives or skips it.
+    pub status: EventStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    /// When the first event was received.
+    pub received_at: DateTime<Utc>,
+    /// Events waiting behind it.
+    pub waiting_behind: u64,
+}
+
 /// One event in a list: metadata only.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EventSummary {
@@ -298,6 +320,9 @@ pub trait Reads: Send + Sync {
 
     /// A session that has not expired.
     async fn session(&self, digest: &[u8]) -> Result<Option<Session>, StoreError>;
+
+    /// The order lines held up (see [`BlockedLine`]), the oldest first event first.
+    async fn blocked_lines(&self, limit: u32) -> Result<Vec<BlockedLine>, StoreError>;
 }
 
 /// What operators change: pauses, replays, payload retention, the audit log, background jobs
@@ -364,6 +389,15 @@ pub trait Operator: Send + Sync {
     async fn create_session(&self, digest: &[u8], session: &Session) -> Result<(), StoreError>;
 
     async fn delete_session(&self, digest: &[u8]) -> Result<(), StoreError>;
+
+    /// Take a dead letter that blocks its order lines out of them, writing the transition that
+    /// says who did. Returns the events that may start now, or `None` (nothing changed) when
+    /// the event is not a dead letter in a line.
+    async fn skip_in_line(
+        &self,
+        id: EventId,
+        actor: &str,
+    ) -> Result<Option<Vec<EventId>>, StoreError>;
 }
 
 /// Seconds after which a running job that has not reported is shown as interrupted.

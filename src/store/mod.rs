@@ -34,7 +34,7 @@ pub use postgres::PgStore;
 pub use settings::{StoreSettings, is_postgres_url, is_store_url, redact_url};
 pub use sqlite::SqliteStore;
 
-use crate::event::{ClaimedEvent, EventId, EventStatus, Outcome, Progress, StepRecord};
+use crate::event::{ClaimedEvent, EventId, EventStatus, OrderKey, Outcome, Progress, StepRecord};
 use crate::verify::VerifiedWebhook;
 
 /// Result of storing a webhook.
@@ -46,12 +46,16 @@ pub enum Inserted {
     Duplicate(EventId),
 }
 
-/// What is waiting: unfinished and dead-lettered events by status, and when the oldest event
-/// still waiting for its first attempt or a retry was received.
+/// What is waiting: unfinished and dead-lettered events by status, when the oldest event
+/// still waiting for its first attempt or a retry was received, and the order keys held up.
 #[derive(Debug, Clone, Default)]
 pub struct Backlog {
     pub by_status: BTreeMap<EventStatus, u64>,
     pub oldest_pending: Option<chrono::DateTime<chrono::Utc>>,
+    /// Order keys with events waiting behind an unfinished one.
+    pub keys_waiting: u64,
+    /// When the oldest event waiting behind another of its key was received.
+    pub oldest_waiting: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Backlog {
@@ -93,6 +97,8 @@ pub struct NewEvent {
     /// delivery id is a duplicate.
     body_digest: Option<String>,
     replay_window: Duration,
+    /// Its keys on the ordered routes it matches: the lines it joins at its commit.
+    order: Vec<OrderKey>,
 }
 
 /// How long a byte-identical body of a scheme that signs only the body counts as a replay,
@@ -116,7 +122,14 @@ impl NewEvent {
                 .signs_only_body()
                 .then(|| hex::encode(sha2::Sha256::digest(w.body()))),
             replay_window: DEFAULT_REPLAY_WINDOW,
+            order: Vec::new(),
         })
+    }
+
+    /// The same event in the lines of these order keys (one per ordered route it matches).
+    pub fn with_order(mut self, order: Vec<OrderKey>) -> Self {
+        self.order = order;
+        self
     }
 
     /// The same event with another replay window (see [`DEFAULT_REPLAY_WINDOW`]).
@@ -150,6 +163,7 @@ impl NewEvent {
             traceparent: None,
             body_digest: None,
             replay_window: DEFAULT_REPLAY_WINDOW,
+            order: Vec::new(),
         }
     }
 
@@ -172,6 +186,7 @@ impl NewEvent {
             traceparent: self.traceparent.clone(),
             delivery: None,
             generation: 0,
+            ordered: !self.order.is_empty(),
         }
     }
 }
@@ -215,6 +230,9 @@ pub struct Finish {
     pub outcome: Outcome,
     /// The attempt's last step, when its result is still to be stored.
     pub step: Option<StepRecord>,
+    /// The event is in an order line ([`ClaimedEvent::ordered`]): its end may release the next
+    /// event of its key, in the same transaction.
+    pub ordered: bool,
 }
 
 /// The accept path's part of the store: committing verified webhooks.
@@ -298,6 +316,8 @@ pub trait Leases: Send + Sync {
                 owner: owner.to_owned(),
                 outcome: outcome.clone(),
                 step: None,
+                // Not known here: the path that locks the lines first is right for any event.
+                ordered: true,
             }])
             .await?;
         Ok(done.first().copied().unwrap_or(false))
@@ -308,6 +328,10 @@ pub trait Leases: Send + Sync {
     /// lease was lost (as [`Work::record_step`] would have, so the new holder does not run it
     /// again); an outcome only while its owner holds the lease. One answer per item, in order.
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError>;
+
+    /// The events the end of `id` lets start: first in each of its order lines, held back by
+    /// nothing, not yet claimed. Read after an ordered event finished, to tell the queue.
+    async fn next_in_line(&self, id: EventId) -> Result<Vec<EventId>, StoreError>;
 
     /// Hand back every lease `owner` still holds (shutdown): those events are due again now,
     /// and the interrupted attempt does not count.

@@ -16,13 +16,14 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow, Postgres};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
+use super::sql::order;
 use super::sql::{
-    Dialect, Engine, RELEASED, Side, Sql, claimed, outcome_texts, renew_leases, renewed,
-    since_replay,
+    Dialect, Engine, RELEASED, Side, Sql, claimed, renew_leases, renewed, since_replay,
 };
 use super::{Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
-use crate::event::{ClaimedEvent, EventId, Outcome, StepRecord};
+use crate::event::{ClaimedEvent, EventId, EventStatus, OrderKey};
 
+mod outcomes;
 mod replays;
 
 /// The PostgreSQL engine: one pool for reads and writes.
@@ -45,24 +46,34 @@ impl PgStore {
         &self.pool
     }
 
-    /// Insert `events` (in key order), their delivery state and their first transitions in one
-    /// statement; up to `claim.limit` of the new ones start attempt 1 in it (see
+    /// Insert `arrived` (in key order), their delivery state, their first transitions and their
+    /// places in their order lines in one statement; up to `claim.limit` of the new ones start attempt 1 in it (see
     /// [`Intake::insert_and_claim`]). Returns, per input id, the stored id: the same for an
     /// event inserted, the earlier event's for a key (or, for schemes that sign only the body, a
     /// body digest) stored before this statement began; a key match wins over a digest match.
     /// Keys stored while it ran are missing. For each event claimed, its `received_at`.
     async fn insert_rows(
         &self,
-        events: &[&NewEvent],
+        arrived: &[NewEvent],
         claim: &ClaimOnInsert,
     ) -> Result<(HashMap<Uuid, Uuid>, HashMap<Uuid, DateTime<Utc>>), StoreError> {
+        // Rows go in key order: two batches that share keys then take their unique-index locks
+        // in the same order and cannot deadlock.
+        let mut events: Vec<&NewEvent> = arrived.iter().collect();
+        events.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
         let col = |f: fn(&NewEvent) -> &str| -> Vec<&str> { events.iter().map(|e| f(e)).collect() };
         let opt = |f: fn(&NewEvent) -> Option<&str>| -> Vec<Option<&str>> {
             events.iter().map(|e| f(e)).collect()
         };
-        // One statement, so one transaction: every new event, its delivery row and its first
-        // transition commit together or not at all, and so does the claim of those `pick`ed for
-        // this process's workers. Arrays keep the statement text (and so its prepared form,
+        // Each event's place in the lines of its order keys, in arrival order: events of one
+        // line in one batch commit together and keep the order they came in.
+        let joins: Vec<(EventId, &OrderKey)> = arrived
+            .iter()
+            .flat_map(|e| e.order.iter().map(move |k| (e.id, k)))
+            .collect();
+        // One statement, so one transaction: every new event, its delivery row, its first
+        // transition and its place in its order lines commit together or not at all, and so does
+        // the claim of those `pick`ed for this process's workers. Arrays keep the statement text (and so its prepared form,
         // cached per connection) the same whatever the batch size.
         let rows: Vec<(Uuid, Uuid, Option<DateTime<Utc>>)> = sqlx::query_as(INSERT)
             .bind(events.iter().map(|e| e.id.0).collect::<Vec<_>>())
@@ -77,6 +88,20 @@ impl PgStore {
             .bind(&claim.owner)
             .bind(claim.lease.as_secs_f64())
             .bind(i64::try_from(claim.limit).unwrap_or(i64::MAX))
+            .bind(joins.iter().map(|(id, _)| id.0).collect::<Vec<_>>())
+            .bind(
+                joins
+                    .iter()
+                    .map(|(_, k)| k.route.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                joins
+                    .iter()
+                    .map(|(_, k)| k.key.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(joins.iter().map(|(_, k)| k.block).collect::<Vec<_>>())
             .fetch_all(&self.pool)
             .await?;
         let mut stored = HashMap::with_capacity(rows.len());
@@ -107,21 +132,51 @@ const INSERT: &str = "WITH n AS (
         -- Either key: (provider, idempotency key), or (provider, body digest).
         ON CONFLICT DO NOTHING
         RETURNING id, provider, received_at
+     ), j AS (
+        -- The order keys of the events inserted (not of duplicates), in arrival order.
+        SELECT j.* FROM unnest($13::uuid[], $14::text[], $15::text[], $16::bool[])
+            WITH ORDINALITY AS j(id, route, key, block, n)
+        WHERE j.id IN (SELECT id FROM ins)
+     ), c AS (
+        SELECT route, key, count(*)::int AS k FROM j GROUP BY route, key
+     ), l AS (
+        -- Each line's row, locked until the commit (so positions follow commit order) and
+        -- read at its latest version; lines in one order, so batches cannot deadlock on them.
+        INSERT INTO order_lines (route, key, next_pos, waiting)
+        SELECT route, key, k, k FROM c ORDER BY route, key
+        ON CONFLICT (route, key) DO UPDATE
+            SET next_pos = order_lines.next_pos + EXCLUDED.next_pos,
+                waiting = order_lines.waiting + EXCLUDED.waiting
+        RETURNING route, key, next_pos, waiting
+     ), p AS (
+        SELECT j.id, j.route, j.key, j.block,
+            l.next_pos - c.k + row_number() OVER w AS pos,
+            -- Someone before it: an earlier event of the batch, or one before the batch.
+            (row_number() OVER w > 1 OR l.waiting > c.k) AS behind
+        FROM j JOIN c USING (route, key) JOIN l USING (route, key)
+        WINDOW w AS (PARTITION BY j.route, j.key ORDER BY j.n)
+     ), h AS (
+        SELECT id, count(*) FILTER (WHERE behind)::int AS held FROM p GROUP BY id
+     ), m AS (
+        INSERT INTO event_order (event_id, route, key, block, pos)
+        SELECT id, route, key, block, pos FROM p
      ), pick AS (
+        -- Only events first in every line they joined may start.
         SELECT id FROM ins
         WHERE provider NOT IN (SELECT p.provider FROM provider_pauses p)
+            AND id NOT IN (SELECT id FROM h WHERE held > 0)
         LIMIT $12
      ), d AS (
         INSERT INTO deliveries (event_id, provider, received_at, status, attempts,
-                                lease_owner, next_attempt_at, updated_at)
+                                lease_owner, next_attempt_at, updated_at, held)
         SELECT i.id, i.provider, i.received_at,
             CASE WHEN p.id IS NULL THEN 'pending' ELSE 'processing' END,
             CASE WHEN p.id IS NULL THEN 0 ELSE 1 END,
             CASE WHEN p.id IS NULL THEN NULL ELSE $10 END,
             i.received_at + CASE WHEN p.id IS NULL THEN interval '0'
                                  ELSE make_interval(secs => $11) END,
-            i.received_at
-        FROM ins i LEFT JOIN pick p USING (id)
+            i.received_at, COALESCE(h.held, 0)
+        FROM ins i LEFT JOIN pick p USING (id) LEFT JOIN h USING (id)
      ), t AS (
         -- Sorted so that each event's `received` comes before its attempt.
         INSERT INTO event_transitions (event_id, from_status, to_status, detail)
@@ -194,8 +249,15 @@ impl Engine for PgStore {
     ) -> Result<Vec<EventId>, StoreError> {
         let ids: Vec<Uuid> = ids.iter().map(|i| i.0).collect();
         let from: Vec<String> = kind.from_statuses().iter().map(|s| s.to_string()).collect();
-        // One statement: the new cycle and the transition that records it commit together.
-        // The status is checked again once the row is locked (a purge may have come first).
+        // The lines of the ordered ones first (see `order`), then one statement: the new cycle
+        // and the transition that records it commit together. The status is checked again once
+        // the row is locked (a purge may have come first). Then each ordered event replayed
+        // goes to the back of its lines, in the same transaction.
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(order::LOCK_LINES)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
         let done: Vec<Uuid> = sqlx::query_scalar(
             "WITH target AS (
                 SELECT d.event_id AS id, d.status AS from_status
@@ -218,9 +280,34 @@ impl Engine for PgStore {
         .bind(&from)
         .bind(kind.as_str())
         .bind(actor)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *tx)
         .await?;
+        let ordered: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT DISTINCT event_id FROM event_order WHERE event_id = ANY($1)",
+        )
+        .bind(&done)
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in ordered {
+            order::rejoin(&mut *tx, EventId(id)).await?;
+        }
+        tx.commit().await?;
         Ok(done.into_iter().map(EventId).collect())
+    }
+
+    async fn skip_in_line(
+        &self,
+        id: EventId,
+        actor: &str,
+    ) -> Result<Option<Vec<EventId>>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(order::LOCK_LINES)
+            .bind(vec![id.0])
+            .execute(&mut *tx)
+            .await?;
+        let released = order::skip(&mut *tx, id, actor).await?;
+        tx.commit().await?;
+        Ok(released)
     }
 
     async fn purge_payloads(
@@ -261,11 +348,7 @@ impl Intake for PgStore {
     ) -> Result<(Vec<Inserted>, Vec<ClaimedEvent>), StoreError> {
         // Byte-identical bodies older than their replay window are no longer replays.
         replays::expire(&self.pool, events).await?;
-        // Rows go in key order: two batches that share keys then take their unique-index locks
-        // in the same order and cannot deadlock.
-        let mut sorted: Vec<&NewEvent> = events.iter().collect();
-        sorted.sort_unstable_by(|a, b| a.key().cmp(&b.key()));
-        let (stored, claimed) = self.insert_rows(&sorted, claim).await?;
+        let (stored, claimed) = self.insert_rows(events, claim).await?;
         let mut out: Vec<Option<Inserted>> = events
             .iter()
             .map(|e| {
@@ -304,8 +387,10 @@ impl Leases for PgStore {
         lease: Duration,
         which: Claim,
     ) -> Result<Vec<ClaimedEvent>, StoreError> {
+        // `held = 0`: not behind an unfinished event of its order key; only these are in
+        // `deliveries_due`, so a blocked line costs the claim nothing.
         const DUE: &str = "status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
-                    AND next_attempt_at <= now()";
+                    AND next_attempt_at <= now() AND held = 0";
         let (filter, selector, param) = match which {
             Claim::Due { limit } => (
                 DUE.to_owned(),
@@ -347,7 +432,8 @@ impl Leases for PgStore {
              )
              -- The event itself is only read.
              SELECT e.id, e.provider, e.event_type, e.idempotency_key, e.content_type, e.body,
-                 c.attempts, e.received_at, e.traceparent, c.replays
+                 c.attempts, e.received_at, e.traceparent, c.replays,
+                 EXISTS (SELECT 1 FROM event_order o WHERE o.event_id = c.event_id) AS ordered
              FROM claimed c JOIN events e ON e.id = c.event_id"
         );
         let query = sqlx::query(AssertSqlSafe(sql))
@@ -375,71 +461,50 @@ impl Leases for PgStore {
     }
 
     async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
-        // One statement, so one transaction and one round trip for the whole batch; rows travel
-        // as arrays, so the statement text (and its cached plan) is the same for any batch.
-        // PostgreSQL runs every data-modifying CTE to completion: the steps go in even for
-        // items whose fenced update matches nothing.
-        let texts: Vec<(String, Option<String>)> =
-            items.iter().map(|f| outcome_texts(&f.outcome)).collect();
-        let steps: Vec<&StepRecord> = items.iter().filter_map(|f| f.step.as_ref()).collect();
-        let done: Vec<Uuid> = sqlx::query_scalar(
-            "WITH f AS (
-                SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[],
-                                     $5::text[], $6::text[], $7::bool[])
-                    AS f(id, owner, status, next_at, last_error, detail, postponed)
-             ), steps AS (
-                INSERT INTO step_results (event_id, step, attempt, outcome, error, duration_ms, generation)
-                SELECT * FROM unnest($8::uuid[], $9::text[], $10::int[], $11::text[], $12::text[],
-                                     $13::bigint[], $14::int[])
-             ), upd AS (
-                UPDATE deliveries d SET status = f.status, lease_owner = NULL,
-                    next_attempt_at = COALESCE(f.next_at, d.next_attempt_at),
-                    -- A postponed attempt never ran its work: it does not count, and the last
-                    -- error stays.
-                    last_error = CASE WHEN f.postponed THEN d.last_error ELSE f.last_error END,
-                    attempts = d.attempts - CASE WHEN f.postponed THEN 1 ELSE 0 END,
-                    updated_at = now()
-                FROM f
-                WHERE d.event_id = f.id AND d.lease_owner = f.owner AND d.status = 'processing'
-                RETURNING d.event_id AS id, f.status, f.detail
-             ), t AS (
-                INSERT INTO event_transitions (event_id, from_status, to_status, detail)
-                SELECT id, 'processing', status, detail FROM upd
-             )
-             SELECT id FROM upd",
-        )
-        .bind(items.iter().map(|f| f.id.0).collect::<Vec<_>>())
-        .bind(items.iter().map(|f| f.owner.as_str()).collect::<Vec<_>>())
-        .bind(
-            items
+        let ordered: Vec<Uuid> = items.iter().filter(|f| f.ordered).map(|f| f.id.0).collect();
+        let done = if ordered.is_empty() {
+            outcomes::finish_statement(items, &self.pool).await?
+        } else {
+            // The lines first, in a statement of their own (see `order`): the outcome and the
+            // release of the next events of the key then commit together.
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(order::LOCK_LINES)
+                .bind(&ordered)
+                .execute(&mut *tx)
+                .await?;
+            let done = outcomes::finish_statement(items, &mut *tx).await?;
+            // Completed events leave every line; dead letters those of routes that release.
+            let (ids, all): (Vec<Uuid>, Vec<bool>) = items
                 .iter()
-                .map(|f| f.outcome.status().as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            items
-                .iter()
-                .map(|f| f.outcome.next_attempt_at())
-                .collect::<Vec<_>>(),
-        )
-        .bind(texts.iter().map(|(_, e)| e.as_deref()).collect::<Vec<_>>())
-        .bind(texts.iter().map(|(d, _)| d.as_str()).collect::<Vec<_>>())
-        .bind(
-            items
-                .iter()
-                .map(|f| matches!(f.outcome, Outcome::Postpone { .. }))
-                .collect::<Vec<_>>(),
-        )
-        .bind(steps.iter().map(|r| r.event_id.0).collect::<Vec<_>>())
-        .bind(steps.iter().map(|r| r.step.as_str()).collect::<Vec<_>>())
-        .bind(steps.iter().map(|r| r.attempt as i32).collect::<Vec<_>>())
-        .bind(steps.iter().map(|r| r.outcome.as_str()).collect::<Vec<_>>())
-        .bind(steps.iter().map(|r| r.error.as_deref()).collect::<Vec<_>>())
-        .bind(steps.iter().map(|r| r.duration_ms as i64).collect::<Vec<_>>())
-        .bind(steps.iter().map(|r| r.generation as i32).collect::<Vec<_>>())
-        .fetch_all(&self.pool)
-        .await?;
+                .filter(|f| f.ordered && done.contains(&f.id.0))
+                .filter_map(|f| match f.outcome.status() {
+                    EventStatus::Completed => Some((f.id.0, true)),
+                    EventStatus::DeadLetter => Some((f.id.0, false)),
+                    _ => None,
+                })
+                .unzip();
+            if !ids.is_empty() {
+                sqlx::query(outcomes::RELEASE)
+                    .bind(&ids)
+                    .bind(&all)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "DELETE FROM order_lines WHERE waiting <= 0 AND (route, key) IN (
+                        SELECT route, key FROM event_order WHERE event_id = ANY($1))",
+                )
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            done
+        };
         Ok(items.iter().map(|f| done.contains(&f.id.0)).collect())
+    }
+
+    async fn next_in_line(&self, id: EventId) -> Result<Vec<EventId>, StoreError> {
+        order::ids(&self.read(order::next_in_line(id)).await?)
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
@@ -478,6 +543,7 @@ impl Leases for PgStore {
                 SELECT event_id FROM deliveries
                 WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
                   AND next_attempt_at <= now() - make_interval(secs => $1)
+                  AND held = 0
                   AND provider NOT IN (SELECT provider FROM provider_pauses)
                 ORDER BY next_attempt_at
                 LIMIT $2

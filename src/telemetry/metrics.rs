@@ -19,6 +19,10 @@ pub const STEP_DURATION: &str = "hookd_step_duration_seconds";
 pub const EVENTS: &str = "hookd_events";
 pub const OLDEST_PENDING_AGE: &str = "hookd_oldest_pending_event_age_seconds";
 pub const BUILD_INFO: &str = "hookd_build_info";
+/// Order keys with events waiting behind an unfinished one (a route's `order_by`).
+pub const ORDERED_KEYS_WAITING: &str = "hookd_ordered_keys_waiting";
+/// Age of the oldest event waiting behind another of its order key.
+pub const ORDERED_OLDEST_WAITING_AGE: &str = "hookd_ordered_oldest_waiting_age_seconds";
 pub const BREAKER_STATE: &str = "hookd_destination_breaker_state";
 pub const DESTINATION_IN_FLIGHT: &str = "hookd_destination_in_flight";
 pub const DESTINATION_STEPS: &str = "hookd_destination_steps_total";
@@ -61,14 +65,19 @@ pub fn render(backlog: Option<&Backlog>) -> String {
             let n = b.by_status.get(&status).copied().unwrap_or(0);
             gauge!(EVENTS, "status" => status.as_str()).set(n as f64);
         }
-        let age = b
-            .oldest_pending
-            .map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
-            .unwrap_or(0.0);
+        let age = age_of(b.oldest_pending);
         gauge!(OLDEST_PENDING_AGE).set(age);
+        gauge!(ORDERED_KEYS_WAITING).set(b.keys_waiting as f64);
+        gauge!(ORDERED_OLDEST_WAITING_AGE).set(age_of(b.oldest_waiting));
     }
     handle.run_upkeep();
     handle.render()
+}
+
+/// Seconds since `t` (0 without one).
+fn age_of(t: Option<chrono::DateTime<chrono::Utc>>) -> f64 {
+    t.map(|t| (chrono::Utc::now() - t).num_milliseconds().max(0) as f64 / 1000.0)
+        .unwrap_or(0.0)
 }
 
 /// A webhook request's outcome: `accepted`, `duplicate` or a rejection reason code.

@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router};
-use crate::event::{ClaimedEvent, Outcome};
+use crate::event::{ClaimedEvent, EventId, Outcome};
 use crate::queue::Queue;
 use crate::store::{Finish, Work};
 use crate::swap::Swap;
@@ -295,6 +295,23 @@ impl Worker {
         }
     }
 
+    /// Tell the queue about the events the end of `id` let start (the next of its keys). If
+    /// this fails they are not lost: the store queue's poll or the sweeper finds them.
+    async fn announce_next_in_line(&self, id: EventId) {
+        let next = match self.store.next_in_line(id).await {
+            Ok(next) => next,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the next events of its keys; the sweeper will find them");
+                return;
+            }
+        };
+        for next in next {
+            if let Err(e) = self.queue.enqueue(next).await {
+                tracing::warn!(error = %e, event_id = %next, "cannot enqueue the next event of a key; the sweeper will find it");
+            }
+        }
+    }
+
     /// One attempt at one event.
     async fn process(&self, event: ClaimedEvent) {
         let span = tracing::info_span!(
@@ -337,12 +354,16 @@ impl Worker {
                     owner: self.owner.clone(),
                     outcome: outcome.clone(),
                     step: last_step.clone(),
+                    ordered: event.ordered,
                 })
                 .await;
             match written {
                 Ok(true) => {
                     if let Some(at) = outcome.next_attempt_at() {
                         self.timer.schedule(event.id, at);
+                    }
+                    if event.ordered {
+                        self.announce_next_in_line(event.id).await;
                     }
                     match &outcome {
                         Outcome::Completed { .. } => {

@@ -21,6 +21,7 @@ mod liveconfig;
 mod network;
 mod observability;
 mod openapi;
+mod ordered;
 mod probe;
 mod process;
 mod providers;

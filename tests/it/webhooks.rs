@@ -644,6 +644,7 @@ async fn outcomes_are_written_together_and_steps_kept_without_the_lease(b: Backe
             duration_ms: 1,
             generation: e.generation,
         }),
+        ordered: e.ordered,
     };
     let done = || Outcome::Completed {
         detail: "1 step(s) run".into(),

@@ -1,7 +1,7 @@
 //! `/admin`: the admin API, thin handlers over the operator layer (`ops`), one file per
 //! resource: events (and their live stream), dead letters, jobs (bulk replays and redrives),
-//! providers (pauses and destination breakers), the audit log; and the OpenAPI document of the
-//! whole tree.
+//! providers (pauses and destination breakers), the audit log, the order keys held up, the
+//! configuration; and the OpenAPI document of the whole tree.
 //!
 //! Every request needs an admin token ([`require_token`]); with no admin token set the whole
 //! tree answers 404, so an unconfigured admin API is indistinguishable from none. Every `POST`
@@ -15,6 +15,7 @@ mod dlq;
 mod events;
 mod jobs;
 mod openapi;
+mod ordering;
 mod providers;
 mod stream;
 
@@ -58,6 +59,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
             "/config/destinations/{name}",
             put(config::put_destination).delete(config::delete_destination),
         )
+        .route("/ordering/skip/{id}", post(ordering::skip))
         .route_layer(middleware::from_fn_with_state(state.clone(), operate_guard));
     Router::new()
         .route("/events", get(events::list_events))
@@ -76,6 +78,7 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/config", get(config::config))
         .route("/config/export", get(config::export))
         .route("/config/providers/{name}", get(config::provider))
+        .route("/ordering/blocked", get(ordering::blocked))
         .merge(operate)
         .layer(middleware::from_fn_with_state(state, require_token))
         .route_layer(middleware::from_fn(trace_layer::trace_requests))
@@ -129,6 +132,7 @@ fn action_name<'a>(method: &Method, path: &'a str) -> &'a str {
         "/admin/jobs/{id}/cancel" => "job.cancel",
         "/admin/providers/{name}/pause" => "provider.pause",
         "/admin/providers/{name}/resume" => "provider.resume",
+        "/admin/ordering/skip/{id}" => "ordering.skip",
         other => other,
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{audit, config, dlq, events, jobs, providers, stream};
+use super::{audit, config, dlq, events, jobs, ordering, providers, stream};
 use crate::ops::Window;
 
 /// The error body every endpoint answers with.
@@ -116,6 +116,7 @@ impl utoipa::Modify for BearerAuth {
         config::config, config::provider, config::put_provider, config::delete_provider,
         config::add_secret, config::put_route, config::delete_route, config::put_destination,
         config::delete_destination, config::export, config::apply,
+        ordering::blocked, ordering::skip,
     ),
     components(schemas(ErrorBody, Window)),
     modifiers(&BearerAuth),
@@ -127,6 +128,7 @@ impl utoipa::Modify for BearerAuth {
         (name = "providers", description = "Providers, pauses and destination breakers"),
         (name = "audit", description = "Who did what"),
         (name = "config", description = "Providers, routes and named destinations, live in every process"),
+        (name = "ordering", description = "Order keys held up, and skipping a blocking dead letter"),
     )
 )]
 pub struct ApiDoc;

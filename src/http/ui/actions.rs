@@ -1,5 +1,5 @@
 //! The console's operator actions, from its forms: replay, redrive (one or all), pause and
-//! resume. Each calls `ops` like the admin API does, and is audited as `<token> (console)`.
+//! resume, skipping a blocking dead letter. Each calls `ops` like the admin API does, and is audited as `<token> (console)`.
 //!
 //! Owns the scope check and the audit entry of a console action, and the redirect after it.
 //! It must never act without a [`CsrfForm`] (the CSRF check) nor for a read-scope session.
@@ -176,5 +176,20 @@ pub(super) async fn resume(
             Ok(("/ui/providers?done=resume".to_owned(), None))
         },
     )
+    .await
+}
+
+/// Skip a dead letter that blocks its order keys, audited as `ordering.skip`.
+pub(super) async fn skip(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    form: CsrfForm,
+) -> Response {
+    let who = form.session.who.clone();
+    act(&state, &form, "ordering.skip", Some(id.clone()), || async {
+        let eid = params::event_id(&id)?;
+        state.ops.skip_in_line(eid, &who).await?;
+        Ok(("/ui/ordering?done=skip".to_owned(), None))
+    })
     .await
 }

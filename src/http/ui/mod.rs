@@ -51,6 +51,8 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/config/routes", post(config::put_route))
         .route("/config/routes/{name}", get(config::route))
         .route("/config/destinations", post(config::put_destination))
+        .route("/ordering", get(ordering))
+        .route("/ordering/{id}/skip", post(actions::skip))
         .route("/audit", get(audit))
         .route("/logout", post(session::logout))
         .route_layer(middleware::from_fn_with_state(
@@ -245,6 +247,19 @@ async fn providers(
     page_or_error(&me, result)
 }
 
+async fn ordering(
+    State(state): State<Arc<AppState>>,
+    axum::Extension(me): Me,
+    uri: Uri,
+) -> Response {
+    let result = async {
+        let list = state.ops.blocked_lines(&Default::default()).await?;
+        Ok::<_, ApiError>(pages::ordering(&me, &list, flash(&uri)))
+    }
+    .await;
+    page_or_error(&me, result)
+}
+
 async fn audit(State(state): State<Arc<AppState>>, axum::Extension(me): Me) -> Response {
     let result = async {
         let entries = state.ops.recent_audit(200).await?;
@@ -265,6 +280,7 @@ fn flash(uri: &Uri) -> Option<&'static str> {
         "redrive-all" => "Redrive of the dead letters started; progress is below.",
         "pause" => "Paused: the provider's events wait; its webhooks are still accepted.",
         "resume" => "Resumed: waiting events are processed now.",
+        "skip" => "Skipped: the events behind the dead letter are processed now.",
         _ => return None,
     })
 }

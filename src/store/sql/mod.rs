@@ -10,6 +10,7 @@
 mod bind;
 mod config;
 mod operator;
+pub mod order;
 mod reads;
 mod work;
 
@@ -84,6 +85,12 @@ pub trait Engine: Intake + Leases + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> Result<(u64, Option<DateTime<Utc>>), StoreError>;
+    /// [`crate::store::Operator::skip_in_line`], in a transaction of the engine's own.
+    async fn skip_in_line(
+        &self,
+        id: EventId,
+        actor: &str,
+    ) -> Result<Option<Vec<EventId>>, StoreError>;
 }
 
 #[async_trait]

@@ -47,6 +47,14 @@ impl<E: Engine> Operator for E {
         Engine::replay(self, ids, kind, actor).await
     }
 
+    async fn skip_in_line(
+        &self,
+        id: EventId,
+        actor: &str,
+    ) -> Result<Option<Vec<EventId>>, StoreError> {
+        Engine::skip_in_line(self, id, actor).await
+    }
+
     async fn append_audit(&self, e: &NewAudit) -> Result<(), StoreError> {
         let q = Sql::new(
             "INSERT INTO audit_log (at, actor, action, target, status, detail)

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Dialect, Engine, Record, Sql, UNFINISHED};
+use super::{Dialect, Engine, Record, Sql, UNFINISHED, order};
 use crate::event::{EventDetail, EventId, EventStatus, ProviderPause, StepResultRow, Transition};
 use crate::store::admin::{
-    ActivityBucket, AuditEntry, AuditFilter, EventFilter, EventPayload, EventSummary, Job,
-    ProviderCount, Reads, Session, StreamedEvent, fill_buckets, shown_status,
+    ActivityBucket, AuditEntry, AuditFilter, BlockedLine, EventFilter, EventPayload, EventSummary,
+    Job, ProviderCount, Reads, Session, StreamedEvent, fill_buckets, shown_status,
 };
 use crate::store::{Backlog, StoreError};
 
@@ -264,18 +264,32 @@ impl<E: Engine> Reads for E {
                  WHERE status IN ('pending', 'retry_scheduled')",
             ))
             .await?;
+        let waiting = self.read(Sql::new(order::WAITING)).await?;
+        let waiting = waiting
+            .first()
+            .ok_or_else(|| StoreError::other("no row from the order lines"))?;
         Ok(Backlog {
             by_status: count_map(&rows)?,
             oldest_pending: match oldest.first() {
                 Some(r) => r.maybe_time("oldest")?,
                 None => None,
             },
+            keys_waiting: waiting.count("n")?,
+            oldest_waiting: waiting.maybe_time("oldest")?,
         })
     }
 
     async fn counts(&self) -> Result<BTreeMap<EventStatus, u64>, StoreError> {
         let q = Sql::new("SELECT status, count(*) AS n FROM deliveries GROUP BY status");
         count_map(&self.read(q).await?)
+    }
+
+    async fn blocked_lines(&self, limit: u32) -> Result<Vec<BlockedLine>, StoreError> {
+        self.read(order::blocked_lines(limit))
+            .await?
+            .iter()
+            .map(order::blocked_line)
+            .collect()
     }
 
     async fn provider_pauses(&self) -> Result<Vec<ProviderPause>, StoreError> {

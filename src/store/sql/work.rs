@@ -15,7 +15,7 @@ use crate::event::{ClaimedEvent, EventId, Outcome, Progress, StepOutcome, StepRe
 use crate::store::{StoreError, Work};
 
 /// A claimed event from the row a claim returns (the event's columns, with its delivery's
-/// `attempts` and `replays` after the update).
+/// `attempts` and `replays` after the update, and `ordered`: whether it is in an order line).
 pub fn claimed(r: &impl Record) -> Result<ClaimedEvent, StoreError> {
     Ok(ClaimedEvent {
         id: EventId(r.get("id")?),
@@ -29,6 +29,7 @@ pub fn claimed(r: &impl Record) -> Result<ClaimedEvent, StoreError> {
         traceparent: r.get("traceparent")?,
         delivery: None,
         generation: r.small("replays")?,
+        ordered: r.get("ordered")?,
     })
 }
 

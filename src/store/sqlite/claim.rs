@@ -18,6 +18,8 @@ use crate::store::{Claim, StoreError};
 const DUE: &str = "SELECT event_id, status FROM deliveries INDEXED BY deliveries_due
      WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating')
          AND next_attempt_at <= ?1
+         -- Not behind an unfinished event of its order key (only these are in the index).
+         AND held = 0
          AND NOT EXISTS (SELECT 1 FROM provider_pauses p WHERE p.provider = deliveries.provider)";
 
 /// Claim what `which` names for `owner` inside `tx`.
@@ -103,7 +105,8 @@ async fn start_attempt(
     // The event itself is only read.
     let r = sqlx::query(
         "SELECT e.id, e.provider, e.event_type, e.idempotency_key, e.content_type, e.body,
-                d.attempts, e.received_at, e.traceparent, d.replays
+                d.attempts, e.received_at, e.traceparent, d.replays,
+                EXISTS (SELECT 1 FROM event_order o WHERE o.event_id = e.id) AS ordered
          FROM events e JOIN deliveries d ON d.event_id = e.id WHERE e.id = ?1",
     )
     .bind(id)

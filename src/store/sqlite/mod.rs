@@ -25,12 +25,13 @@ use sqlx::{AssertSqlSafe, Row};
 use uuid::Uuid;
 
 use super::admin::ReplayKind;
+use super::sql::order;
 use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, outcome_texts, renew_leases, renewed,
     since_replay,
 };
 use super::{Cause, Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
-use crate::event::{ClaimedEvent, EventId, Outcome};
+use crate::event::{ClaimedEvent, EventId, OrderKey, Outcome};
 
 /// The SQLite engine: one writer connection, a pool of readers beside it.
 pub struct SqliteStore {
@@ -173,10 +174,23 @@ impl Engine for SqliteStore {
             .bind(format!("{} {replays} by {actor}", kind.as_str()))
             .execute(&mut *tx)
             .await?;
+            // A replay or redrive goes to the back of its key's line.
+            order::rejoin(&mut *tx, *id).await?;
             done.push(*id);
         }
         tx.commit().await?;
         Ok(done)
+    }
+
+    async fn skip_in_line(
+        &self,
+        id: EventId,
+        actor: &str,
+    ) -> Result<Option<Vec<EventId>>, StoreError> {
+        let mut tx = self.writer.begin_with(BEGIN).await?;
+        let released = order::skip(&mut *tx, id, actor).await?;
+        tx.commit().await?;
+        Ok(released)
     }
 
     async fn purge_payloads(
@@ -236,6 +250,14 @@ impl Intake for SqliteStore {
             tx.rollback().await?;
             return Ok((out, Vec::new()));
         }
+        // The new events join the lines of their order keys, in arrival order (one writer:
+        // that is commit order); one held behind another is not claimed below.
+        let joins: Vec<(EventId, &OrderKey)> = events
+            .iter()
+            .filter(|e| new.contains(&e.id))
+            .flat_map(|e| e.order.iter().map(move |k| (e.id, k)))
+            .collect();
+        order::join(&mut *tx, &joins).await?;
         // In the same transaction, as of the insert's own time (so they are due).
         let picked: Vec<EventId> = new.into_iter().take(claim.limit).collect();
         let claimed = if picked.is_empty() {
@@ -293,10 +315,18 @@ impl Leases for SqliteStore {
                     .execute(&mut *tx)
                     .await?;
             }
-            done.push(finish_in(&mut tx, f.id, &f.owner, &f.outcome).await?);
+            let written = finish_in(&mut tx, f.id, &f.owner, &f.outcome).await?;
+            if written && f.ordered {
+                order::settle(&mut *tx, std::iter::once((f.id, f.outcome.status()))).await?;
+            }
+            done.push(written);
         }
         tx.commit().await?;
         Ok(done)
+    }
+
+    async fn next_in_line(&self, id: EventId) -> Result<Vec<EventId>, StoreError> {
+        order::ids(&self.read(order::next_in_line(id)).await?)
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
@@ -346,6 +376,7 @@ impl Leases for SqliteStore {
              WHERE event_id IN (
                 SELECT event_id FROM deliveries INDEXED BY deliveries_due
                 WHERE status IN ('pending', 'processing', 'retry_scheduled', 'compensating') AND next_attempt_at <= ?2
+                  AND held = 0
                   AND provider NOT IN (SELECT provider FROM provider_pauses)
                 ORDER BY next_attempt_at LIMIT ?3
              )

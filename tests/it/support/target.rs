@@ -36,10 +36,17 @@ pub struct Behaviour {
     pub hang_first: bool,
     /// Answers for the first requests, in order: (status, `Retry-After` value).
     pub script: Vec<(u16, Option<&'static str>)>,
+    /// Answer 500 to the first request of this percentage of events (chosen by a hash of the
+    /// `x-hookd-event-id` header, so the same events whatever the order they come in).
+    pub fail_first_percent: u8,
+    /// Answer 500 to every request whose body contains this text.
+    pub fail_bodies_with: Option<&'static str>,
 }
 
 struct TargetState {
     behaviour: Behaviour,
+    /// Events whose first request has been answered (for `fail_first_percent`).
+    seen: Mutex<std::collections::HashSet<String>>,
     received: Mutex<Vec<Received>>,
     count: AtomicUsize,
     /// While set, every request is answered 503 at once (an outage).
@@ -66,6 +73,7 @@ impl Target {
     pub async fn start_on(ip: &str, behaviour: Behaviour) -> Self {
         let state = Arc::new(TargetState {
             behaviour,
+            seen: Mutex::new(Default::default()),
             received: Mutex::new(Vec::new()),
             count: AtomicUsize::new(0),
             down: AtomicBool::new(false),
@@ -173,13 +181,37 @@ async fn target_handler(
         }
         return resp;
     }
-    let status = if b.always_fail || n < b.fail_first {
+    let status = if b.always_fail || n < b.fail_first || fails_first(&s, &headers, &body) {
         StatusCode::INTERNAL_SERVER_ERROR
     } else {
         StatusCode::OK
     };
     record(status.as_u16());
     status.into_response()
+}
+
+/// Whether this request fails because of `fail_first_percent` or `fail_bodies_with`.
+fn fails_first(s: &TargetState, headers: &HeaderMap, body: &[u8]) -> bool {
+    let b = &s.behaviour;
+    if let Some(text) = b.fail_bodies_with
+        && String::from_utf8_lossy(body).contains(text)
+    {
+        return true;
+    }
+    if b.fail_first_percent == 0 {
+        return false;
+    }
+    let Some(id) = headers
+        .get("x-hookd-event-id")
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    let chosen = h.finish() % 100 < u64::from(b.fail_first_percent);
+    chosen && s.seen.lock().unwrap().insert(id.to_owned())
 }
 
 /// A config file with one Stripe route forwarding everything to `url`.

@@ -4,6 +4,7 @@
 
 mod config;
 mod events;
+mod ordering;
 mod providers;
 
 use axum::http::StatusCode;
@@ -18,6 +19,7 @@ pub use config::{
     ConfigForms, Filled, Outcome, config, provider as config_provider, route as config_route,
 };
 pub use events::{EventsView, dlq, event, event_live, event_rows, events};
+pub use ordering::ordering;
 pub use providers::providers;
 
 pub(super) fn time(t: &DateTime<Utc>) -> String {
@@ -46,6 +48,7 @@ pub(super) fn page(title: &str, me: Option<&ConsoleSession>, nav: &str, body: Ma
                                 ("/ui/dlq", "Dead letters", "dlq"),
                                 ("/ui/providers", "Providers", "providers"),
                                 ("/ui/config", "Configuration", "config"),
+                                ("/ui/ordering", "Ordering", "ordering"),
                                 ("/ui/audit", "Audit log", "audit"),
                             ] {
                                 a href=(href) class=[(key == nav).then_some("active")] { (label) }
