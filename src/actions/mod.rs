@@ -16,6 +16,7 @@ pub mod filter;
 pub mod forward;
 pub mod ordering;
 pub mod rate;
+mod send;
 mod settings;
 pub mod template;
 
@@ -26,12 +27,13 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::event::ClaimedEvent;
-use crate::transform::{Script, TransformError, TransformInput, Transformed, Transforms};
+use crate::transform::{Script, TransformError, Transforms};
 use breaker::Destination;
-use broker::{BrokerStep, Brokers, Message, NatsStep, RabbitStep, RedisStreamStep};
+use broker::Brokers;
 use egress::EgressPolicy;
 use email::{EmailSpec, Mailer};
 use forward::{ForwardRequest, SigningKeys};
+use send::message_id;
 
 pub use crate::transform::Payload;
 pub use settings::{
@@ -443,128 +445,6 @@ impl Actions {
             | StepConfig::Nats { .. }
             | StepConfig::RedisStream { .. } => self.publish(step, event, payload, headers).await,
         }
-    }
-
-    /// A broker step: what the step sends (the event's body, or what its transform made of
-    /// it) with hookd's headers, published where the step's templates say.
-    async fn publish(
-        &self,
-        step: &Step,
-        event: &ClaimedEvent,
-        payload: &Value,
-        headers: &BTreeMap<String, String>,
-    ) -> Result<Ran, ActionError> {
-        let target = match &step.config {
-            StepConfig::Rabbitmq {
-                url,
-                exchange,
-                routing_key,
-                ..
-            } => BrokerStep::Rabbitmq(RabbitStep {
-                url,
-                exchange,
-                routing_key: routing_key.render(event, payload),
-            }),
-            StepConfig::Nats { url, subject, .. } => BrokerStep::Nats(NatsStep {
-                url,
-                subject: subject.render(event, payload),
-            }),
-            StepConfig::RedisStream {
-                url,
-                stream,
-                maxlen,
-                ..
-            } => BrokerStep::RedisStream(RedisStreamStep {
-                url,
-                stream: stream.render(event, payload),
-                maxlen: *maxlen,
-            }),
-            _ => return Ok(Ran::Done),
-        };
-        let Some(sent) = self.payload(step, event, payload, headers).await? else {
-            return Ok(Ran::Skipped);
-        };
-        let message_id = message_id(step, event);
-        // The transform's headers (never one of hookd's own: it cannot set `x-hookd-*`), then
-        // hookd's.
-        let mut headers: Vec<(String, String)> = sent.headers.into_iter().collect();
-        headers.extend([
-            ("x-hookd-event-id".to_owned(), event.id.to_string()),
-            ("x-hookd-provider".to_owned(), event.provider.clone()),
-            ("x-hookd-event-type".to_owned(), event.event_type.clone()),
-            ("x-hookd-attempt".to_owned(), event.attempt.to_string()),
-        ]);
-        if event.generation > 0 {
-            headers.push(("x-hookd-replay".to_owned(), event.generation.to_string()));
-        }
-        let message = Message {
-            body: &sent.body,
-            content_type: sent
-                .content_type
-                .as_deref()
-                .or(event.content_type.as_deref())
-                .unwrap_or("application/octet-stream"),
-            headers,
-            message_id: &message_id,
-        };
-        self.brokers
-            .publish(target, message, self.timeout(step))
-            .await
-            .map_err(|(destination, error)| ActionError::Broker {
-                action: step.action(),
-                destination,
-                error,
-            })
-            .map(|()| Ran::Done)
-    }
-
-    /// What the step sends: the event as received, or what its transform made of it; `None`
-    /// when the transform skipped the step.
-    async fn payload(
-        &self,
-        step: &Step,
-        event: &ClaimedEvent,
-        payload: &Value,
-        headers: &BTreeMap<String, String>,
-    ) -> Result<Option<Payload>, ActionError> {
-        let Some(script) = &step.transform else {
-            return Ok(Some(Payload {
-                body: event.body.clone(),
-                ..Payload::default()
-            }));
-        };
-        // Start-up loaded every script a route names, so the pool exists when a step has one.
-        let transforms = self.transforms.as_ref().ok_or_else(|| {
-            ActionError::Transform(TransformError::Unknown {
-                file: script.clone(),
-            })
-        })?;
-        let input = TransformInput {
-            id: event.id.to_string(),
-            provider: event.provider.clone(),
-            event_type: event.event_type.clone(),
-            idempotency_key: event.idempotency_key.clone(),
-            attempt: event.attempt,
-            received_at: event.received_at.to_rfc3339(),
-            headers: headers.clone(),
-            body: payload.clone(),
-            text: String::from_utf8_lossy(&event.body).into_owned(),
-        };
-        match transforms.run(script, input).await {
-            Ok(Transformed::Deliver(p)) => Ok(Some(p)),
-            Ok(Transformed::Skip) => Ok(None),
-            Err(e) => Err(ActionError::Transform(e)),
-        }
-    }
-}
-
-/// This event's message to this step: the same on every attempt, different for each step (and
-/// compensation) of the event, and for each operator replay (a replay is meant to be delivered
-/// again). Forwards send it as `webhook-id`; brokers as `Nats-Msg-Id` and AMQP `message-id`.
-fn message_id(step: &Step, event: &ClaimedEvent) -> String {
-    match event.generation {
-        0 => format!("{}:{}", event.id, step.key),
-        n => format!("{}:{}:replay{n}", event.id, step.key),
     }
 }
 

@@ -5,11 +5,8 @@
 //! Owns the order of work inside an attempt, asking each step's destination breaker before the
 //! step and telling it after, and the rules for what counts as an attempt: a step refused by an
 //! open breaker or a busy destination, or a failure that leaves the breaker open, is the
-//! outage's fault and postpones the event without using up an attempt. It also owns the retry
-//! window: an event still unfinished `window` after it was received (or replayed) is failed
-//! for good with `retry_window_expired`, and no wait of its (retry, breaker, rate limit) ends
-//! after that deadline, so an event parked behind a breaker that never closes expires on time.
-//! It must never run a step (or compensation) that already succeeded, and never write anything
+//! outage's fault and postpones the event without using up an attempt. It applies the retry
+//! window (`window.rs`) to every attempt and its outcome. It must never run a step (or compensation) that already succeeded, and never write anything
 //! once the lease is lost.
 //!
 //! Crash safety: the phase is derived from the store on every attempt. An event that entered
@@ -26,6 +23,7 @@ use tracing::Instrument;
 
 use super::Worker;
 use super::renewer::LeaseGuard;
+use super::window::due_by;
 use crate::actions::breaker::{Admission, Health, Pass, Verdict};
 use crate::actions::{ActionError, Ran, Step};
 use crate::event::{ClaimedEvent, EventStatus, Outcome, Progress, StepOutcome, StepRecord};
@@ -93,29 +91,6 @@ fn payload(body: &[u8]) -> Result<Value, String> {
     }
 }
 
-/// The start of the reason an event failed for good because its retry window ended.
-const WINDOW_EXPIRED: &str = "retry_window_expired";
-
-/// `outcome`, with a wait that would end after `deadline` (a retry or a postponement of the
-/// normal phase) cut to end at it: the event is then claimed once more, and expires.
-/// Compensations are not bound by the window.
-fn due_by(outcome: Outcome, deadline: DateTime<Utc>) -> Outcome {
-    match outcome {
-        Outcome::RetryAt { at, error } => Outcome::RetryAt {
-            at: at.min(deadline),
-            error,
-        },
-        Outcome::Postpone { at, to, reason } if to != EventStatus::Compensating => {
-            Outcome::Postpone {
-                at: at.min(deadline),
-                to,
-                reason,
-            }
-        }
-        other => other,
-    }
-}
-
 fn wall_clock(until: Instant) -> DateTime<Utc> {
     let left = until.saturating_duration_since(Instant::now());
     Utc::now() + chrono::Duration::from_std(left).unwrap_or(chrono::Duration::MAX)
@@ -129,54 +104,6 @@ impl Worker {
         let mut ending = self.attempt_by(event, deadline).await?;
         ending.outcome = due_by(ending.outcome, deadline);
         Some(ending)
-    }
-
-    /// When `event`'s retry window ends: `window` after it was received, or after its last
-    /// replay (a replay is a new delivery, with a window of its own).
-    async fn window_end(&self, event: &ClaimedEvent) -> DateTime<Utc> {
-        let window =
-            chrono::Duration::from_std(self.settings.retry.window).unwrap_or(chrono::Duration::MAX);
-        let end = |from: DateTime<Utc>| {
-            from.checked_add_signed(window)
-                .unwrap_or(DateTime::<Utc>::MAX_UTC)
-        };
-        let received = end(event.received_at);
-        if event.generation == 0 || received > Utc::now() {
-            return received;
-        }
-        match self.store.replayed_at(event.id).await {
-            Ok(replayed) => end(replayed.unwrap_or(event.received_at)),
-            Err(e) => {
-                // Not knowing when the window started is no reason to end it: judge again at
-                // the next attempt.
-                tracing::warn!(error = %e, "cannot read when the event was replayed; retry window not applied");
-                DateTime::<Utc>::MAX_UTC
-            }
-        }
-    }
-
-    /// Why the event fails for good before this attempt runs anything: its retry window is
-    /// over. Compensations are not bound by it.
-    fn window_over(
-        &self,
-        event: &ClaimedEvent,
-        progress: &Progress,
-        deadline: DateTime<Utc>,
-    ) -> Option<String> {
-        if progress.compensating || Utc::now() < deadline {
-            return None;
-        }
-        let from = if event.generation == 0 {
-            "arrival"
-        } else {
-            "replay"
-        };
-        let error = format!(
-            "{WINDOW_EXPIRED}: not finished within {} s (HOOKD_RETRY_WINDOW) of its {from}",
-            self.settings.retry.window.as_secs(),
-        );
-        tracing::warn!(%error, "retry window over");
-        Some(error)
     }
 
     /// [`Worker::attempt`], with the retry window ending at `deadline`.

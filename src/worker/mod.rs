@@ -13,6 +13,7 @@ mod finisher;
 mod handover;
 mod renewer;
 mod timer;
+mod window;
 
 pub use self::handover::{Handover, Reservation};
 
