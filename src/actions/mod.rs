@@ -392,7 +392,7 @@ impl Actions {
                 // Literal addresses skip the resolver: check them here (start-up did too).
                 if let Ok(u) = reqwest::Url::parse(url) {
                     self.egress
-                        .check_url(&u)
+                        .check_url("forward", &u)
                         .map_err(|e| ActionError::Transport {
                             url: url.clone(),
                             error: e.to_string(),
