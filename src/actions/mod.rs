@@ -15,6 +15,7 @@ pub mod email;
 pub mod filter;
 pub mod forward;
 pub mod ordering;
+mod payload;
 pub mod rate;
 mod settings;
 pub mod template;
@@ -26,7 +27,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::event::ClaimedEvent;
-use crate::transform::{Script, TransformError, TransformInput, Transformed, Transforms};
+use crate::transform::{TransformError, Transforms};
 use breaker::Destination;
 use broker::{BrokerStep, Brokers, Message, NatsStep, RabbitStep, RedisStreamStep};
 use egress::EgressPolicy;
@@ -341,7 +342,7 @@ impl Actions {
             egress,
             default_timeout: settings.forward.timeout,
             mailer,
-            transforms: start_transforms(settings).map_err(SetupError::Transform)?,
+            transforms: payload::start_transforms(settings).map_err(SetupError::Transform)?,
         })
     }
 
@@ -386,7 +387,10 @@ impl Actions {
                 headers: extra,
                 ..
             } => {
-                let Some(body) = self.payload(step, event, payload, headers).await? else {
+                let Some(body) =
+                    payload::of_step(self.transforms.as_ref(), step, event, payload, headers)
+                        .await?
+                else {
                     return Ok(Ran::Skipped);
                 };
                 // Literal addresses skip the resolver: check them here (start-up did too).
@@ -481,7 +485,9 @@ impl Actions {
             }),
             _ => return Ok(Ran::Done),
         };
-        let Some(sent) = self.payload(step, event, payload, headers).await? else {
+        let Some(sent) =
+            payload::of_step(self.transforms.as_ref(), step, event, payload, headers).await?
+        else {
             return Ok(Ran::Skipped);
         };
         let message_id = message_id(step, event);
@@ -517,45 +523,6 @@ impl Actions {
             })
             .map(|()| Ran::Done)
     }
-
-    /// What the step sends: the event as received, or what its transform made of it; `None`
-    /// when the transform skipped the step.
-    async fn payload(
-        &self,
-        step: &Step,
-        event: &ClaimedEvent,
-        payload: &Value,
-        headers: &BTreeMap<String, String>,
-    ) -> Result<Option<Payload>, ActionError> {
-        let Some(script) = &step.transform else {
-            return Ok(Some(Payload {
-                body: event.body.clone(),
-                ..Payload::default()
-            }));
-        };
-        // Start-up loaded every script a route names, so the pool exists when a step has one.
-        let transforms = self.transforms.as_ref().ok_or_else(|| {
-            ActionError::Transform(TransformError::Unknown {
-                file: script.clone(),
-            })
-        })?;
-        let input = TransformInput {
-            id: event.id.to_string(),
-            provider: event.provider.clone(),
-            event_type: event.event_type.clone(),
-            idempotency_key: event.idempotency_key.clone(),
-            attempt: event.attempt,
-            received_at: event.received_at.to_rfc3339(),
-            headers: headers.clone(),
-            body: payload.clone(),
-            text: String::from_utf8_lossy(&event.body).into_owned(),
-        };
-        match transforms.run(script, input).await {
-            Ok(Transformed::Deliver(p)) => Ok(Some(p)),
-            Ok(Transformed::Skip) => Ok(None),
-            Err(e) => Err(ActionError::Transform(e)),
-        }
-    }
 }
 
 /// This event's message to this step: the same on every attempt, different for each step (and
@@ -580,24 +547,6 @@ fn log_event(step: &Step, event: &ClaimedEvent) {
         step = %step.key,
         "webhook event"
     );
-}
-
-/// Read every script the routes name and compile each on every transform thread; `None` when
-/// no route names one (no thread is started).
-fn start_transforms(settings: &ActionSettings) -> Result<Option<Transforms>, TransformError> {
-    let paths: BTreeSet<&str> = settings
-        .routes
-        .iter()
-        .flat_map(RouteConfig::transforms)
-        .collect();
-    if paths.is_empty() {
-        return Ok(None);
-    }
-    let scripts = paths
-        .into_iter()
-        .map(|p| Script::read(std::path::Path::new(p)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Transforms::start(&settings.transform, &scripts).map(Some)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
