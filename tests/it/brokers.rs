@@ -538,15 +538,6 @@ async fn bad_broker_steps_stop_start_up_naming_route_and_field() {
     );
 }
 
-/// A path to one of the committed example transforms.
-fn example(name: &str) -> String {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/transforms")
-        .join(name)
-        .display()
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_steps_publish_what_their_transform_makes_and_skip_on_null() {
     let db = TestDb::new(Backend::Sqlite).await;
@@ -579,7 +570,7 @@ async fn broker_steps_publish_what_their_transform_makes_and_skip_on_null() {
     );
     let routes = format!(
         "[[routes]]\nname = \"bus\"\nprovider = \"stripe\"\ntransform = \"{}\"\nsteps = [{}, {}, {}, {}]\n",
-        example("stripe-ledger.js"),
+        example_transform("stripe-ledger.js"),
         rabbit_step(RABBITMQ_URL, &ledger.exchange),
         nats_own,
         redis_step(&redis_url(), &key),
@@ -606,21 +597,9 @@ async fn broker_steps_publish_what_their_transform_makes_and_skip_on_null() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let id = id_of(r).await;
     let e = hookd.wait_status(id, EventStatus::Completed, WAIT).await;
-    let mut outcomes: Vec<(String, String)> = e["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["step"].as_str().unwrap().into(),
-                s["outcome"].as_str().unwrap().into(),
-            )
-        })
-        .collect();
-    outcomes.sort();
     let want = |step: &str, outcome: &str| (step.to_owned(), outcome.to_owned());
     assert_eq!(
-        outcomes,
+        step_outcomes(&e),
         [
             want("bus/0:rabbitmq", "succeeded"),
             want("bus/1:nats", "succeeded"),
