@@ -582,7 +582,7 @@ async fn broker_steps_publish_what_their_transform_makes_and_skip_on_null() {
         format!("http://127.0.0.1:{}", free_port()),
     )];
     let hookd = Hookd::spawn_with(&db, &routes, "serve", &vars, "serve.log").await;
-    let payment = r#"{"id":"evt_bus_1","object":"event","type":"payment_intent.succeeded","created":1765130531,"livemode":true,"data":{"object":{"id":"pi_1","amount":4999,"amount_received":4999,"currency":"eur","customer":"cus_1"}}}"#;
+    let payment = LIVE_PAYMENT;
     let r = reqwest::Client::new()
         .post(format!("{}/webhooks/stripe", hookd.url))
         .header(
@@ -607,23 +607,14 @@ async fn broker_steps_publish_what_their_transform_makes_and_skip_on_null() {
             want("bus/3:rabbitmq", "skipped"),
         ]
     );
-    let entry = serde_json::json!({
-        "entry_id": "stripe:evt_bus_1",
-        "direction": "credit",
-        "amount_minor": 4999,
-        "currency": "EUR",
-        "reference": "pi_1",
-        "customer": "cus_1",
-        "booked_at": "2025-12-07T18:02:11.000Z",
-        "source": { "provider": "stripe", "hookd_event": id.to_string() },
-    });
+    let entry = live_payment_ledger_entry(&id.to_string());
     let json = |b: &[u8]| serde_json::from_slice::<serde_json::Value>(b).unwrap();
 
     let amqp = ledger.wait(1, WAIT).await;
     assert_eq!(amqp.len(), 1);
     assert_eq!(json(&amqp[0].body), entry, "the route's transform made it");
     assert_eq!(amqp[0].headers["amqp.content_type"], "application/json");
-    assert_eq!(amqp[0].headers["idempotency-key"], "stripe:evt_bus_1");
+    assert_eq!(amqp[0].headers["idempotency-key"], "stripe:evt_live_1");
     assert_eq!(amqp[0].headers["x-hookd-event-id"], id.to_string());
     assert!(amqp[0].headers.contains_key("traceparent"), "{amqp:?}");
 
@@ -645,7 +636,7 @@ async fn broker_steps_publish_what_their_transform_makes_and_skip_on_null() {
     assert_eq!(entries.len(), 1);
     assert_eq!(json(&entries[0].body), entry);
     assert_eq!(entries[0].headers["content-type"], "application/json");
-    assert_eq!(entries[0].headers["idempotency-key"], "stripe:evt_bus_1");
+    assert_eq!(entries[0].headers["idempotency-key"], "stripe:evt_live_1");
     assert_eq!(
         entries[0].headers["x-hookd-event-type"],
         "payment_intent.succeeded"

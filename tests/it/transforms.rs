@@ -82,7 +82,7 @@ steps = [{{ action = "forward", url = "{}" }}]
     .await;
 
     // A live payment: a ledger entry, and the event unchanged to the live route.
-    let payment = r#"{"id":"evt_live_1","object":"event","type":"payment_intent.succeeded","created":1765130531,"livemode":true,"data":{"object":{"id":"pi_1","amount":4999,"amount_received":4999,"currency":"eur","customer":"cus_1"}}}"#;
+    let payment = LIVE_PAYMENT;
     let r = post_stripe(&hookd.url, payment).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let paid = id_of(r).await;
@@ -90,16 +90,7 @@ steps = [{{ action = "forward", url = "{}" }}]
     let entry = &ledger.wait_received(1, WAIT).await[0];
     assert_eq!(
         json(&entry.body),
-        serde_json::json!({
-            "entry_id": "stripe:evt_live_1",
-            "direction": "credit",
-            "amount_minor": 4999,
-            "currency": "EUR",
-            "reference": "pi_1",
-            "customer": "cus_1",
-            "booked_at": "2025-12-07T18:02:11.000Z",
-            "source": { "provider": "stripe", "hookd_event": paid.to_string() },
-        })
+        live_payment_ledger_entry(&paid.to_string())
     );
     assert_eq!(entry.headers["content-type"], "application/json");
     assert_eq!(entry.headers["idempotency-key"], "stripe:evt_live_1");
