@@ -88,17 +88,18 @@ impl EgressPolicy {
         }
     }
 
-    /// The start-up check of one forward URL; the error says what to set.
-    pub fn check_url(&self, url: &reqwest::Url) -> Result<(), EgressError> {
+    /// The start-up check of one URL a step of `action` (`forward`, `rabbitmq`, ...) sends to;
+    /// the error names the action and says what to set.
+    pub fn check_url(&self, action: &'static str, url: &reqwest::Url) -> Result<(), EgressError> {
         let refused = |target: String| {
             Err(if self.allow.is_some() {
-                EgressError::NotListed { target }
+                EgressError::NotListed { action, target }
             } else {
-                EgressError::Private { target }
+                EgressError::Private { action, target }
             })
         };
         let Some(host) = url.host_str() else {
-            return Err(EgressError::NoHost);
+            return Err(EgressError::NoHost { action });
         };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         if let Ok(addr) = bare.parse::<IpAddr>() {
@@ -123,19 +124,26 @@ impl EgressPolicy {
     }
 }
 
-/// Why a forward destination or an allow-list entry is refused; each says what to set.
+/// Why a step's destination (a forward's or a broker's) or an allow-list entry is refused;
+/// each names the step's action and says what to set.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EgressError {
-    #[error("forward to {target} is refused: it is not on HOOKD_FORWARD_ALLOW; add it there")]
-    NotListed { target: String },
+    #[error("{action} to {target} is refused: it is not on HOOKD_FORWARD_ALLOW; add it there")]
+    NotListed {
+        action: &'static str,
+        target: String,
+    },
     #[error(
-        "forward to {target} is refused: it is a private or special address; list it in \
+        "{action} to {target} is refused: it is a private or special address; list it in \
          HOOKD_FORWARD_ALLOW (e.g. HOOKD_FORWARD_ALLOW=10.0.0.0/8,ledger.internal) or set \
          HOOKD_FORWARD_ALLOW_PRIVATE=true"
     )]
-    Private { target: String },
-    #[error("forward url has no host")]
-    NoHost,
+    Private {
+        action: &'static str,
+        target: String,
+    },
+    #[error("{action} url has no host")]
+    NoHost { action: &'static str },
     #[error(
         "HOOKD_FORWARD_ALLOW entry {entry:?}: expected a host name, *.domain, an IP address or a \
          CIDR range"
@@ -317,25 +325,68 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_names_the_action_of_the_step() {
+        let url = |u: &str| reqwest::Url::parse(u).unwrap();
+        let private = EgressPolicy::new(None, false).unwrap();
+        let e = private
+            .check_url("rabbitmq", &url("amqp://guest:guest@10.0.0.5:5672/%2f"))
+            .unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "rabbitmq to 10.0.0.5 is refused: it is a private or special address; list it \
+                 in HOOKD_FORWARD_ALLOW"
+            ),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("guest"), "{e}");
+        let listed = EgressPolicy::new(Some(&["ledger.internal".to_owned()]), false).unwrap();
+        assert_eq!(
+            listed
+                .check_url("nats", &url("nats://bus.internal:4222"))
+                .unwrap_err()
+                .to_string(),
+            "nats to bus.internal is refused: it is not on HOOKD_FORWARD_ALLOW; add it there"
+        );
+        assert_eq!(
+            private
+                .check_url("redis_stream", &url("unix:/run/redis.sock"))
+                .unwrap_err()
+                .to_string(),
+            "redis_stream url has no host"
+        );
+        assert!(
+            private
+                .check_url("forward", &url("http://127.0.0.1/in"))
+                .unwrap_err()
+                .to_string()
+                .starts_with("forward to 127.0.0.1 is refused")
+        );
+    }
+
+    #[test]
     fn default_policy_refuses_private_addresses() {
         let p = EgressPolicy::new(None, false).unwrap();
         assert!(!p.allows(Some("ledger.internal"), ip("10.0.0.5")));
         assert!(p.allows(Some("api.example.com"), ip("93.184.216.34")));
         let url = |u: &str| reqwest::Url::parse(u).unwrap();
         assert!(
-            p.check_url(&url("http://127.0.0.1:9000/in"))
+            p.check_url("forward", &url("http://127.0.0.1:9000/in"))
                 .unwrap_err()
                 .to_string()
                 .contains("HOOKD_FORWARD_ALLOW")
         );
-        assert!(p.check_url(&url("http://[::1]/in")).is_err());
-        assert!(p.check_url(&url("http://localhost/in")).is_err());
+        assert!(p.check_url("forward", &url("http://[::1]/in")).is_err());
+        assert!(p.check_url("forward", &url("http://localhost/in")).is_err());
         assert!(
-            p.check_url(&url("https://ledger.internal/in")).is_ok(),
+            p.check_url("forward", &url("https://ledger.internal/in"))
+                .is_ok(),
             "names are checked when resolved"
         );
         let open = EgressPolicy::new(None, true).unwrap();
-        assert!(open.check_url(&url("http://127.0.0.1:9000/in")).is_ok());
+        assert!(
+            open.check_url("forward", &url("http://127.0.0.1:9000/in"))
+                .is_ok()
+        );
         assert!(open.allows(None, ip("10.0.0.5")));
     }
 

@@ -15,6 +15,7 @@ pub mod email;
 pub mod filter;
 pub mod forward;
 pub mod ordering;
+mod payload;
 pub mod rate;
 mod send;
 mod settings;
@@ -27,7 +28,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::event::ClaimedEvent;
-use crate::transform::{Script, TransformError, Transforms};
+use crate::transform::{TransformError, Transforms};
 use breaker::Destination;
 use broker::Brokers;
 use egress::EgressPolicy;
@@ -343,7 +344,7 @@ impl Actions {
             egress,
             default_timeout: settings.forward.timeout,
             mailer,
-            transforms: start_transforms(settings).map_err(SetupError::Transform)?,
+            transforms: payload::start_transforms(settings).map_err(SetupError::Transform)?,
         })
     }
 
@@ -388,13 +389,16 @@ impl Actions {
                 headers: extra,
                 ..
             } => {
-                let Some(body) = self.payload(step, event, payload, headers).await? else {
+                let Some(body) =
+                    payload::of_step(self.transforms.as_ref(), step, event, payload, headers)
+                        .await?
+                else {
                     return Ok(Ran::Skipped);
                 };
                 // Literal addresses skip the resolver: check them here (start-up did too).
                 if let Ok(u) = reqwest::Url::parse(url) {
                     self.egress
-                        .check_url(&u)
+                        .check_url("forward", &u)
                         .map_err(|e| ActionError::Transport {
                             url: url.clone(),
                             error: e.to_string(),
@@ -460,24 +464,6 @@ fn log_event(step: &Step, event: &ClaimedEvent) {
         step = %step.key,
         "webhook event"
     );
-}
-
-/// Read every script the routes name and compile each on every transform thread; `None` when
-/// no route names one (no thread is started).
-fn start_transforms(settings: &ActionSettings) -> Result<Option<Transforms>, TransformError> {
-    let paths: BTreeSet<&str> = settings
-        .routes
-        .iter()
-        .flat_map(RouteConfig::transforms)
-        .collect();
-    if paths.is_empty() {
-        return Ok(None);
-    }
-    let scripts = paths
-        .into_iter()
-        .map(|p| Script::read(std::path::Path::new(p)))
-        .collect::<Result<Vec<_>, _>>()?;
-    Transforms::start(&settings.transform, &scripts).map(Some)
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

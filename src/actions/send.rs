@@ -1,6 +1,7 @@
-//! What a step sends: the event's body as received, or what the step's JavaScript transform
-//! made of it (a [`Payload`]), and for broker steps the message built from it (hookd's headers,
-//! the stable message id) and published where the step's templates say.
+//! What a broker step publishes: the message built from the step's payload (`payload.rs`: the
+//! event's body, or what its transform made of it) with hookd's headers and the stable message
+//! id, published where the step's templates say; and that message id, which forwards send as
+//! `webhook-id`.
 //!
 //! It must never decide about retries or touch the store: like every action, it reports one
 //! step's result.
@@ -10,9 +11,8 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::broker::{BrokerStep, Message, NatsStep, RabbitStep, RedisStreamStep};
-use super::{ActionError, Actions, Payload, Ran, Step, StepConfig};
+use super::{ActionError, Actions, Ran, Step, StepConfig};
 use crate::event::ClaimedEvent;
-use crate::transform::{TransformError, TransformInput, Transformed};
 
 impl Actions {
     /// A broker step: what the step sends (the event's body, or what its transform made of
@@ -51,7 +51,10 @@ impl Actions {
             }),
             _ => return Ok(Ran::Done),
         };
-        let Some(sent) = self.payload(step, event, payload, headers).await? else {
+        let Some(sent) =
+            super::payload::of_step(self.transforms.as_ref(), step, event, payload, headers)
+                .await?
+        else {
             return Ok(Ran::Skipped);
         };
         let message_id = message_id(step, event);
@@ -86,45 +89,6 @@ impl Actions {
                 error,
             })
             .map(|()| Ran::Done)
-    }
-
-    /// What the step sends: the event as received, or what its transform made of it; `None`
-    /// when the transform skipped the step.
-    pub(super) async fn payload(
-        &self,
-        step: &Step,
-        event: &ClaimedEvent,
-        payload: &Value,
-        headers: &BTreeMap<String, String>,
-    ) -> Result<Option<Payload>, ActionError> {
-        let Some(script) = &step.transform else {
-            return Ok(Some(Payload {
-                body: event.body.clone(),
-                ..Payload::default()
-            }));
-        };
-        // Start-up loaded every script a route names, so the pool exists when a step has one.
-        let transforms = self.transforms.as_ref().ok_or_else(|| {
-            ActionError::Transform(TransformError::Unknown {
-                file: script.clone(),
-            })
-        })?;
-        let input = TransformInput {
-            id: event.id.to_string(),
-            provider: event.provider.clone(),
-            event_type: event.event_type.clone(),
-            idempotency_key: event.idempotency_key.clone(),
-            attempt: event.attempt,
-            received_at: event.received_at.to_rfc3339(),
-            headers: headers.clone(),
-            body: payload.clone(),
-            text: String::from_utf8_lossy(&event.body).into_owned(),
-        };
-        match transforms.run(script, input).await {
-            Ok(Transformed::Deliver(p)) => Ok(Some(p)),
-            Ok(Transformed::Skip) => Ok(None),
-            Err(e) => Err(ActionError::Transform(e)),
-        }
     }
 }
 

@@ -93,7 +93,7 @@ impl ActionSettings {
                 // Validated above: it parses, with the step's scheme.
                 if let Ok(parsed) = url.parse(kind) {
                     self.egress
-                        .check_url(&parsed)
+                        .check_url(kind.action(), &parsed)
                         .map_err(|e| invalid(RouteError::Egress(e)))?;
                 }
             }
@@ -105,7 +105,7 @@ impl ActionSettings {
                     })
                 })?;
                 self.egress
-                    .check_url(&parsed)
+                    .check_url("forward", &parsed)
                     .map_err(|e| invalid(RouteError::Egress(e)))?;
             }
         }

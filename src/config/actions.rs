@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::ConfigError;
 use super::reader::{Reader, invalid};
 use crate::actions::breaker::{BreakerPolicy, Destination};
+use crate::actions::broker::destination_of_key;
 use crate::actions::egress::EgressPolicy;
 use crate::actions::email::{Recipient, SmtpSettings};
 use crate::actions::rate::RateLimit;
@@ -106,12 +107,12 @@ fn rate_limits(r: &Reader<'_>) -> Result<BTreeMap<Destination, RateLimit>, Confi
         let dest = reqwest::Url::parse(&url)
             .ok()
             .filter(|u| u.has_host())
-            .map(|u| Destination::of_url(&u))
+            .map(|u| destination_of_key(&u))
             .ok_or_else(|| {
                 invalid(
                     setting,
                     &url,
-                    "a destination URL such as https://api.example.com",
+                    "a destination URL such as https://api.example.com or amqp://rabbit.internal:5672",
                 )
             })?;
         if let Some(other) = limits.insert(dest.clone(), limit)

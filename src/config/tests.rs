@@ -744,6 +744,51 @@ fn rate_limits_from_file_and_variable() {
 }
 
 #[test]
+fn rate_limits_take_broker_destinations() {
+    let file = r#"
+[[routes]]
+name = "bus"
+steps = [{ action = "rabbitmq", url = "amqp://hookd:secret@rabbit.internal/%2f", exchange = "webhooks", routing_key = "{{type}}" },
+         { action = "nats", url = "nats://nats.internal:4222", subject = "webhooks.{{type}}" },
+         { action = "redis_stream", url = "redis://:secret@redis.internal:6380/0", stream = "webhooks" }]
+[destinations.rate_limits]
+"amqp://rabbit.internal" = "50/s"
+"nats://nats.internal:4222" = "10/s"
+"redis://redis.internal:6380" = "5/s"
+"#;
+    // A broker's key is its `scheme://host:port`, the default port filled in as its steps' is.
+    let c = with_file(file, &[]).unwrap();
+    assert_eq!(
+        limits_of(&c),
+        [
+            "amqp://rabbit.internal:5672 50/s",
+            "nats://nats.internal:4222 10/s",
+            "redis://redis.internal:6380 5/s"
+        ]
+    );
+    let c = with_file(
+        file,
+        &[("HOOKD_RATE_LIMITS", "amqp://rabbit.internal:5672/%2f=20/m")],
+    )
+    .unwrap();
+    assert_eq!(limits_of(&c), ["amqp://rabbit.internal:5672 20/m"]);
+    // A broker no step publishes to protects nothing.
+    let e = with_file(
+        file,
+        &[(
+            "HOOKD_RATE_LIMITS",
+            "nats://nats.internal=1/s,nats://nats.internal:4223=1/s",
+        )],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("rate limit for nats://nats.internal:4223: no step sends there"),
+        "{e}"
+    );
+}
+
+#[test]
 fn bad_rate_limits_name_the_setting() {
     let table = |body: &str| format!("{LIMITED_ROUTES}\n[destinations.rate_limits]\n{body}\n");
     let env = Some;

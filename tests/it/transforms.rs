@@ -2,7 +2,7 @@
 //! binary to real targets; scripts that loop, allocate without bound, throw or answer in the
 //! wrong shape; a syntax error at start; and `hookd transform test`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,14 +18,6 @@ both_backends!(
 );
 
 const WAIT: Duration = Duration::from_secs(30);
-
-fn example(name: &str) -> String {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples/transforms")
-        .join(name)
-        .display()
-        .to_string()
-}
 
 /// Write a script into the test's folder; its path as a route names it.
 fn script(db: &TestDb, name: &str, source: &str) -> String {
@@ -51,23 +43,6 @@ fn json(body: &[u8]) -> serde_json::Value {
     serde_json::from_slice(body).unwrap()
 }
 
-/// The step results of an event as the admin API shows them: (step, outcome).
-fn steps(e: &serde_json::Value) -> Vec<(String, String)> {
-    let mut s: Vec<(String, String)> = e["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["step"].as_str().unwrap().to_owned(),
-                s["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
-    s.sort();
-    s
-}
-
 async fn the_examples_reshape_real_events_and_skips_are_recorded(b: Backend) {
     let db = TestDb::new(b).await;
     let ledger = Target::start(Behaviour::default()).await;
@@ -90,11 +65,11 @@ provider = "github"
 transform = "{}"
 steps = [{{ action = "forward", url = "{}" }}]
 "#,
-        example("stripe-ledger.js"),
+        example_transform("stripe-ledger.js"),
         ledger.url,
         live.url,
-        example("stripe-drop-test-mode.js"),
-        example("github-push-chat.js"),
+        example_transform("stripe-drop-test-mode.js"),
+        example_transform("github-push-chat.js"),
         chat.url,
     );
     let hookd = Hookd::spawn_with(
@@ -107,7 +82,7 @@ steps = [{{ action = "forward", url = "{}" }}]
     .await;
 
     // A live payment: a ledger entry, and the event unchanged to the live route.
-    let payment = r#"{"id":"evt_live_1","object":"event","type":"payment_intent.succeeded","created":1765130531,"livemode":true,"data":{"object":{"id":"pi_1","amount":4999,"amount_received":4999,"currency":"eur","customer":"cus_1"}}}"#;
+    let payment = LIVE_PAYMENT;
     let r = post_stripe(&hookd.url, payment).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let paid = id_of(r).await;
@@ -115,16 +90,7 @@ steps = [{{ action = "forward", url = "{}" }}]
     let entry = &ledger.wait_received(1, WAIT).await[0];
     assert_eq!(
         json(&entry.body),
-        serde_json::json!({
-            "entry_id": "stripe:evt_live_1",
-            "direction": "credit",
-            "amount_minor": 4999,
-            "currency": "EUR",
-            "reference": "pi_1",
-            "customer": "cus_1",
-            "booked_at": "2025-12-07T18:02:11.000Z",
-            "source": { "provider": "stripe", "hookd_event": paid.to_string() },
-        })
+        live_payment_ledger_entry(&paid.to_string())
     );
     assert_eq!(entry.headers["content-type"], "application/json");
     assert_eq!(entry.headers["idempotency-key"], "stripe:evt_live_1");
@@ -133,7 +99,7 @@ steps = [{{ action = "forward", url = "{}" }}]
     assert_eq!(passed.body, payment.as_bytes(), "byte for byte");
     assert_eq!(passed.headers["content-type"], "application/json");
     assert_eq!(
-        steps(&e),
+        step_outcomes(&e),
         [
             ("ledger/0:forward".to_owned(), "succeeded".to_owned()),
             ("live/0:forward".to_owned(), "succeeded".to_owned())
@@ -148,7 +114,7 @@ steps = [{{ action = "forward", url = "{}" }}]
         .wait_status(skipped, EventStatus::Completed, WAIT)
         .await;
     assert_eq!(
-        steps(&e),
+        step_outcomes(&e),
         [
             ("ledger/0:forward".to_owned(), "skipped".to_owned()),
             ("live/0:forward".to_owned(), "skipped".to_owned())
@@ -186,8 +152,10 @@ steps = [{{ action = "forward", url = "{}" }}]
     assert!(shown.status.success(), "{shown:?}");
     let file = db.dir.path().join("pushed.json");
     std::fs::write(&file, &shown.stdout).unwrap();
-    let (code, out, err) =
-        transform_test(&[&example("github-push-chat.js"), file.to_str().unwrap()]);
+    let (code, out, err) = transform_test(&[
+        &example_transform("github-push-chat.js"),
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let (_, body) = out.split_once("\n\n").unwrap();
     assert_eq!(body.trim_end().as_bytes(), &message.body[..]);

@@ -70,6 +70,20 @@ impl fmt::Debug for BrokerUrl {
     }
 }
 
+/// The destination `url` names where a setting is keyed by destination (rate limits): a
+/// broker's `scheme://host:port` with its default port filled in, as its steps name it (so
+/// `amqp://rabbit.internal` is `amqp://rabbit.internal:5672`), else the URL's origin.
+pub fn destination_of_key(url: &url::Url) -> Destination {
+    [
+        BrokerKind::Rabbitmq,
+        BrokerKind::Nats,
+        BrokerKind::RedisStream,
+    ]
+    .into_iter()
+    .find(|k| k.scheme() == url.scheme())
+    .map_or_else(|| Destination::of_url(url), |k| destination_of(url, k))
+}
+
 fn destination_of(url: &url::Url, kind: BrokerKind) -> Destination {
     let host = url.host_str().unwrap_or("");
     let port = url.port().unwrap_or(kind.default_port());

@@ -26,14 +26,35 @@ pub(super) async fn connect(url: &url::Url) -> Result<MultiplexedConnection, Bro
         .map_err(|e| classify(&e))
 }
 
-/// `XADD <stream> [MAXLEN ~ N] * body <bytes> content-type <ct> <header> <value> ...`.
 pub(super) async fn publish(
     mut conn: MultiplexedConnection,
     step: &RedisStreamStep<'_>,
     m: &Message<'_>,
 ) -> Result<(), BrokerError> {
+    let _id: String = xadd(step, m)?
+        .query_async(&mut conn)
+        .await
+        .map_err(|e| classify(&e))?;
+    Ok(())
+}
+
+/// `XADD <stream> [MAXLEN ~ N] * body <bytes> content-type <ct> <header> <value> ...`, or why
+/// the entry cannot be written: a transform's header named like one of the entry's own fields
+/// would make two fields of one name, and a consumer reading the entry as a map would take the
+/// header for the body.
+fn xadd(step: &RedisStreamStep<'_>, m: &Message<'_>) -> Result<redis::Cmd, BrokerError> {
     if step.stream.is_empty() {
         return Err(BrokerError::Refused("the stream key is empty".into()));
+    }
+    if let Some((name, _)) = m
+        .headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("body") || n.eq_ignore_ascii_case("content-type"))
+    {
+        return Err(BrokerError::Refused(format!(
+            "header {name:?} would clash with the stream entry's own field of that name; \
+             rename it in the transform"
+        )));
     }
     let mut cmd = redis::cmd("XADD");
     cmd.arg(&step.stream);
@@ -48,8 +69,7 @@ pub(super) async fn publish(
     for (name, value) in &m.headers {
         cmd.arg(name).arg(value);
     }
-    let _id: String = cmd.query_async(&mut conn).await.map_err(|e| classify(&e))?;
-    Ok(())
+    Ok(cmd)
 }
 
 /// Connection trouble is the server's; a refused login the credentials'; an error reply (e.g.
@@ -68,5 +88,72 @@ fn classify(e: &redis::RedisError) -> BrokerError {
         BrokerError::Publish(error_chain(e))
     } else {
         BrokerError::Refused(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step<'a>(url: &'a BrokerUrl, stream: &str) -> RedisStreamStep<'a> {
+        RedisStreamStep {
+            url,
+            stream: stream.to_owned(),
+            maxlen: Some(10),
+        }
+    }
+
+    fn message(headers: &[(&str, &str)]) -> Message<'static> {
+        Message {
+            body: b"{}",
+            content_type: "application/json",
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            message_id: "id",
+        }
+    }
+
+    #[test]
+    fn the_entry_holds_body_content_type_and_headers_once_each() {
+        let url = BrokerUrl("redis://127.0.0.1:6379".to_owned());
+        let cmd = xadd(&step(&url, "s"), &message(&[("x-team", "billing")])).unwrap();
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|a| match a {
+                redis::Arg::Simple(b) => String::from_utf8_lossy(b).into_owned(),
+                _ => "<not a simple argument>".into(),
+            })
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "XADD",
+                "s",
+                "MAXLEN",
+                "~",
+                "10",
+                "*",
+                "body",
+                "{}",
+                "content-type",
+                "application/json",
+                "x-team",
+                "billing"
+            ]
+        );
+        for clash in ["body", "Content-Type"] {
+            let e = xadd(&step(&url, "s"), &message(&[(clash, "x")])).unwrap_err();
+            assert!(
+                matches!(&e, BrokerError::Refused(m) if m.starts_with(&format!("header {clash:?} would clash"))),
+                "{e}"
+            );
+        }
+        let e = xadd(&step(&url, ""), &message(&[])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the broker refused the message: the stream key is empty"
+        );
     }
 }

@@ -126,6 +126,9 @@ impl RabbitQueue {
             if let Some(id) = props.message_id() {
                 headers.insert("amqp.message_id".into(), id.to_string());
             }
+            if let Some(ct) = props.content_type() {
+                headers.insert("amqp.content_type".into(), ct.to_string());
+            }
             out.push(BrokerMessage {
                 body: m.delivery.data.clone(),
                 headers,

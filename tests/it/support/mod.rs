@@ -23,6 +23,7 @@ mod signing;
 mod smtp;
 mod target;
 mod tls;
+mod transforms;
 mod wait;
 
 pub use brokers::*;
@@ -41,4 +42,5 @@ pub use signing::*;
 pub use smtp::*;
 pub use target::*;
 pub use tls::*;
+pub use transforms::*;
 pub use wait::*;
