@@ -119,6 +119,11 @@ async fn store(
     order: Vec<OrderKey>,
 ) -> Result<Accepted, ApiError> {
     let traceparent = trace::traceparent(&Span::current());
+    // Its first line (by route, then key) names the queue partition of an ordered event.
+    let line = order
+        .iter()
+        .min_by(|a, b| (&a.route, &a.key).cmp(&(&b.route, &b.key)))
+        .map(|k| (k.route.clone(), k.key.clone()));
     let inserted = state
         .intake
         .insert(verified, traceparent.as_deref(), order)
@@ -143,11 +148,12 @@ async fn store(
                 ));
             }
             // The event is committed; if the queue cannot take the hint, workers still find it.
-            let enqueued = state
-                .queue
-                .enqueue(id)
-                .instrument(tracing::info_span!("enqueue", queue = state.queue.kind()))
-                .await;
+            let enqueued = match &line {
+                Some((route, key)) => state.queue.enqueue_in_line(id, route, key),
+                None => state.queue.enqueue(id),
+            }
+            .instrument(tracing::info_span!("enqueue", queue = state.queue.kind()))
+            .await;
             if let Err(e) = enqueued {
                 tracing::warn!(error = %e, "enqueue failed; the event waits for a poll or the sweeper");
             }

@@ -38,6 +38,20 @@ pub trait Queue: Send + Sync + 'static {
     /// Announce an event that has just been committed. Failure here never loses the event.
     async fn enqueue(&self, id: EventId) -> Result<(), QueueError>;
 
+    /// Announce an ordered event with one of its order lines (`route`, `key`): the first by
+    /// `(route, key)`, so every announcer of an event names the same line. A partitioned queue
+    /// sends every event of a line to one partition, so one process reads a key's events and
+    /// fewer claims find the head taken. The order itself is the store's: any partition would
+    /// be correct. Failure here never loses the event.
+    async fn enqueue_in_line(
+        &self,
+        id: EventId,
+        _route: &str,
+        _key: &str,
+    ) -> Result<(), QueueError> {
+        self.enqueue(id).await
+    }
+
     /// Wait up to `wait` for due events and claim at most `max` of them for `owner`.
     async fn next(
         &self,

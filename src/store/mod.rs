@@ -235,6 +235,25 @@ pub struct Finish {
     pub ordered: bool,
 }
 
+/// What [`Leases::finish_many`] wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Finished {
+    /// One per item, in order: its outcome was written (false: the lease had been lost).
+    pub written: Vec<bool>,
+    /// The events these ends let start: now first in each of their order lines, held back by
+    /// nothing, pending. The queue is told about them (an unordered batch releases nothing).
+    pub released: Vec<Released>,
+}
+
+/// An event an ordered event's end let start, with its first order line (by `route`, then
+/// `key`), for [`crate::queue::Queue::enqueue_in_line`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    pub id: EventId,
+    pub route: String,
+    pub key: String,
+}
+
 /// The accept path's part of the store: committing verified webhooks.
 #[async_trait]
 pub trait Intake: Send + Sync {
@@ -320,18 +339,15 @@ pub trait Leases: Send + Sync {
                 ordered: true,
             }])
             .await?;
-        Ok(done.first().copied().unwrap_or(false))
+        Ok(done.written.first().copied().unwrap_or(false))
     }
 
     /// End many attempts in one transaction: for each, what [`Leases::finish`] does, after
     /// recording its last step when one is given. A step is recorded even when its attempt's
     /// lease was lost (as [`Work::record_step`] would have, so the new holder does not run it
-    /// again); an outcome only while its owner holds the lease. One answer per item, in order.
-    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError>;
-
-    /// The events the end of `id` lets start: first in each of its order lines, held back by
-    /// nothing, not yet claimed. Read after an ordered event finished, to tell the queue.
-    async fn next_in_line(&self, id: EventId) -> Result<Vec<EventId>, StoreError>;
+    /// again); an outcome only while its owner holds the lease. One answer per item, in order,
+    /// and the events the batch released (the next of their keys), from the same transaction.
+    async fn finish_many(&self, items: &[Finish]) -> Result<Finished, StoreError>;
 
     /// Hand back every lease `owner` still holds (shutdown): those events are due again now,
     /// and the interrupted attempt does not count.

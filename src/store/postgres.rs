@@ -20,7 +20,10 @@ use super::sql::order;
 use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, claimed, renew_leases, renewed, since_replay,
 };
-use super::{Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
+use super::{
+    Claim, ClaimOnInsert, Finish, Finished, Inserted, Intake, Leases, NewEvent, Released,
+    StoreError,
+};
 use crate::event::{ClaimedEvent, EventId, EventStatus, OrderKey};
 
 mod outcomes;
@@ -460,10 +463,13 @@ impl Leases for PgStore {
         )
     }
 
-    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
+    async fn finish_many(&self, items: &[Finish]) -> Result<Finished, StoreError> {
         let ordered: Vec<Uuid> = items.iter().filter(|f| f.ordered).map(|f| f.id.0).collect();
-        let done = if ordered.is_empty() {
-            outcomes::finish_statement(items, &self.pool).await?
+        let (done, released) = if ordered.is_empty() {
+            (
+                outcomes::finish_statement(items, &self.pool).await?,
+                Vec::new(),
+            )
         } else {
             // The lines first, in a statement of their own (see `order`): the outcome and the
             // release of the next events of the key then commit together.
@@ -483,28 +489,29 @@ impl Leases for PgStore {
                     _ => None,
                 })
                 .unzip();
-            if !ids.is_empty() {
-                sqlx::query(outcomes::RELEASE)
+            let released: Vec<(Uuid, String, String)> = if ids.is_empty() {
+                Vec::new()
+            } else {
+                sqlx::query_as(outcomes::RELEASE)
                     .bind(&ids)
                     .bind(&all)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "DELETE FROM order_lines WHERE waiting <= 0 AND (route, key) IN (
-                        SELECT route, key FROM event_order WHERE event_id = ANY($1))",
-                )
-                .bind(&ids)
-                .execute(&mut *tx)
-                .await?;
-            }
+                    .fetch_all(&mut *tx)
+                    .await?
+            };
             tx.commit().await?;
-            done
+            (done, released)
         };
-        Ok(items.iter().map(|f| done.contains(&f.id.0)).collect())
-    }
-
-    async fn next_in_line(&self, id: EventId) -> Result<Vec<EventId>, StoreError> {
-        order::ids(&self.read(order::next_in_line(id)).await?)
+        Ok(Finished {
+            written: items.iter().map(|f| done.contains(&f.id.0)).collect(),
+            released: released
+                .into_iter()
+                .map(|(id, route, key)| Released {
+                    id: EventId(id),
+                    route,
+                    key,
+                })
+                .collect(),
+        })
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {

@@ -7,12 +7,17 @@
 //! It must never answer a task before its batch has committed, and never report one item's
 //! failure as another's success: a batch that fails, fails every item in it, and each task's
 //! own retry loop (in `Worker::finish`) tries again.
+//!
+//! After a commit it tells the queue about the events the batch released (the next events of
+//! the keys of ordered events that ended), as the store returned them: nothing is read again,
+//! and a batch that released nothing announces nothing.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::{Finish, StoreError, Work};
+use crate::queue::Queue;
+use crate::store::{Finish, Released, StoreError, Work};
 
 type Reply = oneshot::Sender<Result<bool, StoreError>>;
 
@@ -26,7 +31,7 @@ pub(super) struct Finisher {
 
 impl Finisher {
     /// Start the writer task; it stops when the last handle is dropped.
-    pub(super) fn start(store: Arc<dyn Work>) -> Self {
+    pub(super) fn start(store: Arc<dyn Work>, announcer: Arc<dyn Queue>) -> Self {
         let (queue, mut rx) = mpsc::channel::<(Finish, Reply)>(MAX_BATCH * 2);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -34,8 +39,12 @@ impl Finisher {
                 let (items, replies): (Vec<Finish>, Vec<Reply>) = batch.drain(..).unzip();
                 match store.finish_many(&items).await {
                     Ok(done) => {
-                        for (reply, done) in replies.into_iter().zip(done) {
-                            let _ = reply.send(Ok(done));
+                        for (reply, written) in replies.into_iter().zip(done.written) {
+                            let _ = reply.send(Ok(written));
+                        }
+                        if !done.released.is_empty() {
+                            // Off the writer's path: the next batch need not wait for it.
+                            tokio::spawn(announce(announcer.clone(), done.released));
                         }
                     }
                     Err(e) => {
@@ -58,5 +67,15 @@ impl Finisher {
             .await
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// Tell the queue about events that may start now. If this fails they are not lost: the store
+/// queue's poll or the sweeper finds them (a released event is overdue from its old due time).
+async fn announce(queue: Arc<dyn Queue>, released: Vec<Released>) {
+    for r in released {
+        if let Err(e) = queue.enqueue_in_line(r.id, &r.route, &r.key).await {
+            tracing::warn!(error = %e, event_id = %r.id, "cannot enqueue the next event of a key; the sweeper will find it");
+        }
     }
 }

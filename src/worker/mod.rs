@@ -32,7 +32,7 @@ use tracing::Instrument;
 
 use crate::actions::breaker::Destinations;
 use crate::actions::{Actions, Router};
-use crate::event::{ClaimedEvent, EventId, Outcome};
+use crate::event::{ClaimedEvent, Outcome};
 use crate::queue::Queue;
 use crate::store::{Finish, Work};
 use crate::swap::Swap;
@@ -166,7 +166,7 @@ impl Worker {
         // minutes without one is a hang (a connection that never answers), not load.
         let stall = (settings.poll_interval * 4).max(Duration::from_secs(120));
         Self {
-            finisher: Finisher::start(store.clone()),
+            finisher: Finisher::start(store.clone(), queue.clone()),
             timer: Default::default(),
             heartbeat: Arc::new(Heartbeat::new(stall)),
             renewer: Renewer::start(store.clone(), owner.clone(), settings.lease),
@@ -296,23 +296,6 @@ impl Worker {
         }
     }
 
-    /// Tell the queue about the events the end of `id` let start (the next of its keys). If
-    /// this fails they are not lost: the store queue's poll or the sweeper finds them.
-    async fn announce_next_in_line(&self, id: EventId) {
-        let next = match self.store.next_in_line(id).await {
-            Ok(next) => next,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read the next events of its keys; the sweeper will find them");
-                return;
-            }
-        };
-        for next in next {
-            if let Err(e) = self.queue.enqueue(next).await {
-                tracing::warn!(error = %e, event_id = %next, "cannot enqueue the next event of a key; the sweeper will find it");
-            }
-        }
-    }
-
     /// One attempt at one event.
     async fn process(&self, event: ClaimedEvent) {
         let span = tracing::info_span!(
@@ -362,9 +345,6 @@ impl Worker {
                 Ok(true) => {
                     if let Some(at) = outcome.next_attempt_at() {
                         self.timer.schedule(event.id, at);
-                    }
-                    if event.ordered {
-                        self.announce_next_in_line(event.id).await;
                     }
                     match &outcome {
                         Outcome::Completed { .. } => {

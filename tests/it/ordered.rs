@@ -359,6 +359,7 @@ both_backends!(
     a_blocking_dead_letter_holds_its_key_until_redriven,
     a_replay_joins_the_back_of_its_line,
     an_event_without_the_key_runs_unordered,
+    the_end_of_an_event_returns_the_next_of_its_key_with_its_line,
 );
 
 async fn a_failing_event_holds_back_its_own_key_only(b: Backend) {
@@ -577,4 +578,155 @@ async fn redis_queue_advances_a_line_by_announcements() {
     assert_eq!(seqs, vec![0, 0, 1, 2, 3, 4]);
     eprintln!("5 events of one key on Redis in {:?}", started.elapsed());
     server.stop().await;
+}
+
+/// On the Redis queue an ordered event's message goes to the partition of its line (route and
+/// key), not of its id: every event of one key is in one partition's stream, so one process
+/// reads them. An `api` process alone (nobody reads the streams), so the messages stay there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_messages_of_one_key_go_to_one_partition() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let prefix = unique_prefix();
+    let vars = [
+        ("REDIS_URL", redis_url()),
+        ("HOOKD_REDIS_PREFIX", prefix.clone()),
+    ];
+    let routes = ordered_route("http://127.0.0.1:9/", "release");
+    let api = Hookd::spawn_with(&db, &routes, "api", &vars, "api.log").await;
+    let mut key_of = BTreeMap::new();
+    for seq in 0..8 {
+        for key in ["in_a", "in_b", "in_c"] {
+            let resp = post_stripe(&api.url, &keyed_event(key, seq, "")).await;
+            assert_eq!(resp.status(), reqwest::StatusCode::ACCEPTED);
+            key_of.insert(id_of(resp).await, key);
+        }
+    }
+    let keys = hookd::queue::RedisKeys::new(&prefix, hookd::queue::RedisConfig::DEFAULT_PARTITIONS);
+    let redis = redis_conn(&redis_url()).await;
+    // Where each key's messages are: the partitions of their streams.
+    let placed = eventually(
+        "every message written".to_owned(),
+        Duration::from_secs(30),
+        || {
+            let keys = keys.clone();
+            let key_of = key_of.clone();
+            let mut redis = redis.clone();
+            async move {
+                let mut placed: BTreeMap<&str, HashSet<u32>> = BTreeMap::new();
+                let mut n = 0;
+                for p in &keys.partitions {
+                    let entries: redis::streams::StreamRangeReply =
+                        redis::AsyncCommands::xrange_all(&mut redis, &p.stream)
+                            .await
+                            .unwrap();
+                    for e in entries.ids {
+                        let id: String = e.get("id").unwrap();
+                        let key = key_of[&id.parse::<EventId>().unwrap()];
+                        placed.entry(key).or_default().insert(p.index);
+                        n += 1;
+                    }
+                }
+                (n, placed)
+            }
+        },
+        |(n, _)| *n == 24,
+    )
+    .await
+    .1;
+    for (key, partitions) in &placed {
+        let line = format!("ledger\0{key}");
+        let expected = hookd::queue::partition_of(line.as_bytes(), keys.partitions.len() as u32);
+        assert_eq!(
+            partitions,
+            &HashSet::from([expected]),
+            "the messages of {key} are in its line's partition only"
+        );
+    }
+    assert_eq!(placed.len(), 3);
+}
+
+/// The store returns, from the outcome's own transaction, the events an end let start (with
+/// their first line, for the queue's partition): the next event of a key when the head
+/// completes, nothing for a line the event was alone in, nothing for a retry (it stays first).
+async fn the_end_of_an_event_returns_the_next_of_its_key_with_its_line(b: Backend) {
+    let db = TestDb::new(b).await;
+    let store = hookd::store::connect(&db.url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let line = |route: &str, key: &str| hookd::event::OrderKey {
+        route: route.to_owned(),
+        key: key.to_owned(),
+        block: false,
+    };
+    let mut events = Vec::new();
+    for (seq, keys) in [
+        (0, vec![line("r2", "k"), line("r1", "k")]),
+        (1, vec![line("r2", "k"), line("r1", "k")]),
+        (2, vec![line("r1", "alone")]),
+    ] {
+        let (_, body) = stripe_event(&format!("invoice.updated.{seq}"));
+        let event = hookd::store::NewEvent::new(&verified_stripe(&body).await, None)
+            .unwrap()
+            .with_order(keys);
+        events.push(event.id());
+        store.insert_batch(&[event]).await.unwrap();
+    }
+    let claimed = store
+        .claim(
+            "w",
+            Duration::from_secs(30),
+            hookd::store::Claim::Due { limit: 10 },
+        )
+        .await
+        .unwrap();
+    let mut ids: Vec<EventId> = claimed.iter().map(|e| e.id).collect();
+    ids.sort();
+    let mut expected = vec![events[0], events[2]];
+    expected.sort();
+    assert_eq!(ids, expected, "the second event of k waits for the first");
+    let end = |id: EventId, outcome: hookd::event::Outcome| hookd::store::Finish {
+        id,
+        owner: "w".into(),
+        outcome,
+        step: None,
+        ordered: true,
+    };
+    let done = || hookd::event::Outcome::Completed {
+        detail: "ok".into(),
+    };
+    // Due at once, so it can be claimed again.
+    let retry = hookd::event::Outcome::RetryAt {
+        at: chrono::Utc::now() - chrono::Duration::seconds(1),
+        error: "boom".into(),
+    };
+    let first = store.finish_many(&[end(events[0], retry)]).await.unwrap();
+    assert_eq!(first.written, [true]);
+    assert!(
+        first.released.is_empty(),
+        "a retry keeps its key: {first:?}"
+    );
+    let again = store
+        .claim(
+            "w",
+            Duration::from_secs(30),
+            hookd::store::Claim::Events(vec![events[0]]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1, "claimed again, the first of its key");
+    let ended = store
+        .finish_many(&[end(events[0], done()), end(events[2], done())])
+        .await
+        .unwrap();
+    assert_eq!(ended.written, [true, true]);
+    assert_eq!(
+        ended.released,
+        [hookd::store::Released {
+            id: events[1],
+            route: "r1".into(),
+            key: "k".into(),
+        }],
+        "the next of k, named by its first line; the line of one event frees nobody"
+    );
 }

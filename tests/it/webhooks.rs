@@ -661,7 +661,12 @@ async fn outcomes_are_written_together_and_steps_kept_without_the_lease(b: Backe
         ])
         .await
         .unwrap();
-    assert_eq!(written, [true, false, true], "w2 never held a lease");
+    assert_eq!(
+        written.written,
+        [true, false, true],
+        "w2 never held a lease"
+    );
+    assert!(written.released.is_empty(), "no event was in an order line");
     let event = |i: usize| {
         let store = store.clone();
         let id = claimed[i].id;

@@ -4,7 +4,9 @@
 //! Keys (`keys.rs`): each partition's stream, delayed set and job records share a hash tag of
 //! their own (`{<prefix>:<n>:<k>}`), so a partition's Lua scripts run in one slot and the
 //! partitions land on different masters; the sweeper lease and the membership of worker
-//! processes are fleet-wide under `{<prefix>}`. An event's partition is `partition_of` its id.
+//! processes are fleet-wide under `{<prefix>}`. An event's partition is `partition_of` its id,
+//! or, for an ordered event announced with its line, of the line (route and key), so one
+//! process reads the events of a key.
 //! Each worker process owns some partitions (`partitions.rs`) and reads each with a reader of
 //! its own (`reader.rs`) into a bounded read-ahead (`inbox.rs`) that the worker's `next()`
 //! claims from.
@@ -101,7 +103,8 @@ pub struct RedisQueue {
     inbox: Inbox,
     /// The longest a reader blocks (the worker poll interval).
     max_block: Duration,
-    enqueue_tx: mpsc::Sender<EventId>,
+    /// Each hint with the partition it goes to.
+    enqueue_tx: mpsc::Sender<(EventId, u32)>,
     /// Hints accepted by `enqueue` and not yet written.
     unwritten: AtomicUsize,
     /// Retries this process scheduled that fall due before a reader's block ends: partition
@@ -170,13 +173,30 @@ impl RedisQueue {
         tokio::spawn(partitions::run(self.clone(), consumer, shutdown))
     }
 
-    /// The partition an event's messages go to.
+    /// The partition an event's messages go to, unless it is announced with its order line.
     fn partition(&self, id: EventId) -> u32 {
         partition_of(id.0.as_bytes(), self.config.partitions)
     }
 
+    /// The partition of an order line: the route's name, a NUL (no name has one, so two
+    /// lines never share the bytes) and the key.
+    fn line_partition(&self, route: &str, key: &str) -> u32 {
+        let line = [route.as_bytes(), b"\0", key.as_bytes()].concat();
+        partition_of(&line, self.config.partitions)
+    }
+
+    /// Hand a hint to the writer task.
+    fn send_hint(&self, id: EventId, partition: u32) -> Result<(), QueueError> {
+        // Counted before sending, so the writer never subtracts what was not added.
+        self.unwritten.fetch_add(1, Ordering::SeqCst);
+        self.enqueue_tx.try_send((id, partition)).map_err(|_| {
+            self.unwritten.fetch_sub(1, Ordering::SeqCst);
+            QueueError::Redis("enqueue buffer full".into())
+        })
+    }
+
     /// Writes enqueue hints to the streams in pipelined batches, off the request path.
-    async fn enqueue_writer(self: Arc<Self>, mut rx: mpsc::Receiver<EventId>) {
+    async fn enqueue_writer(self: Arc<Self>, mut rx: mpsc::Receiver<(EventId, u32)>) {
         let mut batch = Vec::with_capacity(ENQUEUE_BATCH);
         while rx.recv_many(&mut batch, ENQUEUE_BATCH).await > 0 {
             if let Err(e) = self.xadd_all(&batch).await {
@@ -199,12 +219,12 @@ impl RedisQueue {
 
     /// Add a message for each event to its partition's stream: one pipeline per partition (a
     /// cluster refuses a pipeline across slots), all partitions at once.
-    async fn xadd_all(&self, ids: &[EventId]) -> Result<(), QueueError> {
+    async fn xadd_all(&self, hints: &[(EventId, u32)]) -> Result<(), QueueError> {
         let mut by_partition: BTreeMap<u32, redis::Pipeline> = BTreeMap::new();
-        for id in ids {
-            let stream = &self.keys.partition(self.partition(*id)).stream;
+        for (id, partition) in hints {
+            let stream = &self.keys.partition(*partition).stream;
             by_partition
-                .entry(self.partition(*id))
+                .entry(*partition)
                 .or_default()
                 .cmd("XADD")
                 .arg(stream)
@@ -419,7 +439,10 @@ impl RedisQueue {
                 return Ok(total);
             }
             total += ids.len();
-            self.xadd_all(&ids).await?;
+            // By id: the sweeper does not read keys (the store's gate keeps the order anyway).
+            let hints: Vec<(EventId, u32)> =
+                ids.iter().map(|id| (*id, self.partition(*id))).collect();
+            self.xadd_all(&hints).await?;
         }
     }
 }
@@ -450,12 +473,11 @@ impl Queue for RedisQueue {
     }
 
     async fn enqueue(&self, id: EventId) -> Result<(), QueueError> {
-        // Counted before sending, so the writer never subtracts what was not added.
-        self.unwritten.fetch_add(1, Ordering::SeqCst);
-        self.enqueue_tx.try_send(id).map_err(|_| {
-            self.unwritten.fetch_sub(1, Ordering::SeqCst);
-            QueueError::Redis("enqueue buffer full".into())
-        })
+        self.send_hint(id, self.partition(id))
+    }
+
+    async fn enqueue_in_line(&self, id: EventId, route: &str, key: &str) -> Result<(), QueueError> {
+        self.send_hint(id, self.line_partition(route, key))
     }
 
     async fn next(

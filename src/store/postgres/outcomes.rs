@@ -13,8 +13,13 @@ use crate::store::{Finish, StoreError};
 /// out of the lines of routes that release) out of their lines, and let the next event of each
 /// line start: `order::leave` for a whole batch in one statement. An event that ran was first
 /// in all its lines, so the next one in each is the new head. Runs after the lines were locked
-/// (`order::LOCK_LINES`), so it sees every event that joined them; the statement's own changes
-/// are not visible to it, hence the events leaving are left out by hand.
+/// (`order::LOCK_LINES`), so it sees every event that joined them, and each line's `waiting` is
+/// its latest; the statement's own changes are not visible to it, hence the events leaving are
+/// left out by hand, and a line its last events leave is deleted rather than decremented (the
+/// table holds only lines with events in them; with a key per event, that is every line, and
+/// nothing else is written). Returns the events it let start (held by nothing now, pending),
+/// each with its first line (`route`, `key`), for the queue to be told: none when no line had
+/// anyone waiting.
 pub(super) const RELEASE: &str = "WITH e AS (
         SELECT * FROM unnest($1::uuid[], $2::bool[]) AS e(event_id, all_lines)
      ), gone AS (
@@ -23,21 +28,30 @@ pub(super) const RELEASE: &str = "WITH e AS (
         RETURNING o.event_id, o.route, o.key
      ), c AS (
         SELECT route, key, count(*)::int AS k FROM gone GROUP BY route, key
+     ), emptied AS (
+        DELETE FROM order_lines l USING c
+        WHERE l.route = c.route AND l.key = c.key AND l.waiting <= c.k
      ), dec AS (
         UPDATE order_lines l SET waiting = l.waiting - c.k FROM c
-        WHERE l.route = c.route AND l.key = c.key
-        RETURNING l.route, l.key, l.waiting
+        WHERE l.route = c.route AND l.key = c.key AND l.waiting > c.k
+        RETURNING l.route, l.key
      ), next AS (
         SELECT (SELECT o.event_id FROM event_order o
                 WHERE o.route = dec.route AND o.key = dec.key AND o.pos IS NOT NULL
                   AND o.event_id NOT IN (SELECT event_id FROM gone)
                 ORDER BY o.pos LIMIT 1) AS event_id
-        FROM dec WHERE dec.waiting > 0
+        FROM dec
+     ), freed AS (
+        UPDATE deliveries d SET held = d.held - x.n
+        FROM (SELECT event_id, count(*)::int AS n FROM next WHERE event_id IS NOT NULL
+              GROUP BY event_id) x
+        WHERE d.event_id = x.event_id
+        RETURNING d.event_id, d.held, d.status
      )
-     UPDATE deliveries d SET held = d.held - x.n
-     FROM (SELECT event_id, count(*)::int AS n FROM next WHERE event_id IS NOT NULL
-           GROUP BY event_id) x
-     WHERE d.event_id = x.event_id";
+     SELECT f.event_id, k.route, k.key FROM freed f
+     CROSS JOIN LATERAL (SELECT o.route, o.key FROM event_order o WHERE o.event_id = f.event_id
+                         ORDER BY o.route, o.key LIMIT 1) k
+     WHERE f.held = 0 AND f.status = 'pending'";
 
 /// [`Leases::finish_many`]'s one statement, on `db` (the pool, or a transaction): the ids whose
 /// outcome was written.

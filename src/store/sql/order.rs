@@ -19,8 +19,8 @@ use sqlx::sqlite::{Sqlite, SqliteConnection, SqliteRow};
 
 use super::{Record, Sql};
 use crate::event::{EventId, EventStatus, OrderKey};
-use crate::store::StoreError;
 use crate::store::admin::BlockedLine;
+use crate::store::{Released, StoreError};
 
 /// A connection inside a transaction, for the statements of this module.
 #[async_trait]
@@ -238,45 +238,39 @@ pub async fn rejoin<C: Conn + ?Sized>(
     Ok(released.into_iter().filter(|id| *id != event).collect())
 }
 
-/// The events whose outcome was just written, with their new status: a completed event leaves
+/// The event whose outcome was just written, with its new status: a completed event leaves
 /// its lines, a dead letter those whose route releases it. Other statuses stay in line.
+/// Returns the events its leaving let start, each with its first line.
 pub async fn settle<C: Conn + ?Sized>(
     c: &mut C,
-    ended: impl Iterator<Item = (EventId, EventStatus)> + Send,
-) -> Result<(), StoreError> {
-    for (id, status) in ended {
-        match status {
-            EventStatus::Completed => {
-                leave(c, id, true).await?;
-            }
-            EventStatus::DeadLetter => {
-                leave(c, id, false).await?;
-            }
-            _ => {}
+    id: EventId,
+    status: EventStatus,
+) -> Result<Vec<Released>, StoreError> {
+    let ids = match status {
+        EventStatus::Completed => leave(c, id, true).await?,
+        EventStatus::DeadLetter => leave(c, id, false).await?,
+        _ => return Ok(Vec::new()),
+    };
+    let mut released = Vec::with_capacity(ids.len());
+    for id in ids {
+        let first = c
+            .run(
+                Sql::new(
+                    "SELECT route, key FROM event_order WHERE event_id = $1
+                     ORDER BY route, key LIMIT 1",
+                )
+                .arg(id),
+            )
+            .await?;
+        if let Some(r) = first.first() {
+            released.push(Released {
+                id,
+                route: r.get("route")?,
+                key: r.get("key")?,
+            });
         }
     }
-    Ok(())
-}
-
-/// The events first in the lines `$1` is in that may start now (nothing holds them): read after
-/// an ordered event ended, to tell the queue.
-pub fn next_in_line(event: EventId) -> Sql {
-    Sql::new(
-        "SELECT d.event_id FROM event_order o
-         JOIN deliveries d ON d.event_id = (
-            SELECT h.event_id FROM event_order h
-            WHERE h.route = o.route AND h.key = o.key AND h.pos IS NOT NULL
-            ORDER BY h.pos LIMIT 1)
-         WHERE o.event_id = $1 AND d.held = 0 AND d.status = 'pending'",
-    )
-    .arg(event)
-}
-
-/// The ids [`next_in_line`] returned.
-pub fn ids(rows: &[impl Record]) -> Result<Vec<EventId>, StoreError> {
-    rows.iter()
-        .map(|r| Ok(EventId(r.get("event_id")?)))
-        .collect()
+    Ok(released)
 }
 
 /// Take `event` out of its lines if it is a dead letter in one (see

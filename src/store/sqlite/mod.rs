@@ -30,7 +30,9 @@ use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, Time, insert_step, outcome_texts, renew_leases, renewed,
     since_replay,
 };
-use super::{Cause, Claim, ClaimOnInsert, Finish, Inserted, Intake, Leases, NewEvent, StoreError};
+use super::{
+    Cause, Claim, ClaimOnInsert, Finish, Finished, Inserted, Intake, Leases, NewEvent, StoreError,
+};
 use crate::event::{ClaimedEvent, EventId, OrderKey, Outcome};
 
 /// The SQLite engine: one writer connection, a pool of readers beside it.
@@ -305,9 +307,9 @@ impl Leases for SqliteStore {
         )
     }
 
-    async fn finish_many(&self, items: &[Finish]) -> Result<Vec<bool>, StoreError> {
+    async fn finish_many(&self, items: &[Finish]) -> Result<Finished, StoreError> {
         let mut tx = self.writer.begin_with(BEGIN).await?;
-        let mut done = Vec::with_capacity(items.len());
+        let mut done = Finished::default();
         for f in items {
             if let Some(step) = &f.step {
                 insert_step(step)
@@ -317,16 +319,13 @@ impl Leases for SqliteStore {
             }
             let written = finish_in(&mut tx, f.id, &f.owner, &f.outcome).await?;
             if written && f.ordered {
-                order::settle(&mut *tx, std::iter::once((f.id, f.outcome.status()))).await?;
+                let released = order::settle(&mut *tx, f.id, f.outcome.status()).await?;
+                done.released.extend(released);
             }
-            done.push(written);
+            done.written.push(written);
         }
         tx.commit().await?;
         Ok(done)
-    }
-
-    async fn next_in_line(&self, id: EventId) -> Result<Vec<EventId>, StoreError> {
-        order::ids(&self.read(order::next_in_line(id)).await?)
     }
 
     async fn release_all(&self, owner: &str) -> Result<u64, StoreError> {
