@@ -409,6 +409,7 @@ async fn start_api(
         admission,
         access: http::AccessGuard::new(http.admin_access.clone()),
         schemas: http.schemas.clone(),
+        stored_schemas: parts.live.schemas(),
         routes: parts.live.router(),
     });
     let app = http::router(state, internal);

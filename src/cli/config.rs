@@ -79,6 +79,9 @@ fn to_toml(file: &ConfigFile) -> anyhow::Result<String> {
         if let Some(var) = &p.secret_env {
             table.insert("secret_env".into(), var.clone().into());
         }
+        if !p.schemas.is_empty() {
+            table.insert("schemas".into(), serde_json::to_value(&p.schemas)?);
+        }
         providers.insert(name.clone(), Value::Object(table));
     }
     let mut doc = Map::new();
@@ -118,11 +121,18 @@ fn from_toml(text: &str, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result
                 Some(_) => bail!("providers.{name}.secret_env must be the name of a variable"),
             };
             let secret = secret_env.as_deref().and_then(env);
+            let schemas = match settings.remove("schemas") {
+                Some(s) => serde_json::from_value(s).with_context(|| {
+                    format!("providers.{name}.schemas must be [[providers.{name}.schemas]] tables with events and schema")
+                })?,
+                None => Vec::new(),
+            };
             let provider = FileProvider {
                 scheme,
                 settings,
                 secret_env,
                 secret,
+                schemas,
             };
             file.providers.insert(name, provider);
         }

@@ -34,6 +34,7 @@ pub use settings::{
 };
 
 use crate::actions::Router as Routes;
+use crate::live::LiveSchema;
 use crate::ops::Ops;
 use crate::queue::Queue;
 use crate::store::EventStore;
@@ -60,8 +61,10 @@ pub struct AppState {
     pub admission: limits::Admission,
     /// Allow-list and failed-login limit of `/admin` and `/ui`.
     pub access: access::AccessGuard,
-    /// JSON Schemas payloads must match.
+    /// JSON Schemas payloads must match (the file's `[[schemas]]`).
     pub schemas: Vec<SchemaRule>,
+    /// The stored providers' JSON Schemas, swapped by the live configuration.
+    pub stored_schemas: Arc<Swap<Vec<LiveSchema>>>,
     /// The routes, swapped by the live configuration: an accepted event's order keys (`order_by`)
     /// are read from its payload with the routes current when it arrives.
     pub routes: Arc<Swap<Routes>>,

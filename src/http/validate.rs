@@ -1,15 +1,20 @@
 //! Checks on a verified webhook before it is stored: its idempotency key and event type must be
 //! short and printable (they become database keys, log fields, route matches and admin output),
 //! a JSON payload may nest at most [`MAX_JSON_DEPTH`] levels (so every later parse of it, by route
-//! filters, schemas and the console, succeeds), and its payload must match the JSON Schemas configured for its provider and event type
-//! (`[[schemas]]`, compiled once at start). Runs after verification (an unsigned request never
-//! gets this far) and before the store.
+//! filters, schemas and the console, succeeds), and its payload must match the JSON Schemas
+//! configured for its provider and event type (the file's `[[schemas]]`, compiled once at start,
+//! and those of providers stored through the admin API, compiled with each version of the live
+//! configuration). Runs after verification (an unsigned request never gets this far) and before
+//! the store.
 //!
 //! Owns these limits and the reasons they give. It must never change a value: a webhook either
 //! passes as it is or is refused with a 400 that names the field.
 
+use std::borrow::Cow;
+
 use super::settings::{Limits, SchemaRule};
 use crate::actions::glob_match;
+use crate::live::LiveSchema;
 use crate::verify::VerifiedWebhook;
 
 /// Why a verified webhook was refused.
@@ -103,36 +108,51 @@ pub fn looks_like_json(body: &[u8]) -> bool {
     )
 }
 
-/// Validate the payload against every schema whose provider and event-type globs match. The body
-/// is parsed once, and only when a schema applies.
+/// Validate the payload against every schema whose provider and event-type globs match: the
+/// file's, then the stored providers'. The body is parsed once, and only when a schema applies.
 pub fn check_schemas(
     rules: &[SchemaRule],
+    stored: &[LiveSchema],
     webhook: &VerifiedWebhook,
 ) -> Result<(), ValidationError> {
+    let file = rules.iter().map(|r| {
+        let name = r.path.to_string_lossy();
+        (
+            r.provider.as_str(),
+            r.events.as_slice(),
+            name,
+            &*r.validator,
+        )
+    });
+    let stored = stored.iter().map(|r| {
+        let name = Cow::Borrowed(r.name.as_str());
+        (
+            r.provider.as_str(),
+            r.events.as_slice(),
+            name,
+            &*r.validator,
+        )
+    });
     let mut payload: Option<serde_json::Value> = None;
-    for rule in rules {
-        let applies = (rule.provider == "*" || rule.provider == webhook.provider())
-            && rule
-                .events
-                .iter()
-                .any(|g| glob_match(g, webhook.event_type()));
+    for (provider, events, schema, validator) in file.chain(stored) {
+        let applies = (provider == "*" || provider == webhook.provider())
+            && events.iter().any(|g| glob_match(g, webhook.event_type()));
         if !applies {
             continue;
         }
-        let schema = rule.path.display().to_string();
         if payload.is_none() {
             payload = Some(serde_json::from_slice(webhook.body()).map_err(|e| {
                 ValidationError::Schema {
-                    schema: schema.clone(),
+                    schema: schema.to_string(),
                     path: String::new(),
                     message: format!("the body is not JSON ({e})"),
                 }
             })?);
         }
         let value = payload.as_ref().expect("parsed above");
-        if let Some(e) = rule.validator.iter_errors(value).next() {
+        if let Some(e) = validator.iter_errors(value).next() {
             return Err(ValidationError::Schema {
-                schema,
+                schema: schema.to_string(),
                 path: e.instance_path().as_str().to_owned(),
                 // Masked: says what is wrong without echoing the payload's values into logs.
                 message: e.masked().to_string(),

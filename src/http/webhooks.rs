@@ -78,7 +78,9 @@ async fn accept(
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;
     super::validate::check(&state.limits, &verified)
-        .and_then(|()| super::validate::check_schemas(&state.schemas, &verified))
+        .and_then(|()| {
+            super::validate::check_schemas(&state.schemas, &state.stored_schemas.load(), &verified)
+        })
         .inspect_err(|e| {
             tracing::warn!(provider, reason = e.reason(), error = %e, "webhook rejected");
         })?;

@@ -1,6 +1,6 @@
-//! What a version of the configuration describes, built: the providers' verifiers and the
-//! router, from the file's providers and routes (which come first and cannot be overridden)
-//! and the stored document. Every stored provider and route goes through the same reading and
+//! What a version of the configuration describes, built: the providers' verifiers, their JSON
+//! Schemas and the router, from the file's providers and routes (which come first and cannot be
+//! overridden) and the stored document. Every stored provider and route goes through the same reading and
 //! checks as its TOML form, so a mistake gets the same message.
 //!
 //! It must never keep a plaintext secret beyond the verifiers it builds.
@@ -75,6 +75,8 @@ impl ConfigProblem {
 pub struct Built {
     pub providers: Providers,
     pub router: Router,
+    /// The stored providers' JSON Schemas.
+    pub schemas: Vec<super::LiveSchema>,
     /// When the next secret stops verifying (the configuration must be built again then).
     pub next_expiry: Option<DateTime<Utc>>,
 }
@@ -89,10 +91,16 @@ pub fn build(
 ) -> Result<Built, ConfigProblem> {
     // The file's providers as at every start; a failure there is the file's, not the store's.
     let mut providers = Providers::from_config(&base.providers).map_err(ConfigProblem::File)?;
+    let mut schemas = Vec::new();
     for (name, p) in &doc.providers {
         if base.manages_provider(name) {
             continue;
         }
+        let compiled = super::schemas::compile(name, p).map_err(|e| ConfigProblem::Field {
+            field: e.field.clone(),
+            message: e.to_string(),
+        })?;
+        schemas.extend(compiled);
         let config = provider_config(base, name, p, open_secrets(name, p, keys, now)?)?;
         match &config.verifier {
             Some(v) => {
@@ -122,18 +130,19 @@ pub fn build(
     Ok(Built {
         providers,
         router: Router::new(&routes, smtp),
+        schemas,
         next_expiry,
     })
 }
 
-/// The secrets of stored provider `name` that verify at `now`, decrypted; every one must
-/// decrypt, live or not.
+/// The secrets of stored provider `name` that verify at `now`, decrypted, each with the field
+/// it fills (`None`: the scheme's main secret); every one must decrypt, live or not.
 fn open_secrets(
     name: &str,
     p: &StoredProvider,
     keys: Option<&SecretKeys>,
     now: DateTime<Utc>,
-) -> Result<Vec<String>, ConfigProblem> {
+) -> Result<Vec<(Option<String>, String)>, ConfigProblem> {
     let mut secrets = Vec::new();
     for s in &p.secrets {
         let keys = keys.ok_or(ConfigProblem::NoKey)?;
@@ -143,7 +152,7 @@ fn open_secrets(
         };
         let plain = keys.open(&sealed, &s.place(name))?;
         if s.live_at(now) {
-            secrets.push(plain);
+            secrets.push((s.field.clone(), plain));
         }
     }
     Ok(secrets)
@@ -169,13 +178,14 @@ pub fn provider_now(
     provider_config(base, name, p, open_secrets(name, p, keys, now)?).map(Some)
 }
 
-/// A stored provider as the TOML path reads its section, with these (plaintext) secrets. With
-/// none, it is known but accepts nothing.
+/// A stored provider as the TOML path reads its section, with these (plaintext) secrets, each
+/// with the field it fills (`None`: the scheme's main secret). Without a main secret, it is
+/// known but accepts nothing.
 pub fn provider_config(
     base: &Base,
     name: &str,
     p: &StoredProvider,
-    secrets: Vec<String>,
+    secrets: Vec<(Option<String>, String)>,
 ) -> Result<ProviderConfig, ConfigProblem> {
     let mut file: FileSection = p
         .settings
@@ -183,8 +193,15 @@ pub fn provider_config(
         .map(|(k, v)| (k.clone(), file_value(v)))
         .collect();
     file.insert("scheme".into(), FileValue::Text(p.scheme.clone()));
-    if let Some(entry) = registry::scheme(&p.scheme).filter(|_| !secrets.is_empty()) {
-        file.insert(entry.secret.1.into(), FileValue::List(secrets));
+    if let Some(entry) = registry::scheme(&p.scheme) {
+        for (field, secret) in secrets {
+            let field = field.unwrap_or_else(|| entry.secret.1.to_owned());
+            // A setting of that name is refused when the change is made, so this is a list.
+            if let FileValue::List(list) = file.entry(field).or_insert(FileValue::List(Vec::new()))
+            {
+                list.push(secret);
+            }
+        }
     }
     let mut config = registry::read_stored(name, &file, base.public_url.as_deref())
         .map_err(ConfigProblem::provider)?;

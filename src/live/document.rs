@@ -34,6 +34,26 @@ pub struct StoredProvider {
     pub settings: BTreeMap<String, Value>,
     #[serde(default)]
     pub secrets: Vec<StoredSecret>,
+    /// JSON Schemas its payloads must match, as the file's `[[schemas]]` entries for it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<StoredSchema>,
+}
+
+/// A JSON Schema a provider's payloads of some event types must match: a `[[schemas]]` entry
+/// with the schema itself instead of the path of its file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StoredSchema {
+    /// Globs on the event type (default `["*"]`).
+    #[serde(default = "every_event")]
+    pub events: Vec<String>,
+    /// The JSON Schema (remote `$ref`s are never fetched).
+    #[schema(value_type = Object)]
+    pub schema: Value,
+}
+
+fn every_event() -> Vec<String> {
+    vec!["*".to_owned()]
 }
 
 /// One encrypted secret of a provider.
@@ -49,6 +69,10 @@ pub struct StoredSecret {
     /// It stops verifying at this time (a rotation's overlap ends).
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
+    /// The section field it fills when it is not the scheme's main secret (Twilio's
+    /// `shared_key_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 impl StoredSecret {

@@ -1,6 +1,7 @@
 //! The live configuration: providers, routes and named destinations written through the admin
 //! API, stored as versions of one document (`store::config`), and applied in every process
-//! within about a second without a restart: the verifiers and the router are swapped whole
+//! within about a second without a restart: the verifiers, the router and the
+//! stored providers' JSON Schemas are swapped whole
 //! ([`Swap`]), so a request verifies with the providers it started with and an attempt runs
 //! the routes current when it started.
 //!
@@ -13,6 +14,7 @@
 pub mod build;
 pub mod document;
 pub mod keys;
+pub mod schemas;
 pub mod watch;
 
 use std::sync::{Arc, Mutex, OnceLock};
@@ -21,8 +23,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 pub use build::{Base, ConfigProblem};
-pub use document::{Document, StoredDestination, StoredProvider, StoredRoute, StoredSecret};
+pub use document::{
+    Document, StoredDestination, StoredProvider, StoredRoute, StoredSchema, StoredSecret,
+};
 pub use keys::{KeyError, OpenError, SECRET_KEY_VAR, SecretKeys};
+pub use schemas::LiveSchema;
 
 use crate::actions::Router;
 use crate::actions::breaker::Destinations;
@@ -144,6 +149,8 @@ pub struct Live {
     settings: LiveSettings,
     providers: Arc<Swap<Providers>>,
     router: Arc<Swap<Router>>,
+    /// The stored providers' JSON Schemas.
+    schemas: Arc<Swap<Vec<LiveSchema>>>,
     /// This process's breakers, told which destinations each provider's routes use.
     breakers: OnceLock<Arc<Destinations>>,
     applied: Mutex<Applied>,
@@ -183,6 +190,7 @@ impl Live {
             settings,
             providers: Arc::new(Swap::new(built.providers)),
             router: Arc::new(Swap::new(built.router)),
+            schemas: Arc::new(Swap::new(built.schemas)),
             breakers: OnceLock::new(),
             applied: Mutex::new(Applied {
                 version,
@@ -200,6 +208,11 @@ impl Live {
     /// The routes events are processed with, swapped on each change.
     pub fn router(&self) -> Arc<Swap<Router>> {
         self.router.clone()
+    }
+
+    /// The stored providers' JSON Schemas, swapped on each change.
+    pub fn schemas(&self) -> Arc<Swap<Vec<LiveSchema>>> {
+        self.schemas.clone()
     }
 
     /// This process's breakers: each change tells them the destinations of each provider.
@@ -306,6 +319,7 @@ impl Live {
         }
         self.providers.store(built.providers);
         self.router.store(built.router);
+        self.schemas.store(built.schemas);
         if version > a.version {
             tracing::info!(version, from = a.version, "configuration applied");
         }

@@ -209,6 +209,20 @@ pub fn scheme(name: &str) -> Option<&'static SchemeEntry> {
     SCHEMES.iter().find(|s| s.name == name)
 }
 
+/// Section fields that hold a secret besides the one that turns the provider on (Twilio's
+/// Webhook Setting shared key): the admin API stores them encrypted, never as settings.
+const MORE_SECRETS: &[(&str, &str)] = &[("twilio", "shared_key_secret")];
+
+impl SchemeEntry {
+    /// Its section fields that hold a secret besides [`SchemeEntry::secret`].
+    pub fn more_secrets(&self) -> impl Iterator<Item = &'static str> + '_ {
+        MORE_SECRETS
+            .iter()
+            .filter(|(scheme, _)| *scheme == self.name)
+            .map(|(_, field)| *field)
+    }
+}
+
 fn scheme_names() -> String {
     SCHEMES
         .iter()

@@ -1,8 +1,9 @@
 // Drives the console's configuration pages in headless Chromium (Debian's `chromium`, through
 // playwright-core): create a provider (its secret shown once, not on reload), a route with a
 // mistake (the server's message next to the field), a destination, the route fixed, a signed
-// test event accepted and listed; a file-managed provider is read-only, and a read-only
-// session cannot write. Screenshots go to $ARTIFACTS. Run by tests/it/console.rs.
+// test event accepted and listed, then the route, the destination and the provider deleted with
+// their Delete buttons (after a confirmation); a file-managed provider is read-only, and a
+// read-only session cannot write. Screenshots go to $ARTIFACTS. Run by tests/it/console.rs.
 import { chromium } from "playwright-core";
 
 const env = (name) => {
@@ -27,6 +28,8 @@ const browser = await chromium.launch({
     "--disable-component-update", "--no-first-run", "--disable-sync"],
 });
 const problems = [];
+// The start of the confirmation the next Delete button asks for (accepted once).
+let confirming = null;
 const step = (what) => console.log(`- ${what}`);
 
 async function session(token) {
@@ -35,6 +38,10 @@ async function session(token) {
   page.setDefaultTimeout(20000);
   page.on("pageerror", (e) => problems.push(`page error: ${e}`));
   page.on("dialog", async (d) => {
+    if (d.type() === "confirm" && confirming && d.message().startsWith(confirming)) {
+      confirming = null;
+      return d.accept();
+    }
     problems.push(`unexpected ${d.type()} dialog: ${d.message()}`);
     return d.dismiss();
   });
@@ -112,10 +119,29 @@ try {
   check((await page.textContent("#readonly")).includes("managed by file"), "not read-only");
   check((await page.locator("#secret-form").count()) === 0, "a secret form on a file-managed provider");
 
+  step("delete the route, the destination and the provider, each after a confirmation");
+  await page.goto(`${URL}/ui/config/routes/acme-push`);
+  confirming = "Delete route acme-push?";
+  await Promise.all([page.waitForURL(`${URL}/ui/config`), page.click("form.delete button")]);
+  check((await page.locator('#config-routes tr[data-route="acme-push"]').count()) === 0, "the route is still listed");
+  confirming = "Delete destination ci?";
+  await Promise.all([
+    page.waitForURL(`${URL}/ui/config`),
+    page.click('#config-destinations tr[data-destination="ci"] form.delete button'),
+  ]);
+  check((await page.locator('#config-destinations tr[data-destination="ci"]').count()) === 0, "the destination is still listed");
+  await page.goto(`${URL}/ui/config/providers/acme`);
+  confirming = "Delete provider acme?";
+  await Promise.all([page.waitForURL(`${URL}/ui/config`), page.click("form.delete button")]);
+  check((await page.locator('#config-providers tr[data-provider="acme"]').count()) === 0, "the provider is still listed");
+  check(confirming === null, "no confirmation was asked");
+  await shot("config-04-deleted");
+
   step("the audit log has the changes");
   await page.goto(`${URL}/ui/audit`);
   const audit = await page.textContent("#audit");
-  for (const a of ["config.provider.put", "config.route.put", "config.destination.put", "config.provider.test_event"]) {
+  for (const a of ["config.provider.put", "config.route.put", "config.destination.put", "config.provider.test_event",
+    "config.route.delete", "config.destination.delete", "config.provider.delete"]) {
     check(audit.includes(a), `${a} not in the audit log`);
   }
   check(!audit.includes(secret), "the secret is in the audit log");

@@ -248,10 +248,138 @@ async fn config_forms_refuse_with_the_servers_message() {
     server.stop().await;
 }
 
+/// The console's Delete buttons call the admin API's functions: a destination a route names is
+/// refused (409, the route named), a file-managed provider too, an unknown entry is 404, a
+/// read-only session 403; each deletion and refusal is audited under the API's action name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_deletes_entries_like_the_api() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start(
+        &db,
+        "",
+        &[
+            ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
+            ("HOOKD_SECRET_KEY", KEY),
+        ],
+    )
+    .await;
+    let (c, url) = (browserless(), server.url.as_str());
+    let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
+    let (_, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
+    let csrf = csrf_of(&html);
+    let at = |path: &str| format!("{url}/ui/config/{path}");
+    let made = [
+        (at("providers"), vec![("name", "gh"), ("scheme", "github")]),
+        (
+            at("destinations"),
+            vec![("name", "d"), ("url", "http://127.0.0.1:9/")],
+        ),
+        (
+            at("routes"),
+            vec![
+                ("name", "r"),
+                (
+                    "route",
+                    r#"{"provider":"gh","steps":[{"action":"forward","destination":"d"}]}"#,
+                ),
+            ],
+        ),
+    ];
+    for (to, fields) in &made {
+        let (status, html) = post(&c, to, &cookie, &csrf, fields).await;
+        assert!(
+            status.is_success() || status.is_redirection(),
+            "{to}: {html}"
+        );
+    }
+    let (_, html) = page(&c, &at("providers/gh"), &cookie).await;
+    assert!(
+        html.contains(r#"action="/ui/config/providers/gh/delete""#),
+        "{html}"
+    );
+    let (_, html) = page(&c, &at("routes/r"), &cookie).await;
+    assert!(
+        html.contains(r#"action="/ui/config/routes/r/delete""#),
+        "{html}"
+    );
+    let (_, html) = page(&c, &at("providers/stripe"), &cookie).await;
+    assert!(
+        !html.contains("/delete"),
+        "a Delete button on a file-managed provider"
+    );
+
+    // Refusals: in use, managed by file, unknown, read-only.
+    let (status, html) = post(&c, &at("destinations/d/delete"), &cookie, &csrf, &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("route &quot;r&quot;"), "{html}");
+    let (status, html) = post(&c, &at("providers/stripe/delete"), &cookie, &csrf, &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(html.contains("managed by file"), "{html}");
+    let (status, _) = post(&c, &at("routes/nosuch/delete"), &cookie, &csrf, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (read_cookie, _) = login(&c, url, READ_TOKEN, &[]).await;
+    let (_, html) = page(&c, &at("providers/gh"), &read_cookie).await;
+    assert!(
+        !html.contains("/delete"),
+        "a Delete button for a read session"
+    );
+    let read_csrf = csrf_of(&html);
+    for entry in ["providers/gh", "routes/r", "destinations/d"] {
+        let to = at(&format!("{entry}/delete"));
+        let (status, _) = post(&c, &to, &read_cookie, &read_csrf, &[]).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{to}");
+    }
+    let config = server.admin_get("/config").await;
+    assert_eq!(config["routes"].as_array().unwrap().len(), 1, "{config}");
+
+    // Deleted, in the order a route's references allow.
+    for entry in ["routes/r", "destinations/d", "providers/gh"] {
+        let r = form(
+            &c,
+            &at(&format!("{entry}/delete")),
+            &cookie,
+            &format!("csrf={csrf}"),
+            None,
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{entry}");
+        assert_eq!(r.headers()["location"], "/ui/config");
+    }
+    let config = server.admin_get("/config").await;
+    assert!(config["routes"].as_array().unwrap().is_empty(), "{config}");
+    assert!(config["destinations"].as_array().unwrap().is_empty());
+    assert!(
+        !config["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "gh")
+    );
+
+    let log = server.admin_get("/audit?limit=200").await;
+    let entries = log["entries"].as_array().unwrap();
+    let count = |action: &str, status: u64| {
+        entries
+            .iter()
+            .filter(|e| e["action"] == action && e["status"] == status)
+            .count()
+    };
+    for action in ["provider", "route", "destination"] {
+        let action = format!("config.{action}.delete");
+        assert_eq!(count(&action, 200), 1, "{action}");
+        assert_eq!(count(&action, 403), 1, "{action}");
+    }
+    assert_eq!(count("config.destination.delete", 409), 1);
+    assert_eq!(count("config.provider.delete", 409), 1);
+    assert_eq!(count("config.route.delete", 404), 1);
+    server.stop().await;
+}
+
 /// The configuration pages in Chromium (tests/browser/config.mjs): a provider created with its
 /// secret shown once, a route refused with the server's message next to the field then fixed,
-/// a destination, a signed test event accepted through the intake and processed; a file-managed
-/// provider read-only; a read-only session refused.
+/// a destination, a signed test event accepted through the intake and processed, then the
+/// three deleted with their Delete buttons; a file-managed provider read-only; a read-only
+/// session refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_pages_in_a_real_browser() {
     let db = TestDb::new(Backend::Sqlite).await;

@@ -111,6 +111,146 @@ async fn a_provider_created_on_one_process_verifies_on_another() {
     );
 }
 
+/// `body`, Stripe-signed with `secret`, to `/webhooks/{provider}` on `url`: status and answer.
+async fn post_body(url: &str, provider: &str, secret: &str, body: &str) -> (StatusCode, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{url}/webhooks/{provider}"))
+        .header("stripe-signature", stripe_header(secret, body, now()))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A JSON Schema on `invoice.*` events: `data.object.amount` must be an integer.
+fn amount_schema() -> Value {
+    json!([{"events": ["invoice.*"], "schema": {
+        "type": "object", "required": ["data"],
+        "properties": {"data": {"type": "object", "required": ["object"], "properties": {
+            "object": {"type": "object", "required": ["amount"],
+                "properties": {"amount": {"type": "integer"}}}}}}}}])
+}
+
+/// A JSON Schema given to a provider through the API refuses a non-conforming payload on a
+/// second process within about a second, with the answer a file's `[[schemas]]` gives; other
+/// event types and conforming payloads pass; a schema that does not compile is a 400 naming its
+/// field, and stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_schema_applies_on_another_process() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let key = [("HOOKD_SECRET_KEY", K1.to_owned())];
+    let a = Hookd::spawn_with(&db, "", "serve", &key, "a.log").await;
+    let b = Hookd::spawn_with(&db, "", "serve", &key, "b.log").await;
+    create_acme(&a.url).await;
+    let bad =
+        r#"{"id":"evt_live_schema_1","type":"invoice.paid","data":{"object":{"amount":"2000"}}}"#;
+    eventually(
+        "the other process to accept acme's webhooks",
+        Duration::from_secs(10),
+        || post_body(&b.url, "acme", ACME_SECRET, bad),
+        |(s, _)| *s == StatusCode::ACCEPTED,
+    )
+    .await;
+
+    let with_schema = json!({"scheme": "stripe", "settings": {"tolerance_secs": 600},
+        "schemas": amount_schema()});
+    let written = Instant::now();
+    let (status, answer) = admin("PUT", &a.url, "/config/providers/acme", Some(with_schema)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["provider"]["schemas"], amount_schema(), "{answer}");
+    let bad =
+        r#"{"id":"evt_live_schema_2","type":"invoice.paid","data":{"object":{"amount":"2000"}}}"#;
+    let (_, refused) = eventually(
+        "the other process to apply acme's schema",
+        Duration::from_secs(10),
+        || post_body(&b.url, "acme", ACME_SECRET, bad),
+        |(s, _)| *s == StatusCode::BAD_REQUEST,
+    )
+    .await;
+    println!(
+        "schema written on a, applied on b after {:?}",
+        written.elapsed()
+    );
+    assert_eq!(refused["error"], "schema_violation", "{refused}");
+    assert_eq!(refused["path"], "/data/object/amount", "{refused}");
+    let message = refused["message"].as_str().unwrap();
+    assert!(
+        message.contains("integer") && message.contains("providers.acme.schemas[0]"),
+        "{message}"
+    );
+    let good =
+        r#"{"id":"evt_live_schema_3","type":"invoice.paid","data":{"object":{"amount":2000}}}"#;
+    assert_eq!(
+        post_body(&b.url, "acme", ACME_SECRET, good).await.0,
+        StatusCode::ACCEPTED
+    );
+    let other = r#"{"id":"evt_live_schema_4","type":"charge.succeeded"}"#;
+    assert_eq!(
+        post_body(&b.url, "acme", ACME_SECRET, other).await.0,
+        StatusCode::ACCEPTED
+    );
+    let (_, shown) = admin("GET", &b.url, "/config/providers/acme", None).await;
+    assert_eq!(shown["schemas"], amount_schema(), "{shown}");
+
+    // A schema that does not compile: 400 naming it; nothing stored, the old one still applies.
+    let before = raw_document(&db).await;
+    let broken = json!({"scheme": "stripe", "schemas": [{"schema": {"type": 12}}]});
+    let (status, answer) = admin("PUT", &a.url, "/config/providers/acme", Some(broken)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["error"], "invalid_config", "{answer}");
+    assert_eq!(
+        answer["field"], "providers.acme.schemas[0].schema",
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap()
+            .contains("valid JSON Schema"),
+        "{answer}"
+    );
+    let (status, answer) = admin(
+        "PUT",
+        &a.url,
+        "/config/providers/acme",
+        Some(json!({"scheme": "stripe", "schemas": [{"events": "invoice.*", "schema": {}}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(raw_document(&db).await, before);
+    let bad =
+        r#"{"id":"evt_live_schema_5","type":"invoice.paid","data":{"object":{"amount":"1"}}}"#;
+    assert_eq!(
+        post_body(&a.url, "acme", ACME_SECRET, bad).await.0,
+        StatusCode::BAD_REQUEST
+    );
+
+    // Without `schemas`, a write keeps them; `[]` removes them.
+    let (_, kept) = admin(
+        "PUT",
+        &a.url,
+        "/config/providers/acme",
+        Some(json!({"scheme": "stripe", "settings": {"tolerance_secs": 300}})),
+    )
+    .await;
+    assert_eq!(kept["provider"]["schemas"], amount_schema(), "{kept}");
+    let (_, removed) = admin(
+        "PUT",
+        &a.url,
+        "/config/providers/acme",
+        Some(json!({"scheme": "stripe", "schemas": []})),
+    )
+    .await;
+    assert_eq!(removed["provider"]["schemas"], json!([]), "{removed}");
+    assert_eq!(
+        post_body(&a.url, "acme", ACME_SECRET, bad).await.0,
+        StatusCode::ACCEPTED
+    );
+}
+
 /// A route created through the API on an `api` process reaches a separate `worker`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_route_change_reaches_a_worker() {
@@ -569,6 +709,9 @@ async fn export_then_apply_round_trips(backend: Backend) {
     let db = TestDb::new(backend).await;
     let s = TestServer::start(&db, "", &[("HOOKD_SECRET_KEY", K1)]).await;
     create_acme(&s.url).await;
+    let with_schema = json!({"scheme": "stripe", "settings": {"tolerance_secs": 600},
+        "schemas": amount_schema()});
+    admin("PUT", &s.url, "/config/providers/acme", Some(with_schema)).await;
     let dest = json!({"url": "https://billing.example/hook", "headers": {"x-team": "billing"}});
     admin("PUT", &s.url, "/config/destinations/billing", Some(dest)).await;
     let route = json!({"provider": "acme", "events": ["invoice.*"],
@@ -585,7 +728,8 @@ async fn export_then_apply_round_trips(backend: Backend) {
     let exported = String::from_utf8(out.stdout).unwrap();
     assert!(!exported.contains(ACME_SECRET), "{exported}");
     assert!(
-        exported.contains("secret_env = \"ACME_WEBHOOK_SECRET\""),
+        exported.contains("secret_env = \"ACME_WEBHOOK_SECRET\"")
+            && exported.contains("[[providers.acme.schemas]]"),
         "{exported}"
     );
     let file = db.dir.path().join("exported.toml");
@@ -844,4 +988,137 @@ async fn a_created_provider_gets_the_rate_limit() {
         answers.contains(&StatusCode::TOO_MANY_REQUESTS),
         "{answers:?}"
     );
+}
+
+/// A Twilio form webhook to provider `tw` on `url`, signed as a Webhook Setting signs it: HMAC
+/// SHA-256 keyed with `shared_key` over the URL and the sorted parameters, announced by
+/// `X-Twilio-Webhooks-Signature-Settings`.
+async fn post_twilio_shared_key(url: &str, shared_key: &str, sid: &str) -> StatusCode {
+    use base64::Engine;
+    use hmac::{KeyInit, Mac};
+    let called = format!("{url}/webhooks/tw");
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(shared_key.as_bytes()).unwrap();
+    mac.update(format!("{called}MessageSid{sid}MessageStatusdelivered").as_bytes());
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    reqwest::Client::new()
+        .post(called)
+        .header("x-twilio-signature", signature)
+        .header(
+            "x-twilio-webhooks-signature-settings",
+            "key=KS1,algorithm=HMAC_SHA256",
+        )
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("MessageSid={sid}&MessageStatus=delivered"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+/// Twilio's `shared_key_secret` through the API: a secret of that field, encrypted and shown
+/// once when hookd makes it, verifies what a Webhook Setting signs; given as a setting it is
+/// refused (it would be stored in plaintext), as is a field the scheme does not have; rotating
+/// it leaves the auth token alone, and applying an export keeps it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twilio_shared_key_secret_through_the_api() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let s = TestServer::start(&db, "", &[("HOOKD_SECRET_KEY", K1)]).await;
+    let provider = "/config/providers/tw";
+    let with_setting = json!({"scheme": "twilio", "secret": "auth-token-1",
+        "settings": {"shared_key_secret": "plain"}});
+    let (status, answer) = admin("PUT", &s.url, provider, Some(with_setting)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["field"], "settings.shared_key_secret", "{answer}");
+    let (status, answer) = admin(
+        "PUT",
+        &s.url,
+        provider,
+        Some(json!({"scheme": "twilio", "secret": "auth-token-1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        post_twilio_shared_key(&s.url, "shared-1", "SM1").await,
+        StatusCode::BAD_REQUEST
+    );
+
+    let secrets = "/config/providers/tw/secrets";
+    let (status, added) = admin(
+        "POST",
+        &s.url,
+        secrets,
+        Some(json!({"field": "shared_key_secret"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    let shared = added["secret"].as_str().expect("generated, shown once");
+    let listed = added["provider"]["secrets"].as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1]["field"], "shared_key_secret", "{added}");
+    assert!(listed[0].get("field").is_none(), "{added}");
+    assert_eq!(
+        post_twilio_shared_key(&s.url, shared, "SM2").await,
+        StatusCode::ACCEPTED
+    );
+    assert_eq!(
+        post_twilio_shared_key(&s.url, "shared-wrong", "SM3").await,
+        StatusCode::BAD_REQUEST
+    );
+    assert!(!raw_document(&db).await.contains(shared));
+    let shown = s.admin_get(provider).await;
+    assert!(!shown.to_string().contains(shared), "{shown}");
+
+    // A field the scheme does not have.
+    for (path, field) in [
+        (secrets, "nope"),
+        ("/config/providers/acme/secrets", "shared_key_secret"),
+    ] {
+        if path.contains("acme") {
+            create_acme(&s.url).await;
+        }
+        let (status, answer) = admin("POST", &s.url, path, Some(json!({"field": field}))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert_eq!(answer["field"], "field", "{answer}");
+    }
+
+    // Rotating the shared key expires the old one only.
+    let (status, rotated) = admin(
+        "POST",
+        &s.url,
+        secrets,
+        Some(json!({"field": "shared_key_secret", "secret": "shared-2",
+            "previous_expire_at": "2000-01-01T00:00:00Z"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{rotated}");
+    let listed = rotated["provider"]["secrets"].as_array().unwrap();
+    assert!(
+        listed[0]["expires_at"].is_null(),
+        "the auth token expired: {rotated}"
+    );
+    assert!(!listed[1]["expires_at"].is_null(), "{rotated}");
+    assert_eq!(
+        post_twilio_shared_key(&s.url, shared, "SM4").await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post_twilio_shared_key(&s.url, "shared-2", "SM5").await,
+        StatusCode::ACCEPTED
+    );
+
+    // An export applied with a new auth token keeps the shared key.
+    let exported = s.admin_get("/config/export").await;
+    let mut file = exported.clone();
+    file["providers"]["tw"]["secret"] = json!("auth-token-2");
+    let (status, applied) = admin("POST", &s.url, "/config/apply", Some(file)).await;
+    assert_eq!(status, StatusCode::OK, "{applied}");
+    assert_eq!(
+        post_twilio_shared_key(&s.url, "shared-2", "SM6").await,
+        StatusCode::ACCEPTED
+    );
+    let mut file = exported;
+    file["providers"]["tw"]["settings"] = json!({"shared_key_secret": "plain"});
+    let (status, answer) = admin("POST", &s.url, "/config/apply", Some(file)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["field"], "settings.shared_key_secret", "{answer}");
 }

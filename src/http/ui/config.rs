@@ -1,6 +1,6 @@
 //! The console's configuration forms: providers (a generated secret shown once, on the page
-//! that answers the form), secrets, routes, named destinations, and a provider's signed test
-//! event, which goes through hookd's own intake (`webhooks::receive`), verified and stored like
+//! that answers the form), secrets, routes, named destinations, their deletion, and a
+//! provider's signed test event, which goes through hookd's own intake (`webhooks::receive`), verified and stored like
 //! a real one. Each change calls the same `ops::config` functions as the admin API and is
 //! audited under the API's action names.
 //!
@@ -202,6 +202,8 @@ pub(super) async fn put_provider(State(state): State<Arc<AppState>>, form: CsrfF
             scheme: values["scheme"].trim().to_owned(),
             settings: json_object("settings", &values["settings"])?,
             secret: Some(values["secret"].clone()).filter(|s| !s.is_empty()),
+            // The console does not edit schemas: the stored ones stay.
+            schemas: None,
         };
         Ok(state.ops.put_provider(&me.who, &name, &req).await?)
     };
@@ -228,6 +230,7 @@ pub(super) async fn add_secret(
             .filter(|s| !s.is_empty())
             .map(str::to_owned),
         previous_expire_at: form.get("expire_previous").map(|_| chrono::Utc::now()),
+        field: None,
     };
     let result = state
         .ops
@@ -297,6 +300,72 @@ pub(super) async fn put_destination(
         Ok(_) => Redirect::to("/ui/config").into_response(),
         Err(e) => refill(&state, me, e, values, |f| &mut f.destination, FIELDS),
     }
+}
+
+/// What a console Delete button removes.
+#[derive(Debug, Clone, Copy)]
+enum Entry {
+    Provider,
+    Route,
+    Destination,
+}
+
+impl Entry {
+    /// The admin API's action name for its deletion (the audit log's).
+    fn action(self) -> &'static str {
+        match self {
+            Self::Provider => "config.provider.delete",
+            Self::Route => "config.route.delete",
+            Self::Destination => "config.destination.delete",
+        }
+    }
+}
+
+/// Delete an entry with the function `DELETE /admin/config/...` calls, audited under its
+/// action name; then the configuration page, or the error page saying why not (a destination
+/// a route still names, an entry managed by file).
+async fn delete(state: &AppState, form: &CsrfForm, entry: Entry, name: String) -> Response {
+    let me = &form.session;
+    if let Some(refused) = refuse_read(state, me, entry.action(), Some(name.clone())).await {
+        return refused;
+    }
+    let result = match entry {
+        Entry::Provider => state.ops.delete_provider(&me.who, &name).await,
+        Entry::Route => state.ops.delete_route(&me.who, &name).await,
+        Entry::Destination => state.ops.delete_destination(&me.who, &name).await,
+    };
+    let result = result.map_err(ApiError::from);
+    match audited(state, me, entry.action(), &name, result).await {
+        Ok(_) => Redirect::to("/ui/config").into_response(),
+        Err(e) => error_page(Some(me), e),
+    }
+}
+
+/// Delete a provider (its stored events stay).
+pub(super) async fn delete_provider(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    form: CsrfForm,
+) -> Response {
+    delete(&state, &form, Entry::Provider, name).await
+}
+
+/// Delete a route.
+pub(super) async fn delete_route(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    form: CsrfForm,
+) -> Response {
+    delete(&state, &form, Entry::Route, name).await
+}
+
+/// Delete a named destination (refused while a route names it).
+pub(super) async fn delete_destination(
+    State(state): State<Arc<AppState>>,
+    Path(name): Path<String>,
+    form: CsrfForm,
+) -> Response {
+    delete(&state, &form, Entry::Destination, name).await
 }
 
 /// Sign a sample as the provider would and post it through hookd's own intake path; show the

@@ -48,9 +48,18 @@ pub fn router(state: Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/config/providers/{name}", get(config::provider))
         .route("/config/providers/{name}/secrets", post(config::add_secret))
         .route("/config/providers/{name}/test", post(config::test_event))
+        .route(
+            "/config/providers/{name}/delete",
+            post(config::delete_provider),
+        )
         .route("/config/routes", post(config::put_route))
         .route("/config/routes/{name}", get(config::route))
+        .route("/config/routes/{name}/delete", post(config::delete_route))
         .route("/config/destinations", post(config::put_destination))
+        .route(
+            "/config/destinations/{name}/delete",
+            post(config::delete_destination),
+        )
         .route("/ordering", get(ordering))
         .route("/ordering/{id}/skip", post(actions::skip))
         .route("/audit", get(audit))

@@ -13,7 +13,9 @@ use utoipa::ToSchema;
 
 use super::{invalid, managed};
 use crate::live::keys::Sealed;
-use crate::live::{Document, StoredDestination, StoredProvider, StoredRoute, StoredSecret};
+use crate::live::{
+    Document, StoredDestination, StoredProvider, StoredRoute, StoredSchema, StoredSecret,
+};
 use crate::ops::{Ops, OpsError, Principal};
 use crate::verify::{env_prefix, registry};
 
@@ -48,6 +50,9 @@ pub struct FileProvider {
     /// Without it, the stored secrets are kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// JSON Schemas its payloads must match.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<StoredSchema>,
 }
 
 /// What applying a file changes (or would change).
@@ -134,6 +139,7 @@ impl Ops {
                         settings: p.settings.clone().into_iter().collect(),
                         secret_env: Some(format!("{}_{var}", env_prefix(name))),
                         secret: None,
+                        schemas: p.schemas.clone(),
                     };
                     (name.clone(), provider)
                 })
@@ -201,9 +207,19 @@ impl Ops {
             if base.manages_provider(name) {
                 return Err(managed("provider", name));
             }
+            super::providers::no_secret_in_settings(name, &p.scheme, &p.settings)?;
             let kept = old.providers.get(name).map(|o| o.secrets.clone());
             let secrets = match (&p.secret, kept) {
-                (Some(s), kept) => self.same_or_new(name, s, kept.unwrap_or_default())?,
+                (Some(s), kept) => {
+                    // The file gives the main secret; the others (Twilio's shared key) stay.
+                    let (more, main): (Vec<_>, Vec<_>) = kept
+                        .unwrap_or_default()
+                        .into_iter()
+                        .partition(|s| s.field.is_some());
+                    let mut secrets = self.same_or_new(name, s, main)?;
+                    secrets.extend(more);
+                    secrets
+                }
                 (None, Some(kept)) => kept,
                 (None, None) => {
                     let var = p.secret_env.as_deref().unwrap_or("its secret_env variable");
@@ -217,6 +233,7 @@ impl Ops {
                 scheme: p.scheme.clone(),
                 settings: p.settings.clone().into_iter().collect(),
                 secrets,
+                schemas: p.schemas.clone(),
             };
             doc.providers.insert(name.clone(), provider);
         }

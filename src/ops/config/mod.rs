@@ -22,7 +22,7 @@ pub use file::{ApplyQuery, ApplyResult, ConfigFile, FileProvider};
 use super::{Ops, OpsError, Principal};
 use crate::live::{
     ConfigProblem, Document, LiveError, StoredDestination, StoredProvider, StoredRoute,
-    StoredSecret,
+    StoredSchema, StoredSecret,
 };
 
 /// Changes retried when another change takes the version first.
@@ -47,6 +47,10 @@ pub struct SecretInfo {
     pub added_at: DateTime<Utc>,
     /// It stops verifying at this time.
     pub expires_at: Option<DateTime<Utc>>,
+    /// The section field it fills when it is not the scheme's main secret (Twilio's
+    /// `shared_key_secret`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// One provider of the configuration.
@@ -60,6 +64,10 @@ pub struct ProviderEntry {
     pub settings: Map<String, Value>,
     /// Its secrets, without their values (API-managed only).
     pub secrets: Vec<SecretInfo>,
+    /// JSON Schemas its payloads must match (API-managed only; the file's `[[schemas]]` are not
+    /// shown).
+    #[serde(default)]
+    pub schemas: Vec<StoredSchema>,
 }
 
 /// One route of the configuration, in match order.
@@ -104,6 +112,10 @@ pub struct ProviderRequest {
     /// random one and answers it, once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// JSON Schemas its payloads must match, per event type (as the file's `[[schemas]]`),
+    /// replacing the stored ones (`[]` removes them); without it, the stored ones stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schemas: Option<Vec<StoredSchema>>,
 }
 
 /// Add a secret to a provider, for a rotation with overlap.
@@ -117,6 +129,10 @@ pub struct SecretRequest {
     /// Without it they keep verifying until removed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_expire_at: Option<DateTime<Utc>>,
+    /// Another secret field of the provider's scheme this secret fills (Twilio:
+    /// `shared_key_secret`, a Webhook Setting's shared key); without it, its main secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
 }
 
 /// A provider written, and the secret hookd generated, if it did: shown this once.
@@ -235,6 +251,7 @@ fn secret_info(s: &StoredSecret) -> SecretInfo {
         kid: s.kid.clone(),
         added_at: s.added_at,
         expires_at: s.expires_at,
+        field: s.field.clone(),
     }
 }
 
@@ -245,6 +262,7 @@ fn stored_entry(name: &str, p: &StoredProvider) -> ProviderEntry {
         scheme: p.scheme.clone(),
         settings: p.settings.clone().into_iter().collect(),
         secrets: p.secrets.iter().map(secret_info).collect(),
+        schemas: p.schemas.clone(),
     }
 }
 
@@ -268,6 +286,7 @@ impl Ops {
                     scheme: v.scheme().to_owned(),
                     settings: Map::new(),
                     secrets: Vec::new(),
+                    schemas: Vec::new(),
                 })
             })
             .collect();

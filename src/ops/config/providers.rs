@@ -33,6 +33,61 @@ fn generate(scheme: &str) -> Result<String, OpsError> {
     }
 }
 
+/// Refuse a secret given as a setting (it would be stored and shown in plaintext).
+pub(super) fn no_secret_in_settings(
+    name: &str,
+    scheme: &str,
+    settings: &serde_json::Map<String, Value>,
+) -> Result<(), OpsError> {
+    let Some(entry) = registry::scheme(scheme) else {
+        return Ok(());
+    };
+    let main = entry.secret.1;
+    match std::iter::once(main)
+        .chain(entry.more_secrets())
+        .find(|f| settings.contains_key(*f))
+    {
+        Some(field) if field == main => Err(invalid(
+            format!("settings.{field}"),
+            format!(
+                "a secret is not a setting: give it as `secret` when creating the provider, or \
+                 add it with POST /admin/config/providers/{name}/secrets"
+            ),
+        )),
+        Some(field) => Err(invalid(
+            format!("settings.{field}"),
+            format!(
+                "a secret is not a setting: add it with POST \
+                 /admin/config/providers/{name}/secrets and \"field\": \"{field}\""
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// The field a new secret fills: the scheme's main secret (`None`), or one of its other
+/// secret fields.
+fn secret_field(scheme: &str, field: Option<&str>) -> Result<Option<String>, OpsError> {
+    let Some(field) = field else {
+        return Ok(None);
+    };
+    let more: Vec<&str> = registry::scheme(scheme)
+        .map(|e| e.more_secrets().collect())
+        .unwrap_or_default();
+    if more.contains(&field) {
+        return Ok(Some(field.to_owned()));
+    }
+    let expected = if more.is_empty() {
+        format!("scheme {scheme} has no other secret: leave `field` out")
+    } else {
+        format!("scheme {scheme}'s other secrets: {}", more.join(", "))
+    };
+    Err(invalid(
+        "field",
+        format!("{field:?} is not a secret field: {expected}"),
+    ))
+}
+
 /// A short random id for a secret.
 pub(super) fn new_id() -> String {
     hex::encode(random_bytes(6))
@@ -62,10 +117,12 @@ impl Ops {
             ciphertext: data,
             added_at: Utc::now(),
             expires_at: None,
+            field: None,
         })
     }
 
-    /// Create provider `name`, or replace its scheme and settings (its secrets stay).
+    /// Create provider `name`, or replace its scheme and settings, and its schemas when given
+    /// (its secrets stay).
     pub async fn put_provider(
         &self,
         who: &Principal,
@@ -75,16 +132,7 @@ impl Ops {
         if self.live.base().manages_provider(name) {
             return Err(managed("provider", name));
         }
-        let secret_field = registry::scheme(&req.scheme).map(|e| e.secret.1);
-        if let Some(field) = secret_field.filter(|f| req.settings.contains_key(*f)) {
-            return Err(invalid(
-                format!("settings.{field}"),
-                format!(
-                    "a secret is not a setting: give it as `secret` when creating the \
-                     provider, or add it with POST /admin/config/providers/{name}/secrets"
-                ),
-            ));
-        }
+        no_secret_in_settings(name, &req.scheme, &req.settings)?;
         let existing = self.live.latest().await?.1.providers.get(name).cloned();
         let (secret, generated) = match (&existing, &req.secret) {
             (Some(_), Some(_)) => {
@@ -119,9 +167,13 @@ impl Ops {
                             scheme: req.scheme.clone(),
                             settings: BTreeMap::new(),
                             secrets: Vec::new(),
+                            schemas: Vec::new(),
                         });
                 entry.scheme = req.scheme.clone();
                 entry.settings = settings.clone();
+                if let Some(schemas) = &req.schemas {
+                    entry.schemas = schemas.clone();
+                }
                 if let Some(s) = &sealed {
                     entry.secrets.push(s.clone());
                 }
@@ -139,8 +191,9 @@ impl Ops {
         })
     }
 
-    /// Add a secret to provider `name`; with `previous_expire_at`, the ones it had stop
-    /// verifying then (a rotation with overlap).
+    /// Add a secret to provider `name` (its main one, or another secret field of its scheme);
+    /// with `previous_expire_at`, the ones of that field it had stop verifying then (a rotation
+    /// with overlap).
     pub async fn add_secret(
         &self,
         who: &Principal,
@@ -154,6 +207,7 @@ impl Ops {
             Some(p) => p.scheme.clone(),
             None => return Err(OpsError::NotFound),
         };
+        let field = secret_field(&scheme, req.field.as_deref())?;
         let (secret, generated) = match &req.secret {
             Some(s) if s.trim().is_empty() => {
                 return Err(invalid("secret", "the secret is empty"));
@@ -162,13 +216,17 @@ impl Ops {
             None => (generate(&scheme)?, true),
         };
         let id = new_id();
-        let sealed = self.seal(name, &id, &secret)?;
+        let sealed = StoredSecret {
+            field: field.clone(),
+            ..self.seal(name, &id, &secret)?
+        };
         let ((before, after), version) = self
             .change(who, &format!("provider {name}: secret {id} added"), |doc| {
                 let p = doc.providers.get_mut(name).ok_or(OpsError::NotFound)?;
                 let before = stored_entry(name, p);
                 if let Some(at) = req.previous_expire_at {
-                    for s in &mut p.secrets {
+                    // Only the secrets of the same field: a rotation of one kind of secret.
+                    for s in p.secrets.iter_mut().filter(|s| s.field == field) {
                         s.expires_at = Some(s.expires_at.map_or(at, |e| e.min(at)));
                     }
                 }

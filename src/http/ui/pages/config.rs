@@ -1,6 +1,6 @@
 //! The configuration pages: providers, routes and named destinations (the live configuration),
-//! with the forms that create and edit them, a provider's page with its secrets and the "send a
-//! signed test event" form. Entries the start-up file or the environment define are shown
+//! with the forms that create, edit and delete them, a provider's page with its secrets and the
+//! "send a signed test event" form. Entries the start-up file or the environment define are shown
 //! "managed by file", without forms. A secret appears only on the page that answers the form
 //! that made it. It must never offer a form to a read-scope session.
 
@@ -123,6 +123,17 @@ fn destination_form(me: &ConsoleSession, f: &Filled) -> Markup {
     }
 }
 
+/// The Delete button of an entry stored through the API (asks for confirmation first).
+fn delete_form(me: &ConsoleSession, kind: &str, name: &str, warning: &str) -> Markup {
+    html! {
+        form.inline.delete method="post" action={ "/ui/config/" (kind) "s/" (name) "/delete" }
+            data-confirm={ "Delete " (kind) " " (name) "? " (warning) } {
+            (csrf(me))
+            button.danger type="submit" { "Delete " (kind) }
+        }
+    }
+}
+
 fn providers_table(view: &ConfigView) -> Markup {
     html! {
         table #config-providers {
@@ -183,7 +194,7 @@ pub fn config(
         section.card {
             h2 { "Named destinations" }
             table #config-destinations {
-                thead { tr { th { "Name" } th { "URL" } th { "Headers" } } }
+                thead { tr { th { "Name" } th { "URL" } th { "Headers" } @if write { th {} } } }
                 tbody {
                     @if view.destinations.is_empty() { tr { td.empty colspan="3" { "No named destinations." } } }
                     @for d in &view.destinations {
@@ -191,6 +202,7 @@ pub fn config(
                             td { (d.name) }
                             td.mono { (d.destination.url) }
                             td.mono.small { @for k in d.destination.headers.keys() { (k) br; } }
+                            @if write { td { (delete_form(me, "destination", &d.name, "A route that names it must be changed first.")) } }
                         }
                     }
                 }
@@ -210,6 +222,7 @@ pub fn route(me: &ConsoleSession, entry: &RouteEntry, filled: &Filled) -> Respon
                 p #readonly { "This route is managed by file (the start-up configuration): it is read-only here." }
             } @else if can_operate(me) {
                 (route_form(me, filled))
+                (delete_form(me, "route", &entry.name, "Events it matches stop running its steps."))
             } @else if let Some(doc) = &entry.route {
                 pre { (doc) }
             }
@@ -314,6 +327,10 @@ pub fn provider(
                 (secrets_section(me, p))
             }
             (test_form(me, p, samples, outcome))
+            @if p.managed_by == ManagedBy::Api && can_operate(me) {
+                h2 { "Delete" }
+                (delete_form(me, "provider", &p.name, "Its webhooks are refused from then on; its stored events stay."))
+            }
             p { a href="/ui/config" { "Back to the configuration" } }
         }
     };
