@@ -38,18 +38,23 @@ fn field_error(html: &str, field: &str) -> String {
     html[at..].split("</p>").next().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn config_forms_refuse_with_the_servers_message() {
-    let db = TestDb::new(Backend::Sqlite).await;
-    let server = TestServer::start(
-        &db,
+/// A server with a read token beside the admin one, and a secret key so providers can be stored.
+async fn start(db: &TestDb) -> TestServer {
+    TestServer::start(
+        db,
         "",
         &[
             ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
             ("HOOKD_SECRET_KEY", KEY),
         ],
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_forms_refuse_with_the_servers_message() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = start(&db).await;
     let (c, url) = (browserless(), server.url.as_str());
     let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
     let (status, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
@@ -254,15 +259,7 @@ async fn config_forms_refuse_with_the_servers_message() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_deletes_entries_like_the_api() {
     let db = TestDb::new(Backend::Sqlite).await;
-    let server = TestServer::start(
-        &db,
-        "",
-        &[
-            ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
-            ("HOOKD_SECRET_KEY", KEY),
-        ],
-    )
-    .await;
+    let server = start(&db).await;
     let (c, url) = (browserless(), server.url.as_str());
     let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
     let (_, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
@@ -384,15 +381,7 @@ async fn console_deletes_entries_like_the_api() {
 async fn config_pages_in_a_real_browser() {
     let db = TestDb::new(Backend::Sqlite).await;
     let target = Target::start(Behaviour::default()).await;
-    let server = TestServer::start(
-        &db,
-        "",
-        &[
-            ("HOOKD_ADMIN_READ_TOKEN", READ_TOKEN),
-            ("HOOKD_SECRET_KEY", KEY),
-        ],
-    )
-    .await;
+    let server = start(&db).await;
     let extra = vec![
         ("HOOKD_READ_TOKEN", READ_TOKEN.to_owned()),
         ("TARGET_URL", target.url.clone()),

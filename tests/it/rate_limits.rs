@@ -38,27 +38,15 @@ fn max_in_window(mut times: Vec<Instant>, window: Duration) -> usize {
 
 /// POST `bodies` to the servers' Stripe endpoints round-robin, 20 at a time; their ids.
 async fn send(urls: &[String], bodies: Vec<String>) -> Vec<EventId> {
-    let http = reqwest::Client::new();
     let mut ids = Vec::new();
     for (n, batch) in bodies.chunks(20).enumerate() {
         let sends: Vec<_> = batch
             .iter()
             .enumerate()
             .map(|(i, body)| {
-                let url = format!("{}/webhooks/stripe", urls[(n * 20 + i) % urls.len()]);
-                let (http, body) = (http.clone(), body.clone());
+                let (url, body) = (urls[(n * 20 + i) % urls.len()].clone(), body.clone());
                 tokio::spawn(async move {
-                    let resp = http
-                        .post(url)
-                        .header(
-                            "stripe-signature",
-                            stripe_header(STRIPE_SECRET, &body, now()),
-                        )
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await
-                        .unwrap();
+                    let resp = post_stripe(&url, &body).await;
                     assert_eq!(resp.status(), StatusCode::ACCEPTED);
                     id_of(resp).await
                 })
