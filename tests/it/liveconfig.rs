@@ -621,6 +621,22 @@ async fn a_missed_notification_is_caught_by_the_version_check() {
         .unwrap();
     let kill = "SELECT count(pg_terminate_backend(pid)) AS n FROM pg_stat_activity
                 WHERE application_name = $1 AND datname = current_database()";
+    // Both listeners must be connected before theirs are cut (a loaded machine may still be
+    // opening one).
+    let listening = "SELECT count(*) FROM pg_stat_activity
+                     WHERE application_name = $1 AND datname = current_database()";
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n: i64 = sqlx::query_scalar(listening)
+            .bind(hookd::live::watch::APPLICATION_NAME)
+            .fetch_one(pg.pool())
+            .await
+            .unwrap();
+        if n >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let killed: i64 = sqlx::query_scalar(kill)
         .bind(hookd::live::watch::APPLICATION_NAME)
         .fetch_one(pg.pool())
