@@ -21,10 +21,9 @@ use super::sql::{
     Dialect, Engine, RELEASED, Side, Sql, claimed, renew_leases, renewed, since_replay,
 };
 use super::{
-    Claim, ClaimOnInsert, Finish, Finished, Inserted, Intake, Leases, NewEvent, Released,
-    StoreError,
+    Claim, ClaimOnInsert, Finish, Finished, Inserted, Intake, Leases, NewEvent, StoreError,
 };
-use crate::event::{ClaimedEvent, EventId, EventStatus, OrderKey};
+use crate::event::{ClaimedEvent, EventId, OrderKey};
 
 mod outcomes;
 mod replays;
@@ -466,51 +465,17 @@ impl Leases for PgStore {
     async fn finish_many(&self, items: &[Finish]) -> Result<Finished, StoreError> {
         let ordered: Vec<Uuid> = items.iter().filter(|f| f.ordered).map(|f| f.id.0).collect();
         let (done, released) = if ordered.is_empty() {
-            (
-                outcomes::finish_statement(items, &self.pool).await?,
-                Vec::new(),
-            )
+            (outcomes::finish(items, &self.pool).await?, Vec::new())
         } else {
-            // The lines first, in a statement of their own (see `order`): the outcome and the
-            // release of the next events of the key then commit together.
+            // The outcomes and the release of the next events of their keys commit together.
             let mut tx = self.pool.begin().await?;
-            sqlx::query(order::LOCK_LINES)
-                .bind(&ordered)
-                .execute(&mut *tx)
-                .await?;
-            let done = outcomes::finish_statement(items, &mut *tx).await?;
-            // Completed events leave every line; dead letters those of routes that release.
-            let (ids, all): (Vec<Uuid>, Vec<bool>) = items
-                .iter()
-                .filter(|f| f.ordered && done.contains(&f.id.0))
-                .filter_map(|f| match f.outcome.status() {
-                    EventStatus::Completed => Some((f.id.0, true)),
-                    EventStatus::DeadLetter => Some((f.id.0, false)),
-                    _ => None,
-                })
-                .unzip();
-            let released: Vec<(Uuid, String, String)> = if ids.is_empty() {
-                Vec::new()
-            } else {
-                sqlx::query_as(outcomes::RELEASE)
-                    .bind(&ids)
-                    .bind(&all)
-                    .fetch_all(&mut *tx)
-                    .await?
-            };
+            let out = outcomes::finish_ordered(items, &ordered, &mut tx).await?;
             tx.commit().await?;
-            (done, released)
+            out
         };
         Ok(Finished {
             written: items.iter().map(|f| done.contains(&f.id.0)).collect(),
-            released: released
-                .into_iter()
-                .map(|(id, route, key)| Released {
-                    id: EventId(id),
-                    route,
-                    key,
-                })
-                .collect(),
+            released,
         })
     }
 
