@@ -159,13 +159,7 @@ async fn breaker_holds_events_through_an_outage_and_recovers(b: Backend) {
         let sends = batch.into_iter().map(|body| {
             let (http, url) = (server.http.clone(), server.url.clone());
             tokio::spawn(async move {
-                http.post(format!("{url}/webhooks/stripe"))
-                    .header(
-                        "stripe-signature",
-                        stripe_header(STRIPE_SECRET, &body, now()),
-                    )
-                    .header("content-type", "application/json")
-                    .body(body)
+                stripe_request(&http, &url, &body)
                     .send()
                     .await
                     .unwrap()

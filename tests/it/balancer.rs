@@ -170,16 +170,7 @@ fn load(
                 let mut seen = Seen::default();
                 while !stop.load(Ordering::Relaxed) {
                     let (key, body) = stripe_event("payment_intent.succeeded");
-                    let sent = http
-                        .post(format!("{url}/webhooks/stripe"))
-                        .header(
-                            "stripe-signature",
-                            stripe_header(STRIPE_SECRET, &body, now()),
-                        )
-                        .header("content-type", "application/json")
-                        .body(body)
-                        .send()
-                        .await;
+                    let sent = stripe_request(&http, &url, &body).send().await;
                     let at = started.elapsed().as_secs_f64();
                     match sent {
                         Ok(r) if r.status().is_success() => {

@@ -105,15 +105,8 @@ async fn every_broker_gets_the_exact_body_and_headers_with_the_trace() {
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let (_, body) = stripe_event("payment_intent.succeeded");
-    let r = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", hookd.url))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, &body, now()),
-        )
-        .header("content-type", "application/json")
+    let r = stripe_request(&reqwest::Client::new(), &hookd.url, &body)
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .body(body.clone())
         .send()
         .await
         .unwrap();
@@ -583,17 +576,7 @@ async fn broker_steps_publish_what_their_transform_makes_and_skip_on_null() {
     )];
     let hookd = Hookd::spawn_with(&db, &routes, "serve", &vars, "serve.log").await;
     let payment = LIVE_PAYMENT;
-    let r = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", hookd.url))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, payment, now()),
-        )
-        .header("content-type", "application/json")
-        .body(payment)
-        .send()
-        .await
-        .unwrap();
+    let r = post_stripe(&hookd.url, payment).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let id = id_of(r).await;
     let e = hookd.wait_status(id, EventStatus::Completed, WAIT).await;

@@ -52,21 +52,11 @@ async fn deliver(
     loop {
         let url = {
             let urls = urls.read().unwrap();
-            format!("{}/webhooks/stripe", urls[n % urls.len()])
+            urls[n % urls.len()].clone()
         };
         n += 1;
         let start = Instant::now();
-        let status = match http
-            .post(&url)
-            .header(
-                "stripe-signature",
-                stripe_header(STRIPE_SECRET, &body, now()),
-            )
-            .header("content-type", "application/json")
-            .body(body.clone())
-            .send()
-            .await
-        {
+        let status = match stripe_request(&http, &url, &body).send().await {
             Ok(r) => r.status().as_u16(),
             Err(_) => 0,
         };
@@ -373,16 +363,7 @@ async fn database_down_at_start_is_waited_for() {
         }
     );
     let (_, body) = stripe_event("charge.succeeded");
-    let r = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", hookd.url))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, &body, now()),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_stripe(&hookd.url, &body).await;
     assert_eq!(r.status(), 202);
     let log = std::fs::read_to_string(db.dir.path().join("wait.log")).unwrap();
     assert!(log.contains("store not reachable; waiting for it"), "{log}");

@@ -29,17 +29,7 @@ async fn send_all(
         .map(|body| {
             let (http, url) = (server.http.clone(), server.url.clone());
             tokio::spawn(async move {
-                let r = http
-                    .post(format!("{url}/webhooks/stripe"))
-                    .header(
-                        "stripe-signature",
-                        stripe_header(STRIPE_SECRET, &body, now()),
-                    )
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = stripe_request(&http, &url, &body).send().await.unwrap();
                 let status = r.status();
                 (status, r.json::<serde_json::Value>().await.unwrap())
             })

@@ -70,14 +70,7 @@ async fn kill_9_right_after_accepting_loses_nothing(b: Backend) {
     let mut ids: Vec<EventId> = Vec::new();
     for _ in 0..5 {
         let (_, body) = stripe_event("payment_intent.succeeded");
-        let r = http
-            .post(format!("{}/webhooks/stripe", first.url))
-            .header(
-                "stripe-signature",
-                stripe_header(STRIPE_SECRET, &body, now()),
-            )
-            .header("content-type", "application/json")
-            .body(body)
+        let r = stripe_request(&http, &first.url, &body)
             .send()
             .await
             .unwrap();

@@ -275,16 +275,7 @@ async fn listen_survives_a_server_restart_and_follows_the_fleet() {
     let target = Target::start(Behaviour::default()).await;
     let listen = Listen::start(db.dir.path(), &a.url, &target.url, &[]).await;
     let http = reqwest::Client::new();
-    let post = |url: &str, body: &str| {
-        http.post(format!("{url}/webhooks/stripe"))
-            .header(
-                "stripe-signature",
-                stripe_header(STRIPE_SECRET, body, now()),
-            )
-            .header("content-type", "application/json")
-            .body(body.to_owned())
-            .send()
-    };
+    let post = |url: &str, body: &str| stripe_request(&http, url, body).send();
     // Accepted by the other process of the fleet: streamed from the store.
     let (_, e1) = stripe_event("invoice.paid");
     assert_eq!(

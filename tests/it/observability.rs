@@ -107,15 +107,8 @@ async fn one_trace_from_provider_to_the_users_service_across_processes() {
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let (_, body) = stripe_event("payment_intent.succeeded");
-    let r = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", api.url))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, &body, now()),
-        )
-        .header("content-type", "application/json")
+    let r = stripe_request(&reqwest::Client::new(), &api.url, &body)
         .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .body(body)
         .send()
         .await
         .unwrap();
@@ -271,13 +264,7 @@ steps = [{{ action = "forward", url = "{}" }}]
         .await,
         404
     );
-    let r = http
-        .post(format!("{}/webhooks/stripe", hookd.url))
-        .header("stripe-signature", stripe_header(STRIPE_SECRET, &f, now()))
-        .body(f.clone())
-        .send()
-        .await
-        .unwrap();
+    let r = stripe_request(&http, &hookd.url, &f).send().await.unwrap();
     let id = id_of(r).await;
     hookd
         .wait_status(id, EventStatus::DeadLetter, Duration::from_secs(15))

@@ -159,17 +159,7 @@ async fn environment_proxies_do_not_bypass_the_forward_policy() {
     )
     .await;
     let (_, body) = stripe_event("charge.succeeded");
-    let r = reqwest::Client::new()
-        .post(format!("{}/webhooks/stripe", hookd.url))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, &body, now()),
-        )
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap();
+    let r = post_stripe(&hookd.url, &body).await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let id = id_of(r).await;
     hookd

@@ -88,12 +88,7 @@ async fn tokens_and_secrets_never_reach_the_logs() {
             .unwrap();
     }
     let (_, body) = stripe_event("charge.succeeded");
-    http.post(format!("{}/webhooks/stripe", hookd.url))
-        .header(
-            "stripe-signature",
-            stripe_header(STRIPE_SECRET, &body, now()),
-        )
-        .body(body)
+    stripe_request(&http, &hookd.url, &body)
         .send()
         .await
         .unwrap();

@@ -88,17 +88,7 @@ async fn concurrent_copies_make_one_event_and_one_forward(b: Backend) {
     let (_, body) = stripe_event("charge.succeeded");
     let sends = (0..20).map(|_| {
         let (http, url, body) = (server.http.clone(), server.url.clone(), body.clone());
-        async move {
-            http.post(format!("{url}/webhooks/stripe"))
-                .header(
-                    "stripe-signature",
-                    stripe_header(STRIPE_SECRET, &body, now()),
-                )
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-        }
+        async move { stripe_request(&http, &url, &body).send().await.unwrap() }
     });
     let responses = futures_join_all(sends).await;
     let mut statuses: Vec<u16> = Vec::new();

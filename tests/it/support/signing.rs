@@ -39,17 +39,22 @@ pub fn stripe_event(event_type: &str) -> (String, String) {
     (id, body)
 }
 
-/// POST a Stripe event to the hookd at `url`, signed now with the test secret (for a hookd
-/// running as a child process; [`super::TestServer::post_stripe`] for one in this process).
-pub async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(format!("{url}/webhooks/stripe"))
+/// A POST of the Stripe event `body` to the hookd at `url`, signed now with the test secret, as
+/// Stripe sends it; more headers may be added before it is sent.
+pub fn stripe_request(http: &reqwest::Client, url: &str, body: &str) -> reqwest::RequestBuilder {
+    http.post(format!("{url}/webhooks/stripe"))
         .header(
             "stripe-signature",
             stripe_header(STRIPE_SECRET, body, now()),
         )
         .header("content-type", "application/json")
         .body(body.to_owned())
+}
+
+/// POST a Stripe event to the hookd at `url`, signed now with the test secret (for a hookd
+/// running as a child process; [`super::TestServer::post_stripe`] for one in this process).
+pub async fn post_stripe(url: &str, body: &str) -> reqwest::Response {
+    stripe_request(&reqwest::Client::new(), url, body)
         .send()
         .await
         .unwrap()
