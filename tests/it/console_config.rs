@@ -12,20 +12,39 @@ use crate::support::*;
 
 const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
-/// Post a console form with the session's CSRF token: the status and the page.
-async fn post(
-    c: &reqwest::Client,
-    url: &str,
-    cookie: &str,
-    csrf: &str,
-    fields: &[(&str, &str)],
-) -> (StatusCode, String) {
-    let body: String = form_urlencoded::Serializer::new(String::new())
-        .append_pair("csrf", csrf)
-        .extend_pairs(fields)
-        .finish();
-    let r = form(c, url, cookie, &body, None).await;
-    (r.status(), r.text().await.unwrap())
+/// A console session over plain HTTP: its cookie and the CSRF token its forms carry.
+struct Session {
+    c: reqwest::Client,
+    cookie: String,
+    csrf: String,
+}
+
+impl Session {
+    /// Log in to the console at `url` with `token`; the session's CSRF token is read from the
+    /// configuration page.
+    async fn open(url: &str, token: &str) -> Self {
+        let c = browserless();
+        let (cookie, _) = login(&c, url, token, &[]).await;
+        let (status, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
+        assert_eq!(status, StatusCode::OK, "{html}");
+        let csrf = csrf_of(&html);
+        Self { c, cookie, csrf }
+    }
+
+    /// GET a console page: the status and the page.
+    async fn page(&self, url: &str) -> (StatusCode, String) {
+        page(&self.c, url, &self.cookie).await
+    }
+
+    /// Post a console form with the session's CSRF token: the status and the page.
+    async fn post(&self, url: &str, fields: &[(&str, &str)]) -> (StatusCode, String) {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("csrf", &self.csrf)
+            .extend_pairs(fields)
+            .finish();
+        let r = form(&self.c, url, &self.cookie, &body, None).await;
+        (r.status(), r.text().await.unwrap())
+    }
 }
 
 /// The server's message shown next to form field `field`.
@@ -55,150 +74,105 @@ async fn start(db: &TestDb) -> TestServer {
 async fn config_forms_refuse_with_the_servers_message() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = start(&db).await;
-    let (c, url) = (browserless(), server.url.as_str());
-    let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
-    let (status, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
-    assert_eq!(status, StatusCode::OK);
-    let csrf = csrf_of(&html);
+    let url = server.url.as_str();
+    let admin = Session::open(url, ADMIN_TOKEN).await;
     let providers = format!("{url}/ui/config/providers");
 
     // A provider's mistakes, each next to its field, the form kept.
-    let (status, html) = post(
-        &c,
-        &providers,
-        &cookie,
-        &csrf,
-        &[("name", "pp"), ("scheme", "paypal")],
-    )
-    .await;
+    let (status, html) = admin
+        .post(&providers, &[("name", "pp"), ("scheme", "paypal")])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(
         field_error(&html, "secret").contains("webhook id PayPal shows"),
         "{html}"
     );
     assert!(html.contains(r#"value="paypal""#));
-    let (status, html) = post(
-        &c,
-        &providers,
-        &cookie,
-        &csrf,
-        &[("name", "bad"), ("scheme", "github"), ("settings", "[1]")],
-    )
-    .await;
+    let (status, html) = admin
+        .post(
+            &providers,
+            &[("name", "bad"), ("scheme", "github"), ("settings", "[1]")],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(field_error(&html, "settings").contains("expected a JSON object"));
-    let (status, html) = post(&c, &providers, &cookie, &csrf, &[("scheme", "github")]).await;
+    let (status, html) = admin.post(&providers, &[("scheme", "github")]).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(field_error(&html, "name").contains("needs a name"));
 
     // PayPal cannot be signed here: the page says so, and a forced test event is refused.
-    let (status, html) = post(
-        &c,
-        &providers,
-        &cookie,
-        &csrf,
-        &[
-            ("name", "pp"),
-            ("scheme", "paypal"),
-            ("secret", "WH-TEST-1"),
-        ],
-    )
-    .await;
+    let (status, html) = admin
+        .post(
+            &providers,
+            &[
+                ("name", "pp"),
+                ("scheme", "paypal"),
+                ("secret", "WH-TEST-1"),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{html}");
     assert!(!html.contains("secret-once") && html.contains(r#"id="no-test""#));
     assert!(html.contains("only PayPal has"));
     let sample = [("sample", "PAYMENT.CAPTURE.COMPLETED")];
-    let (_, html) = post(&c, &format!("{providers}/pp/test"), &cookie, &csrf, &sample).await;
+    let (_, html) = admin.post(&format!("{providers}/pp/test"), &sample).await;
     assert!(html.contains(r#"class="alert" id="test-result""#), "{html}");
     assert!(html.contains("has no sample"), "{html}");
     // A sample the scheme does not have.
-    let (_, html) = post(
-        &c,
-        &providers,
-        &cookie,
-        &csrf,
-        &[("name", "gh"), ("scheme", "github")],
-    )
-    .await;
+    let (_, html) = admin
+        .post(&providers, &[("name", "gh"), ("scheme", "github")])
+        .await;
     assert!(html.contains("secret-value"));
-    let (_, html) = post(
-        &c,
-        &format!("{providers}/gh/test"),
-        &cookie,
-        &csrf,
-        &[("sample", "nope")],
-    )
-    .await;
+    let (_, html) = admin
+        .post(&format!("{providers}/gh/test"), &[("sample", "nope")])
+        .await;
     assert!(html.contains("has no sample &quot;nope&quot;"), "{html}");
 
     // File-managed: read-only.
-    let (status, html) = post(
-        &c,
-        &providers,
-        &cookie,
-        &csrf,
-        &[("name", "stripe"), ("scheme", "stripe")],
-    )
-    .await;
+    let (status, html) = admin
+        .post(&providers, &[("name", "stripe"), ("scheme", "stripe")])
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(html.contains("managed by file"));
-    let (status, _) = post(
-        &c,
-        &format!("{providers}/stripe/secrets"),
-        &cookie,
-        &csrf,
-        &[],
-    )
-    .await;
+    let (status, _) = admin
+        .post(&format!("{providers}/stripe/secrets"), &[])
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Routes and destinations.
     let routes = format!("{url}/ui/config/routes");
-    let (status, html) = post(
-        &c,
-        &routes,
-        &cookie,
-        &csrf,
-        &[("name", "r"), ("route", "{nope")],
-    )
-    .await;
+    let (status, html) = admin
+        .post(&routes, &[("name", "r"), ("route", "{nope")])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(field_error(&html, "route").contains("not JSON"));
-    let (status, html) = post(
-        &c,
-        &routes,
-        &cookie,
-        &csrf,
-        &[("name", "bad name"), ("route", "{}")],
-    )
-    .await;
+    let (status, html) = admin
+        .post(&routes, &[("name", "bad name"), ("route", "{}")])
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(field_error(&html, "name").contains("a route name is"));
     let dests = format!("{url}/ui/config/destinations");
-    let (status, html) = post(
-        &c,
-        &dests,
-        &cookie,
-        &csrf,
-        &[
-            ("name", "d"),
-            ("url", "http://127.0.0.1:9/"),
-            ("headers", "no colon"),
-        ],
-    )
-    .await;
+    let (status, html) = admin
+        .post(
+            &dests,
+            &[
+                ("name", "d"),
+                ("url", "http://127.0.0.1:9/"),
+                ("headers", "no colon"),
+            ],
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(field_error(&html, "headers").contains("is not `Name: value`"));
     for missing in ["/ui/config/routes/nosuch", "/ui/config/providers/nosuch"] {
-        let (status, _) = page(&c, &format!("{url}{missing}"), &cookie).await;
+        let (status, _) = admin.page(&format!("{url}{missing}")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{missing}");
     }
 
     // A read-only session sees no form and may not write.
-    let (read_cookie, _) = login(&c, url, READ_TOKEN, &[]).await;
-    let (_, html) = page(&c, &format!("{url}/ui/config"), &read_cookie).await;
+    let reader = Session::open(url, READ_TOKEN).await;
+    let (_, html) = reader.page(&format!("{url}/ui/config")).await;
     assert!(!html.contains("route-form") && !html.contains("provider-form"));
-    let read_csrf = csrf_of(&html);
     let writes = [
         (providers.clone(), vec![("name", "x"), ("scheme", "github")]),
         (format!("{providers}/gh/secrets"), vec![]),
@@ -210,7 +184,7 @@ async fn config_forms_refuse_with_the_servers_message() {
         ),
     ];
     for (to, fields) in &writes {
-        let (status, _) = post(&c, to, &read_cookie, &read_csrf, fields).await;
+        let (status, _) = reader.post(to, fields).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{to}");
     }
     let config = server.admin_get("/config").await;
@@ -237,17 +211,13 @@ async fn config_forms_refuse_with_the_servers_message() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = TestServer::start(&db, "", &[]).await;
     let url = server.url.as_str();
-    let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
-    let (_, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
-    let csrf = csrf_of(&html);
-    let (status, html) = post(
-        &c,
-        &format!("{url}/ui/config/providers"),
-        &cookie,
-        &csrf,
-        &[("name", "acme"), ("scheme", "github")],
-    )
-    .await;
+    let admin = Session::open(url, ADMIN_TOKEN).await;
+    let (status, html) = admin
+        .post(
+            &format!("{url}/ui/config/providers"),
+            &[("name", "acme"), ("scheme", "github")],
+        )
+        .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(html.contains("HOOKD_SECRET_KEY"), "{html}");
     server.stop().await;
@@ -260,10 +230,8 @@ async fn config_forms_refuse_with_the_servers_message() {
 async fn console_deletes_entries_like_the_api() {
     let db = TestDb::new(Backend::Sqlite).await;
     let server = start(&db).await;
-    let (c, url) = (browserless(), server.url.as_str());
-    let (cookie, _) = login(&c, url, ADMIN_TOKEN, &[]).await;
-    let (_, html) = page(&c, &format!("{url}/ui/config"), &cookie).await;
-    let csrf = csrf_of(&html);
+    let url = server.url.as_str();
+    let admin = Session::open(url, ADMIN_TOKEN).await;
     let at = |path: &str| format!("{url}/ui/config/{path}");
     let made = [
         (at("providers"), vec![("name", "gh"), ("scheme", "github")]),
@@ -283,47 +251,46 @@ async fn console_deletes_entries_like_the_api() {
         ),
     ];
     for (to, fields) in &made {
-        let (status, html) = post(&c, to, &cookie, &csrf, fields).await;
+        let (status, html) = admin.post(to, fields).await;
         assert!(
             status.is_success() || status.is_redirection(),
             "{to}: {html}"
         );
     }
-    let (_, html) = page(&c, &at("providers/gh"), &cookie).await;
+    let (_, html) = admin.page(&at("providers/gh")).await;
     assert!(
         html.contains(r#"action="/ui/config/providers/gh/delete""#),
         "{html}"
     );
-    let (_, html) = page(&c, &at("routes/r"), &cookie).await;
+    let (_, html) = admin.page(&at("routes/r")).await;
     assert!(
         html.contains(r#"action="/ui/config/routes/r/delete""#),
         "{html}"
     );
-    let (_, html) = page(&c, &at("providers/stripe"), &cookie).await;
+    let (_, html) = admin.page(&at("providers/stripe")).await;
     assert!(
         !html.contains("/delete"),
         "a Delete button on a file-managed provider"
     );
 
     // Refusals: in use, managed by file, unknown, read-only.
-    let (status, html) = post(&c, &at("destinations/d/delete"), &cookie, &csrf, &[]).await;
+    let (status, html) = admin.post(&at("destinations/d/delete"), &[]).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(html.contains("route &quot;r&quot;"), "{html}");
-    let (status, html) = post(&c, &at("providers/stripe/delete"), &cookie, &csrf, &[]).await;
+    let (status, html) = admin.post(&at("providers/stripe/delete"), &[]).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(html.contains("managed by file"), "{html}");
-    let (status, _) = post(&c, &at("routes/nosuch/delete"), &cookie, &csrf, &[]).await;
+    let (status, _) = admin.post(&at("routes/nosuch/delete"), &[]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    let (read_cookie, _) = login(&c, url, READ_TOKEN, &[]).await;
-    let (_, html) = page(&c, &at("providers/gh"), &read_cookie).await;
+    let reader = Session::open(url, READ_TOKEN).await;
+    let (_, html) = reader.page(&at("providers/gh")).await;
     assert!(
         !html.contains("/delete"),
         "a Delete button for a read session"
     );
-    let read_csrf = csrf_of(&html);
     for entry in ["providers/gh", "routes/r", "destinations/d"] {
         let to = at(&format!("{entry}/delete"));
-        let (status, _) = post(&c, &to, &read_cookie, &read_csrf, &[]).await;
+        let (status, _) = reader.post(&to, &[]).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{to}");
     }
     let config = server.admin_get("/config").await;
@@ -332,10 +299,10 @@ async fn console_deletes_entries_like_the_api() {
     // Deleted, in the order a route's references allow.
     for entry in ["routes/r", "destinations/d", "providers/gh"] {
         let r = form(
-            &c,
+            &admin.c,
             &at(&format!("{entry}/delete")),
-            &cookie,
-            &format!("csrf={csrf}"),
+            &admin.cookie,
+            &format!("csrf={}", admin.csrf),
             None,
         )
         .await;
