@@ -4,29 +4,15 @@
 // test event accepted and listed, then the route, the destination and the provider deleted with
 // their Delete buttons (after a confirmation); a file-managed provider is read-only, and a
 // read-only session cannot write. Screenshots go to $ARTIFACTS. Run by tests/it/console.rs.
-import { chromium } from "playwright-core";
+import { check, env, launch } from "./common.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const URL = env("HOOKD_URL");
 const TOKEN = env("HOOKD_TOKEN");
 const READ_TOKEN = env("HOOKD_READ_TOKEN");
 const TARGET_URL = env("TARGET_URL");
 const ARTIFACTS = env("ARTIFACTS");
 
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync"],
-});
+const browser = await launch();
 const problems = [];
 // The start of the confirmation the next Delete button asks for (accepted once).
 let confirming = null;

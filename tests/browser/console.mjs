@@ -3,13 +3,8 @@
 // its status change, pause and resume a provider, read the audit log, log out. Screenshots go to
 // $ARTIFACTS. Run by tests/console.rs, which starts hookd with the data this script expects.
 import { createHmac } from "node:crypto";
-import { chromium } from "playwright-core";
+import { check, env, launch } from "./common.mjs";
 
-const env = (name) => {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set`);
-  return v;
-};
 const URL = env("HOOKD_URL");
 const TOKEN = env("HOOKD_TOKEN");
 const ARTIFACTS = env("ARTIFACTS");
@@ -20,23 +15,7 @@ const XSS_TYPE = env("XSS_TYPE");
 const STRIPE_SECRET = env("STRIPE_SECRET");
 const INVOICES = Number(env("INVOICES"));
 
-function check(cond, message) {
-  if (!cond) throw new Error(message);
-}
-
-const browser = await chromium.launch({
-  executablePath: env("CHROMIUM"),
-  headless: true,
-  args: [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-  ],
-});
+const browser = await launch();
 const problems = [];
 const context = await browser.newContext({ viewport: { width: 1280, height: 860 } });
 const page = await context.newPage();
