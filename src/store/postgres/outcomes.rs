@@ -80,8 +80,10 @@ const FINISH: &str = concat!(outcomes_ctes!(), " SELECT id FROM upd");
 /// next one in each is the new head, looked up through `event_order_line` (`event_order`
 /// keeps its rows for good: only ever reached through an index). The statement's own changes
 /// are not visible to it, hence the events leaving are left out by hand; and an event that
-/// joined while it waited is not visible to it either: a line with events left but none it
-/// can see comes back as `unseen`, for [`NEXT`] to settle in a statement of its own.
+/// joined while it waited is not visible to it either. Any event it sees joined before any it
+/// does not (the line's lock orders the joins), so the first it sees is the head; a line with
+/// events left but none it can see comes back as `unseen`, for [`NEXT`] to settle in a
+/// statement of its own.
 ///
 /// Rows: `written` (an outcome written), `started` (an event released), `unseen` (a line).
 const FINISH_ORDERED: &str = concat!(
