@@ -47,6 +47,16 @@ impl Session {
     }
 }
 
+/// How many entries of the audit log page `log` record `action` answered with `status`.
+fn audited(log: &serde_json::Value, action: &str, status: u64) -> usize {
+    log["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == action && e["status"] == status)
+        .count()
+}
+
 /// The server's message shown next to form field `field`.
 fn field_error(html: &str, field: &str) -> String {
     let marker = format!(r#"data-field="{field}">"#);
@@ -193,13 +203,7 @@ async fn config_forms_refuse_with_the_servers_message() {
 
     // Every attempt is in the audit log, with the API's action names, no secret in it.
     let log = server.admin_get("/audit?limit=200").await;
-    let entries = log["entries"].as_array().unwrap();
-    let count = |action: &str, status: u64| {
-        entries
-            .iter()
-            .filter(|e| e["action"] == action && e["status"] == status)
-            .count()
-    };
+    let count = |action: &str, status: u64| audited(&log, action, status);
     assert_eq!(count("config.provider.put", 403), 1);
     assert_eq!(count("config.route.put", 400), 2);
     assert_eq!(count("config.provider.test_event", 400), 2);
@@ -321,13 +325,7 @@ async fn console_deletes_entries_like_the_api() {
     );
 
     let log = server.admin_get("/audit?limit=200").await;
-    let entries = log["entries"].as_array().unwrap();
-    let count = |action: &str, status: u64| {
-        entries
-            .iter()
-            .filter(|e| e["action"] == action && e["status"] == status)
-            .count()
-    };
+    let count = |action: &str, status: u64| audited(&log, action, status);
     for action in ["provider", "route", "destination"] {
         let action = format!("config.{action}.delete");
         assert_eq!(count(&action, 200), 1, "{action}");
